@@ -1,0 +1,544 @@
+"""``SharedContextStore``: the client every agent uses.
+
+Writes are published to JetStream (durable once acknowledged; each carries a
+``Nats-Msg-Id``, reused on retry so it never applies twice), then confirmed with the actor,
+so a rejected write raises. Reads are NATS requests that carry the last sequence this client
+wrote: the actor answers once it has applied that far (read-your-writes).
+
+Lifecycle: new -> open -> closed. It opens on ``async with`` or on first use, and a closed
+client stays closed. With no NATS URL (argument, config or ``NATS_URL``), it uses the server
+recorded in the local store directory, or starts an embedded server and store actor there.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import json
+import os
+import uuid
+from datetime import UTC, datetime
+from pathlib import Path
+from types import TracebackType
+from typing import Any, Final, Literal, TypeVar
+
+import msgspec
+import nats.errors
+from nats.aio.client import Client
+from nats.js.errors import APIError
+
+from actors.errors import (
+    ConflictError,
+    ContextStoreError,
+    InvalidWriteError,
+    PayloadTooLargeError,
+    StoreClosedError,
+    StoreTimeoutError,
+    StoreUnavailableError,
+    error_for,
+)
+from actors.local import LocalStack, default_home, discover_server
+from broker import ConfigError, StoreConfig, connect
+from contracts import (
+    HEADER_EXPECTED_LAST_SUBJECT_SEQ,
+    HEADER_MSG_ID,
+    HEADER_WRITER,
+    CompareRequest,
+    ContextList,
+    CreateContext,
+    Decoders,
+    EvaluationResults,
+    EvolutionContext,
+    ExportRequest,
+    ExternalResearch,
+    GetRequest,
+    ImplementationLog,
+    ImportContext,
+    ImprovementPlan,
+    ListRequest,
+    OriginalAnalysis,
+    OutcomeRequest,
+    Query,
+    Stage,
+    StageUpdate,
+    Status,
+    SubjectError,
+    Write,
+    WriteKind,
+    check_token,
+    encode,
+    query_subject,
+    write_subject,
+)
+
+__all__ = ["EXPORT_FORMAT", "SharedContextStore", "WriteReceipt", "get_context_store"]
+
+EXPORT_FORMAT: Final = "ctxstore-context"
+_ERROR_CODE_HEADER: Final = "Nats-Service-Error-Code"
+_WRONG_LAST_SEQUENCE: Final = 10071
+T = TypeVar("T")
+
+
+class WriteReceipt(msgspec.Struct, frozen=True):
+    evolution_id: str
+    seq: int
+    duplicate: bool = False
+
+
+def new_evolution_id() -> str:
+    stamp = datetime.now(UTC).strftime("%Y%m%d%H%M%S")
+    return f"evo-{stamp}-{uuid.uuid4().hex[:12]}"
+
+
+class SharedContextStore:
+    """The shared context of evolutions, over NATS.
+
+    ``backend``, ``max_contexts``, ``enable_compression``, ``export_path``, ``ttl`` and
+    ``max_payload`` configure the store this client starts itself (no URL given) and the
+    client's own checks; a remote store actor has its own configuration.
+    """
+
+    def __init__(
+        self,
+        nats_url: str | None = None,
+        *,
+        backend: Literal["memory", "file"] | None = None,
+        max_contexts: int | None = None,
+        enable_compression: bool | None = None,
+        export_path: str | Path | None = None,
+        ttl: float | None = None,
+        max_payload: int | None = None,
+        tenant: str | None = None,
+        name: str | None = None,
+        timeout: float | None = None,
+        confirm_writes: bool = True,
+        home: Path | None = None,
+        config: StoreConfig | None = None,
+    ) -> None:
+        overrides: dict[str, Any] = dict(
+            nats_url=nats_url,
+            backend=backend,
+            max_contexts=max_contexts,
+            compression=enable_compression,
+            export_path=export_path,
+            ttl_seconds=ttl,
+            max_payload=max_payload,
+            tenant=tenant,
+            request_timeout=timeout,
+        )
+        if config is not None:
+            given = {k: v for k, v in overrides.items() if v is not None}
+            config = config.model_copy(update=given)
+        else:
+            config = StoreConfig.build(None, **overrides)
+        self.config: Final = config
+        self.name: Final = name or f"ctxstore-client-{uuid.uuid4().hex[:8]}"
+        self.confirm_writes = confirm_writes
+        self._home = home or default_home()
+        self._state: Literal["new", "open", "closed"] = "new"
+        self._nc: Client | None = None
+        self._local: LocalStack | None = None
+        self._open_lock = asyncio.Lock()
+        self._last_seq = 0
+        self._current_id: str | None = None
+
+    # -- lifecycle ---------------------------------------------------------------------
+
+    @property
+    def is_closed(self) -> bool:
+        return self._state == "closed"
+
+    @property
+    def current_evolution_id(self) -> str | None:
+        """The context this client created or used last: the default for ``evolution_id``."""
+        return self._current_id
+
+    @property
+    def last_seq(self) -> int:
+        """The stream sequence of this client's latest write."""
+        return self._last_seq
+
+    @property
+    def url(self) -> str | None:
+        if self._nc is None or self._nc.connected_url is None:
+            return None
+        return str(self._nc.connected_url.geturl())
+
+    async def open(self) -> SharedContextStore:
+        async with self._open_lock:
+            if self._state == "closed":
+                raise StoreClosedError("this SharedContextStore was closed; create a new one")
+            if self._state == "open":
+                return self
+            url = self.config.nats_url or discover_server(self._home)
+            try:
+                if url is None:
+                    self._local = LocalStack(self._home, self.config)
+                    await self._local.start()
+                    url = self._local.url
+                self._nc = await connect(url, name=self.name)
+            except (OSError, nats.errors.NoServersError, TimeoutError) as exc:
+                await self._close_local()
+                raise StoreUnavailableError(f"cannot reach NATS at {url}: {exc!r}") from exc
+            except BaseException:
+                await self._close_local()
+                raise
+            self._state = "open"
+            return self
+
+    async def aclose(self) -> None:
+        """Close the connection (and the local server, if this client started one)."""
+        self._state = "closed"
+        nc, self._nc = self._nc, None
+        if nc is not None:
+            with contextlib.suppress(Exception):
+                await nc.drain()
+        await self._close_local()
+
+    async def _close_local(self) -> None:
+        local, self._local = self._local, None
+        if local is not None:
+            await local.aclose()
+
+    async def __aenter__(self) -> SharedContextStore:
+        return await self.open()
+
+    async def __aexit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        await self.aclose()
+
+    async def _client(self) -> Client:
+        if self._state != "open":
+            await self.open()
+        assert self._nc is not None
+        return self._nc
+
+    # -- writes ------------------------------------------------------------------------
+
+    def _target(self, evolution_id: str | None) -> str:
+        eid = evolution_id or self._current_id
+        if eid is None:
+            raise ContextStoreError(
+                "no evolution_id given and this client has not created or used a context yet"
+            )
+        try:
+            check_token(eid, "evolution_id")
+        except SubjectError as exc:
+            raise InvalidWriteError(str(exc)) from None
+        self._current_id = eid
+        return eid
+
+    def _encode_write(self, body: Write) -> bytes:
+        try:
+            data = encode(body)
+            Decoders.write.decode(data)  # constructors do not validate; the decoder does
+        except (msgspec.ValidationError, TypeError, ValueError) as exc:
+            raise InvalidWriteError(f"invalid {body.__struct_config__.tag} write: {exc}") from None
+        if len(data) > self.config.max_payload:
+            raise PayloadTooLargeError(
+                f"{body.__struct_config__.tag} write of {len(data)} bytes exceeds the limit of "
+                f"{self.config.max_payload} bytes"
+            )
+        return data
+
+    async def _write(
+        self,
+        evolution_id: str,
+        body: Write,
+        *,
+        headers: dict[str, str] | None = None,
+        attempts: int = 3,
+    ) -> WriteReceipt:
+        data = self._encode_write(body)
+        nc = await self._client()
+        js = nc.jetstream(timeout=self.config.request_timeout)
+        kind = WriteKind(str(body.__struct_config__.tag))
+        subject = write_subject(self.config.tenant, evolution_id, kind)
+        all_headers = {HEADER_MSG_ID: uuid.uuid4().hex, HEADER_WRITER: self.name}
+        all_headers.update(headers or {})
+        for attempt in range(1, attempts + 1):
+            try:
+                ack = await js.publish(subject, data, headers=all_headers)
+                break
+            except nats.errors.TimeoutError:
+                # It may have been stored anyway: the retry carries the same Nats-Msg-Id.
+                if attempt == attempts:
+                    raise StoreTimeoutError(
+                        f"no JetStream acknowledgement for {kind} after {attempts} attempts"
+                    ) from None
+            except nats.errors.NoRespondersError:
+                raise StoreUnavailableError(
+                    "JetStream does not accept writes: is the store provisioned on this server?"
+                ) from None
+            except APIError as exc:
+                raise _publish_error(exc, kind) from None
+        self._last_seq = max(self._last_seq, ack.seq)
+        receipt = WriteReceipt(evolution_id, ack.seq, bool(ack.duplicate))
+        if self.confirm_writes:
+            outcome = await self._request(
+                Query.OUTCOME, OutcomeRequest(seq=ack.seq, min_seq=ack.seq), Decoders.outcome
+            )
+            if not outcome.applied:
+                raise error_for(outcome.code or "invalid", outcome.reason or "write rejected")
+        return receipt
+
+    async def create_context(
+        self,
+        target_path: str | os.PathLike[str],
+        focus_areas: list[str] | None = None,
+        *,
+        evolution_id: str | None = None,
+    ) -> str:
+        """Create a context and make it this client's current one; returns its id."""
+        eid = evolution_id or new_evolution_id()
+        body = CreateContext(target_path=os.fspath(target_path), focus_areas=focus_areas or [])
+        self._target(eid)
+        # "0" = only if the create subject is empty: the server refuses a second create.
+        await self._write(eid, body, headers={HEADER_EXPECTED_LAST_SUBJECT_SEQ: "0"})
+        return eid
+
+    async def update_phase(
+        self,
+        phase: Stage | str,
+        evolution_id: str | None = None,
+        *,
+        status: Status | str | None = None,
+        error: str | None = None,
+    ) -> bool:
+        """Move the evolution to ``phase`` (sets ``current_phase``; status follows)."""
+        try:
+            stage = Stage(phase)
+            state = None if status is None else Status(status)
+        except ValueError as exc:
+            raise InvalidWriteError(f"invalid phase or status: {exc}") from None
+        eid = self._target(evolution_id)
+        await self._write(eid, StageUpdate(phase=stage, status=state, error=error))
+        return True
+
+    async def mark_failed(self, error: str, evolution_id: str | None = None) -> bool:
+        """Mark the context failed, keeping its stage, with ``error`` in its error_log."""
+        ctx = await self.get_context(evolution_id)
+        return await self.update_phase(
+            ctx.current_phase, ctx.evolution_id, status=Status.FAILED, error=error
+        )
+
+    async def store_original_analysis(
+        self,
+        files_analyzed: int,
+        metrics: dict[str, Any],
+        issues: list[dict[str, Any]],
+        improvements: list[dict[str, Any]],
+        *,
+        evolution_id: str | None = None,
+    ) -> WriteReceipt:
+        body = OriginalAnalysis(
+            files_analyzed=files_analyzed, metrics=metrics, issues=issues, improvements=improvements
+        )
+        return await self._write(self._target(evolution_id), body)
+
+    async def store_external_research(
+        self,
+        best_practices: list[str],
+        references: list[dict[str, Any]],
+        patterns: list[dict[str, Any]],
+        *,
+        evolution_id: str | None = None,
+    ) -> WriteReceipt:
+        body = ExternalResearch(
+            best_practices=best_practices, references=references, patterns=patterns
+        )
+        return await self._write(self._target(evolution_id), body)
+
+    async def store_improvement_plan(
+        self,
+        tasks: list[dict[str, Any]],
+        priorities: list[str],
+        dependencies: dict[str, list[str]],
+        estimated_impact: float,
+        *,
+        evolution_id: str | None = None,
+    ) -> WriteReceipt:
+        body = ImprovementPlan(
+            tasks=tasks,
+            priorities=priorities,
+            dependencies=dependencies,
+            estimated_impact=estimated_impact,
+        )
+        return await self._write(self._target(evolution_id), body)
+
+    async def store_implementation_log(
+        self,
+        modified_files: list[str],
+        changes: list[dict[str, Any]],
+        rollback_points: list[dict[str, Any]],
+        *,
+        evolution_id: str | None = None,
+    ) -> WriteReceipt:
+        body = ImplementationLog(
+            modified_files=modified_files, changes=changes, rollback_points=rollback_points
+        )
+        return await self._write(self._target(evolution_id), body)
+
+    async def store_evaluation_results(
+        self,
+        goals_achieved: list[Any] | dict[str, Any],
+        metrics_comparison: dict[str, Any],
+        success_rate: float,
+        *,
+        evolution_id: str | None = None,
+    ) -> WriteReceipt:
+        body = EvaluationResults(
+            goals_achieved=goals_achieved,
+            metrics_comparison=metrics_comparison,
+            success_rate=success_rate,
+        )
+        return await self._write(self._target(evolution_id), body)
+
+    # -- reads -------------------------------------------------------------------------
+
+    async def _request(self, op: Query, body: msgspec.Struct, decoder: Any) -> Any:
+        nc = await self._client()
+        subject = query_subject(self.config.tenant, op)
+        try:
+            msg = await nc.request(subject, encode(body), timeout=self.config.request_timeout)
+        except nats.errors.NoRespondersError:
+            raise StoreUnavailableError(
+                f"no store actor is serving tenant {self.config.tenant!r} on {self.url}"
+            ) from None
+        except nats.errors.TimeoutError:
+            raise StoreTimeoutError(
+                f"the store actor did not answer {op} within {self.config.request_timeout}s"
+            ) from None
+        if msg.headers and _ERROR_CODE_HEADER in msg.headers:
+            try:
+                err = Decoders.error.decode(msg.data)
+            except msgspec.DecodeError:
+                raise error_for("internal", msg.headers.get("Nats-Service-Error", "")) from None
+            raise error_for(err.code, err.message)
+        return decoder.decode(msg.data)
+
+    async def get_context(self, evolution_id: str | None = None) -> EvolutionContext:
+        """The context (default: this client's current one, else the newest)."""
+        eid = evolution_id or self._current_id
+        ctx: EvolutionContext = await self._request(
+            Query.GET, GetRequest(evolution_id=eid, min_seq=self._last_seq), Decoders.context
+        )
+        self._current_id = ctx.evolution_id
+        return ctx
+
+    async def get_comparison_data(self, evolution_id: str | None = None) -> dict[str, Any]:
+        """before / plan / after / implementation (and research) of one context."""
+        eid = evolution_id or self._current_id
+        comparison = await self._request(
+            Query.COMPARE,
+            CompareRequest(evolution_id=eid, min_seq=self._last_seq),
+            Decoders.comparison,
+        )
+        self._current_id = comparison.evolution_id
+        result: dict[str, Any] = comparison.as_dict()
+        return result
+
+    async def get_all_contexts(self) -> list[dict[str, Any]]:
+        """Summaries of every context of this tenant, oldest first."""
+        listing: ContextList = await self._request(
+            Query.LIST, ListRequest(min_seq=self._last_seq), Decoders.context_list
+        )
+        return [msgspec.to_builtins(s) for s in listing.contexts]
+
+    async def export_context(
+        self, evolution_id: str | None = None, path: str | os.PathLike[str] | None = None
+    ) -> str:
+        """Write the context to a JSON file; returns its path."""
+        eid = evolution_id or self._current_id
+        ctx: EvolutionContext = await self._request(
+            Query.EXPORT, ExportRequest(evolution_id=eid, min_seq=self._last_seq), Decoders.context
+        )
+        target = Path(path) if path else self.config.export_path / f"{ctx.evolution_id}.json"
+        target.parent.mkdir(parents=True, exist_ok=True)
+        document = {
+            "format": EXPORT_FORMAT,
+            "format_version": 1,
+            "exported_at": datetime.now(UTC).isoformat(),
+            "context": msgspec.to_builtins(ctx),
+        }
+        tmp = target.with_name(f".{target.name}.tmp")
+        tmp.write_text(json.dumps(document, indent=2), encoding="utf-8")
+        tmp.replace(target)
+        return str(target)
+
+    async def import_context(
+        self,
+        file_path: str | os.PathLike[str],
+        *,
+        evolution_id: str | None = None,
+        replace: bool = False,
+    ) -> str:
+        """Load an exported context; returns its id. An existing id is kept unless
+        ``replace=True``; pass ``evolution_id`` to import under a new id."""
+        body, original_id = _read_export(Path(file_path), replace=replace)
+        eid = evolution_id or original_id
+        self._target(eid)
+        headers = {} if replace else {HEADER_EXPECTED_LAST_SUBJECT_SEQ: "0"}
+        try:
+            await self._write(eid, body, headers=headers)
+        except ConflictError:
+            raise ConflictError(
+                f"context {eid} already exists: import with replace=True or a new evolution_id"
+            ) from None
+        return eid
+
+
+def _read_export(path: Path, *, replace: bool) -> tuple[ImportContext, str]:
+    try:
+        document = json.loads(path.read_text(encoding="utf-8"))
+    except OSError as exc:
+        raise InvalidWriteError(f"cannot read {path}: {exc.strerror}") from None
+    except ValueError as exc:
+        raise InvalidWriteError(f"{path} is not valid JSON: {exc}") from None
+    if not isinstance(document, dict) or document.get("format") != EXPORT_FORMAT:
+        raise InvalidWriteError(f"{path} is not a {EXPORT_FORMAT} export")
+    try:
+        ctx = msgspec.convert(document.get("context"), EvolutionContext)
+    except msgspec.ValidationError as exc:
+        raise InvalidWriteError(f"{path} holds an invalid context: {exc}") from None
+    fields = {
+        f: getattr(ctx, f)
+        for f in ImportContext.__struct_fields__
+        if f != "replace" and hasattr(ctx, f)
+    }
+    return ImportContext(**fields, replace=replace), ctx.evolution_id
+
+
+def _publish_error(exc: APIError, kind: WriteKind) -> ContextStoreError:
+    if exc.err_code == _WRONG_LAST_SEQUENCE:
+        if kind in (WriteKind.CREATE, WriteKind.IMPORT):
+            return ConflictError("a context with this evolution_id already exists")
+        return ConflictError(f"the context moved on: {exc.description}")
+    description = exc.description or ""
+    if "size" in description.lower():
+        return PayloadTooLargeError(f"JetStream refused the {kind} write: {description}")
+    return error_for("internal", f"JetStream refused the {kind} write: {description}")
+
+
+_default: tuple[asyncio.AbstractEventLoop, SharedContextStore] | None = None
+
+
+def get_context_store(**kwargs: Any) -> SharedContextStore:
+    """The process-wide store for the running event loop, created on first call.
+
+    A closed default store is replaced by a new one; keyword arguments apply only when the
+    store is created."""
+    global _default
+    loop = asyncio.get_running_loop()
+    if _default is not None and _default[0] is loop and not _default[1].is_closed:
+        return _default[1]
+    store = SharedContextStore(**kwargs)
+    _default = (loop, store)
+    return store
+
+
+__all__ += ["ConfigError", "new_evolution_id"]

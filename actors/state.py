@@ -1,0 +1,326 @@
+"""The store's state as a pure function of the write log.
+
+``StoreState.apply(message)`` is the only way state changes: it decodes one stored write,
+decides what it does to its context (``evolve``, pure, no I/O) and records the outcome.
+Replaying the same messages in stream order always rebuilds the same state, which is what
+restart recovery, time travel and replay tests rely on.
+
+Decisions worth knowing:
+- A rejected write leaves phase data, status and stage untouched, but its reason is appended
+  to the context's ``error_log`` and ``version`` moves to its sequence: the context did change,
+  and its version stays equal to the last stream sequence among its subjects, which is what
+  the server's expected-last-subject-sequence check compares against.
+- A sequence at or below ``applied_seq`` is a redelivery and is ignored.
+"""
+
+from __future__ import annotations
+
+from collections import OrderedDict
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from datetime import datetime
+
+import msgspec
+
+from contracts import (
+    PHASE_WRITES,
+    Comparison,
+    ContextSummary,
+    CreateContext,
+    Decoders,
+    DeleteContext,
+    ErrorCode,
+    EvaluationResults,
+    EvolutionContext,
+    ExternalResearch,
+    ImplementationLog,
+    ImportContext,
+    ImprovementPlan,
+    OriginalAnalysis,
+    Phase,
+    Stage,
+    StageUpdate,
+    Status,
+    SubjectError,
+    Write,
+    WriteKind,
+    WriteSubject,
+    check_token,
+    phase_data,
+)
+
+__all__ = [
+    "Applied",
+    "Limits",
+    "Outcome",
+    "Rejected",
+    "Rejection",
+    "StoreState",
+    "StoredWrite",
+    "compare",
+    "evolve",
+    "summarize",
+]
+
+_ERROR_LOG_LIMIT = 1000
+_KINDS = frozenset(WriteKind)
+
+
+@dataclass(frozen=True, slots=True)
+class Limits:
+    max_payload: int
+    max_contexts: int | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class StoredWrite:
+    """One message of the write stream, as the state needs it."""
+
+    seq: int
+    time: datetime
+    subject: str
+    data: bytes
+    writer: str | None = None
+
+
+class Rejection(Exception):
+    def __init__(self, code: ErrorCode, reason: str) -> None:
+        super().__init__(reason)
+        self.code = code
+        self.reason = reason
+
+
+@dataclass(frozen=True, slots=True)
+class Applied:
+    write: StoredWrite
+    tenant: str
+    kind: WriteKind
+    context: EvolutionContext | None  # None after a delete
+
+
+@dataclass(frozen=True, slots=True)
+class Rejected:
+    write: StoredWrite
+    tenant: str
+    evolution_id: str
+    kind: str
+    code: ErrorCode
+    reason: str
+    context: EvolutionContext | None  # the context with the error logged, if it exists
+
+
+Outcome = Applied | Rejected
+
+
+def _touch(ctx: EvolutionContext, write: StoredWrite, **changes: object) -> EvolutionContext:
+    return msgspec.structs.replace(ctx, version=write.seq, updated_at=write.time, **changes)
+
+
+def evolve(
+    ctx: EvolutionContext | None,
+    body: Write,
+    write: StoredWrite,
+    tenant: str,
+    evolution_id: str,
+) -> EvolutionContext | None:
+    """What ``body`` makes of ``ctx``. Pure; raises ``Rejection``."""
+    match body:
+        case CreateContext(target_path=target, focus_areas=focus):
+            if ctx is not None:
+                raise Rejection(ErrorCode.CONFLICT, f"context {evolution_id} already exists")
+            return EvolutionContext(
+                evolution_id=evolution_id,
+                tenant=tenant,
+                created_at=write.time,
+                updated_at=write.time,
+                target_path=target,
+                focus_areas=list(focus),
+                version=write.seq,
+            )
+        case ImportContext():
+            if ctx is not None and not body.replace:
+                raise Rejection(
+                    ErrorCode.CONFLICT,
+                    f"context {evolution_id} already exists (import with replace to overwrite)",
+                )
+            return EvolutionContext(
+                evolution_id=evolution_id,
+                tenant=tenant,
+                created_at=body.created_at,
+                updated_at=write.time,
+                target_path=body.target_path,
+                focus_areas=list(body.focus_areas),
+                original_analysis=body.original_analysis,
+                external_research=body.external_research,
+                improvement_plan=body.improvement_plan,
+                implementation_log=body.implementation_log,
+                evaluation_results=body.evaluation_results,
+                status=body.status,
+                current_phase=body.current_phase,
+                error_log=list(body.error_log),
+                version=write.seq,
+            )
+    if ctx is None:
+        raise Rejection(ErrorCode.NOT_FOUND, f"no context {evolution_id} in tenant {tenant}")
+    match body:
+        case StageUpdate(phase=stage, status=status, error=error):
+            if status is None:
+                status = Status.COMPLETED if stage is Stage.COMPLETED else Status.RUNNING
+            log = ctx.error_log if error is None else [*ctx.error_log, error][-_ERROR_LOG_LIMIT:]
+            return _touch(ctx, write, current_phase=stage, status=status, error_log=log)
+        case DeleteContext():
+            return None
+        case (
+            OriginalAnalysis()
+            | ExternalResearch()
+            | ImprovementPlan()
+            | ImplementationLog()
+            | EvaluationResults()
+        ):
+            phase = Phase(str(body.__struct_config__.tag))
+            return _touch(
+                ctx,
+                write,
+                phase_versions={**ctx.phase_versions, phase.value: write.seq},
+                **{phase.value: phase_data(body)},
+            )
+    raise Rejection(ErrorCode.INVALID, f"unsupported write {type(body).__name__}")
+
+
+@dataclass(slots=True)
+class StoreState:
+    """All contexts of all tenants, and how far the stream has been applied."""
+
+    limits: Limits
+    contexts: dict[tuple[str, str], EvolutionContext] = field(default_factory=dict)
+    applied_seq: int = 0
+    _latest: dict[str, str] = field(default_factory=dict)
+    _rejections: OrderedDict[int, Rejected] = field(default_factory=OrderedDict)
+
+    def get(self, tenant: str, evolution_id: str | None) -> EvolutionContext | None:
+        if evolution_id is None:
+            evolution_id = self._latest.get(tenant)
+            if evolution_id is None:
+                return None
+        return self.contexts.get((tenant, evolution_id))
+
+    def of_tenant(self, tenant: str) -> Iterator[EvolutionContext]:
+        return (c for (t, _), c in self.contexts.items() if t == tenant)
+
+    def rejection(self, seq: int) -> Rejected | None:
+        return self._rejections.get(seq)
+
+    def apply(self, write: StoredWrite) -> Outcome | None:
+        """Apply one stored write; ``None`` for a redelivery of an applied sequence."""
+        if write.seq <= self.applied_seq:
+            return None
+        self.applied_seq = write.seq
+        try:
+            where = WriteSubject.parse(write.subject)
+            check_token(where.tenant, "tenant")
+            check_token(where.evolution_id, "evolution_id")
+        except SubjectError as exc:
+            return self._reject(write, "", "", "", ErrorCode.INVALID, str(exc))
+        key = (where.tenant, where.evolution_id)
+        ctx = self.contexts.get(key)
+        try:
+            body = self._decode(write, where.kind)
+            new = evolve(ctx, body, write, where.tenant, where.evolution_id)
+            if ctx is None and new is not None:
+                self._check_capacity()
+        except Rejection as rej:
+            return self._reject(
+                write, where.tenant, where.evolution_id, where.kind, rej.code, rej.reason
+            )
+        if new is None:
+            self.contexts.pop(key, None)
+            if self._latest.get(where.tenant) == where.evolution_id:
+                self._relink_latest(where.tenant)
+        else:
+            self.contexts[key] = new
+            if ctx is None:
+                self._latest[where.tenant] = where.evolution_id
+        return Applied(write=write, tenant=where.tenant, kind=WriteKind(where.kind), context=new)
+
+    def _decode(self, write: StoredWrite, kind: str) -> Write:
+        if len(write.data) > self.limits.max_payload:
+            raise Rejection(
+                ErrorCode.TOO_LARGE,
+                f"payload of {len(write.data)} bytes exceeds the limit of "
+                f"{self.limits.max_payload} bytes",
+            )
+        if kind not in _KINDS:
+            raise Rejection(
+                ErrorCode.INVALID,
+                f"unknown write kind {kind!r}; expected one of {', '.join(sorted(_KINDS))}",
+            )
+        try:
+            body = Decoders.write.decode(write.data)
+        except (msgspec.ValidationError, msgspec.DecodeError) as exc:
+            raise Rejection(ErrorCode.INVALID, f"invalid {kind} write: {exc}") from None
+        tag = body.__struct_config__.tag
+        if tag != kind:
+            raise Rejection(
+                ErrorCode.INVALID, f"body type {tag!r} does not match the subject's kind {kind!r}"
+            )
+        return body
+
+    def _check_capacity(self) -> None:
+        limit = self.limits.max_contexts
+        if limit is not None and len(self.contexts) >= limit:
+            raise Rejection(ErrorCode.CAPACITY, f"the store holds its maximum of {limit} contexts")
+
+    def _reject(
+        self,
+        write: StoredWrite,
+        tenant: str,
+        evolution_id: str,
+        kind: str,
+        code: ErrorCode,
+        reason: str,
+    ) -> Rejected:
+        ctx = self.contexts.get((tenant, evolution_id))
+        if ctx is not None:
+            entry = f"seq {write.seq} {kind}: {reason}"
+            ctx = _touch(ctx, write, error_log=[*ctx.error_log, entry][-_ERROR_LOG_LIMIT:])
+            self.contexts[(tenant, evolution_id)] = ctx
+        rejected = Rejected(write, tenant, evolution_id, kind, code, reason, ctx)
+        self._rejections[write.seq] = rejected
+        if len(self._rejections) > 10_000:
+            self._rejections.popitem(last=False)
+        return rejected
+
+    def _relink_latest(self, tenant: str) -> None:
+        newest = max(self.of_tenant(tenant), key=lambda c: (c.created_at, c.version), default=None)
+        if newest is None:
+            self._latest.pop(tenant, None)
+        else:
+            self._latest[tenant] = newest.evolution_id
+
+
+def summarize(ctx: EvolutionContext) -> ContextSummary:
+    return ContextSummary(
+        evolution_id=ctx.evolution_id,
+        created_at=ctx.created_at,
+        target_path=ctx.target_path,
+        focus_areas=ctx.focus_areas,
+        status=ctx.status,
+        current_phase=ctx.current_phase,
+        version=ctx.version,
+        phases=[p.value for p in PHASE_WRITES if getattr(ctx, p.value)],
+        errors=len(ctx.error_log),
+    )
+
+
+def compare(ctx: EvolutionContext) -> Comparison:
+    return Comparison(
+        evolution_id=ctx.evolution_id,
+        version=ctx.version,
+        before=ctx.original_analysis,
+        plan=ctx.improvement_plan,
+        after=ctx.evaluation_results,
+        implementation=ctx.implementation_log,
+        research=ctx.external_research,
+        status=ctx.status,
+        current_phase=ctx.current_phase,
+    )

@@ -1,0 +1,371 @@
+"""The store actor: the single writer of all context state.
+
+It rebuilds its state from the write stream, then applies new writes from its durable
+consumer in stream order, publishes an event for each, and answers queries through a NATS
+micro service (``$SRV.PING|INFO|STATS`` discovery works). Every task it runs belongs to the
+task group of ``run()``; ``aclose()`` stops them all.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import heapq
+import itertools
+import logging
+from collections.abc import Awaitable, Callable
+from types import TracebackType
+from typing import Any, TypeVar
+
+import msgspec
+import nats.errors
+from nats.aio.client import Client
+from nats.aio.msg import Msg
+from nats.js.api import ConsumerConfig, DeliverPolicy
+from nats.micro import add_service
+from nats.micro.request import Request
+
+from actors.state import (
+    Applied,
+    Limits,
+    Outcome,
+    Rejected,
+    StoredWrite,
+    StoreState,
+    compare,
+    summarize,
+)
+from broker import ACTOR_DURABLE, WRITES_STREAM, StoreConfig, provision
+from contracts import (
+    HEADER_MSG_ID,
+    HEADER_WRITER,
+    ContextList,
+    Decoders,
+    ErrorBody,
+    ErrorCode,
+    EvolutionContext,
+    OutcomeReply,
+    Query,
+    WriteApplied,
+    WriteRejected,
+    encode,
+    error_subject,
+    event_subject,
+    query_filter,
+    query_tenant,
+    write_filter,
+)
+
+__all__ = ["StoreActor"]
+
+log = logging.getLogger("ctxstore.actor")
+
+SERVICE_NAME = "ctxstore"
+SERVICE_VERSION = "0.1.0"
+R = TypeVar("R", bound=msgspec.Struct)
+
+
+class _QueryError(Exception):
+    def __init__(self, code: ErrorCode, message: str) -> None:
+        super().__init__(message)
+        self.code = code
+        self.message = message
+
+
+class StoreActor:
+    """``async with StoreActor(nc, config) as actor:`` runs it until the block ends."""
+
+    def __init__(
+        self,
+        nc: Client,
+        config: StoreConfig,
+        *,
+        fetch_batch: int = 512,
+        read_wait: float = 5.0,
+    ) -> None:
+        self._nc = nc
+        self._config = config
+        self._fetch_batch = fetch_batch
+        self._read_wait = read_wait
+        self.state = StoreState(Limits(config.max_payload, config.max_contexts))
+        self._waiters: list[tuple[int, int, asyncio.Future[None]]] = []
+        self._tiebreak = itertools.count()
+        self._encoded: dict[tuple[str, str], tuple[int, bytes]] = {}
+        self._ready = asyncio.Event()
+        self._stop = asyncio.Event()
+        self._runner: asyncio.Task[None] | None = None
+        self._tasks: asyncio.TaskGroup | None = None
+        self.recovered_writes = 0
+
+    # -- lifecycle ---------------------------------------------------------------------
+
+    async def __aenter__(self) -> StoreActor:
+        await self.start()
+        return self
+
+    async def __aexit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        await self.aclose()
+
+    async def start(self) -> None:
+        """Run the actor in a task of its own; return once it serves queries."""
+        if self._runner is not None:
+            raise RuntimeError("the store actor was already started")
+        self._runner = asyncio.create_task(self.run(), name="ctxstore-actor")
+        ready = asyncio.create_task(self._ready.wait())
+        await asyncio.wait({self._runner, ready}, return_when=asyncio.FIRST_COMPLETED)
+        if not self._ready.is_set():
+            ready.cancel()
+            await self._runner  # raises what stopped it
+
+    async def aclose(self) -> None:
+        self._stop.set()
+        if self._runner is not None:
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._runner
+
+    async def run(self) -> None:
+        """Recover, then consume and serve until ``aclose()`` or cancellation."""
+        js = self._nc.jetstream()
+        await provision(js, self._config)
+        await self._recover()
+        psub = await js.pull_subscribe_bind(durable=ACTOR_DURABLE, stream=WRITES_STREAM)
+        service = await add_service(
+            self._nc,
+            name=SERVICE_NAME,
+            version=SERVICE_VERSION,
+            description="SharedContextStore queries",
+        )
+        try:
+            async with asyncio.TaskGroup() as tg:
+                self._tasks = tg
+                for op, handler in self._endpoints().items():
+                    await service.add_endpoint(
+                        name=op.value, subject=query_filter(op), handler=handler
+                    )
+                consumer = tg.create_task(self._consume(psub), name="ctxstore-consume")
+                self._ready.set()
+                log.info("store actor ready at seq %d", self.state.applied_seq)
+                await self._stop.wait()
+                consumer.cancel()
+        finally:
+            self._tasks = None
+            for _, _, fut in self._waiters:
+                fut.cancel()
+            with contextlib.suppress(Exception):
+                await service.stop()
+            with contextlib.suppress(Exception):
+                await psub.unsubscribe()
+
+    # -- the write path ----------------------------------------------------------------
+
+    async def _recover(self) -> None:
+        """Replay the stream up to its last sequence now, before answering anything."""
+        js = self._nc.jetstream()
+        info = await js.stream_info(WRITES_STREAM)
+        last = info.state.last_seq
+        if last <= self.state.applied_seq or info.state.messages == 0:
+            return
+        start = max(self.state.applied_seq + 1, info.state.first_seq)
+        sub = await js.subscribe(
+            write_filter(),
+            stream=WRITES_STREAM,
+            ordered_consumer=True,
+            config=ConsumerConfig(
+                deliver_policy=DeliverPolicy.BY_START_SEQUENCE, opt_start_seq=start
+            ),
+            pending_msgs_limit=1_000_000,
+            pending_bytes_limit=1 << 30,
+        )
+        try:
+            async for msg in sub.messages:
+                self.state.apply(_stored(msg))
+                self.recovered_writes += 1
+                if msg.metadata.sequence.stream >= last:
+                    break
+        finally:
+            await sub.unsubscribe()
+        log.info("recovered %d writes up to seq %d", self.recovered_writes, last)
+
+    async def _consume(self, psub: Any) -> None:
+        while True:
+            try:
+                msgs = await psub.fetch(batch=self._fetch_batch, timeout=1.0)
+            except nats.errors.TimeoutError:
+                continue
+            except (nats.errors.ConnectionClosedError, nats.errors.ConnectionReconnectingError):
+                await asyncio.sleep(0.2)  # reconnecting: nothing to fetch from yet
+                continue
+            for msg in msgs:
+                outcome = self.state.apply(_stored(msg))
+                if outcome is not None:
+                    await self._announce(outcome)
+                await msg.ack()
+            self._wake_readers()
+
+    async def _announce(self, outcome: Outcome) -> None:
+        write = outcome.write
+        headers = {HEADER_MSG_ID: f"evt-{write.seq}"}
+        match outcome:
+            case Applied(context=ctx, tenant=tenant, kind=kind):
+                evolution_id = ctx.evolution_id if ctx else write.subject.split(".")[3]
+                event: WriteApplied | WriteRejected = WriteApplied(
+                    tenant=tenant,
+                    evolution_id=evolution_id,
+                    kind=kind.value,
+                    seq=write.seq,
+                    time=write.time,
+                    writer=write.writer,
+                    version=write.seq,
+                    status=ctx.status if ctx else None,
+                    current_phase=ctx.current_phase if ctx else None,
+                    size=len(write.data),
+                )
+                subject = event_subject(tenant, evolution_id, kind)
+            case Rejected(tenant=tenant, evolution_id=evolution_id, kind=kind):
+                event = WriteRejected(
+                    tenant=tenant or "_",
+                    evolution_id=evolution_id or "_",
+                    kind=kind or "_",
+                    seq=write.seq,
+                    time=write.time,
+                    writer=write.writer,
+                    code=outcome.code.value,
+                    reason=outcome.reason,
+                )
+                kind_token = kind if kind.isidentifier() else "invalid"
+                subject = error_subject(event.tenant, event.evolution_id, kind_token)
+                log.info("rejected seq %d: %s", write.seq, outcome.reason)
+        await self._nc.publish(subject, encode(event), headers=headers)
+
+    # -- reads -------------------------------------------------------------------------
+
+    def _wake_readers(self) -> None:
+        applied = self.state.applied_seq
+        while self._waiters and self._waiters[0][0] <= applied:
+            _, _, fut = heapq.heappop(self._waiters)
+            if not fut.done():
+                fut.set_result(None)
+
+    async def _reach(self, seq: int) -> None:
+        if seq <= self.state.applied_seq:
+            return
+        fut: asyncio.Future[None] = asyncio.get_running_loop().create_future()
+        heapq.heappush(self._waiters, (seq, next(self._tiebreak), fut))
+        try:
+            async with asyncio.timeout(self._read_wait):
+                await fut
+        except TimeoutError:
+            raise _QueryError(
+                ErrorCode.TIMEOUT,
+                f"the store has applied up to seq {self.state.applied_seq}, "
+                f"not {seq}, after {self._read_wait}s",
+            ) from None
+
+    def _endpoints(self) -> dict[Query, Callable[[Request], Awaitable[None]]]:
+        return {
+            Query.GET: self._endpoint(Decoders.get, self._get),
+            Query.LIST: self._endpoint(Decoders.list, self._list),
+            Query.COMPARE: self._endpoint(Decoders.compare, self._compare),
+            Query.EXPORT: self._endpoint(Decoders.export, self._get),
+            Query.OUTCOME: self._endpoint(Decoders.outcome_request, self._outcome),
+        }
+
+    def _endpoint(
+        self,
+        decoder: msgspec.json.Decoder[R],
+        answer: Callable[[str, R], bytes],
+    ) -> Callable[[Request], Awaitable[None]]:
+        async def respond(req: Request, tenant: str, body: R) -> None:
+            try:
+                await self._reach(getattr(body, "min_seq", 0))
+                data = answer(tenant, body)
+            except _QueryError as exc:
+                await _respond_error(req, exc.code, exc.message)
+            except Exception as exc:
+                log.exception("query on %s failed", req.subject)
+                await _respond_error(req, ErrorCode.INTERNAL, f"internal error: {exc!r}")
+            else:
+                await req.respond(data)
+
+        async def handle(req: Request) -> None:
+            try:
+                tenant = query_tenant(req.subject)
+                body = decoder.decode(req.data or b"{}")
+            except (msgspec.ValidationError, msgspec.DecodeError, ValueError) as exc:
+                await _respond_error(req, ErrorCode.INVALID, f"invalid request: {exc}")
+                return
+            if getattr(body, "min_seq", 0) <= self.state.applied_seq or self._tasks is None:
+                await respond(req, tenant, body)
+            else:
+                # Waiting for the writer's sequence must not hold up other requests.
+                self._tasks.create_task(respond(req, tenant, body))
+
+        return handle
+
+    def _context(self, tenant: str, evolution_id: str | None) -> EvolutionContext:
+        ctx = self.state.get(tenant, evolution_id)
+        if ctx is None:
+            what = f"context {evolution_id}" if evolution_id else "any context"
+            raise _QueryError(ErrorCode.NOT_FOUND, f"no {what} in tenant {tenant}")
+        return ctx
+
+    def _encoded_context(self, ctx: EvolutionContext) -> bytes:
+        # Each version is encoded once, however often it is read.
+        key = (ctx.tenant, ctx.evolution_id)
+        cached = self._encoded.get(key)
+        if cached is not None and cached[0] == ctx.version:
+            return cached[1]
+        data = encode(ctx)
+        self._encoded[key] = (ctx.version, data)
+        return data
+
+    def _get(self, tenant: str, body: Any) -> bytes:
+        return self._encoded_context(self._context(tenant, body.evolution_id))
+
+    def _list(self, tenant: str, body: Any) -> bytes:
+        summaries = sorted(
+            (summarize(c) for c in self.state.of_tenant(tenant)),
+            key=lambda s: (s.created_at, s.version),
+        )
+        return encode(ContextList(contexts=summaries, applied_seq=self.state.applied_seq))
+
+    def _compare(self, tenant: str, body: Any) -> bytes:
+        return encode(compare(self._context(tenant, body.evolution_id)))
+
+    def _outcome(self, tenant: str, body: Any) -> bytes:
+        rejected = self.state.rejection(body.seq)
+        if rejected is not None:
+            return encode(
+                OutcomeReply(
+                    seq=body.seq,
+                    applied=False,
+                    evolution_id=rejected.evolution_id,
+                    version=rejected.context.version if rejected.context else 0,
+                    code=rejected.code.value,
+                    reason=rejected.reason,
+                )
+            )
+        return encode(OutcomeReply(seq=body.seq, applied=True, evolution_id="", version=body.seq))
+
+
+def _stored(msg: Msg) -> StoredWrite:
+    meta = msg.metadata
+    headers = msg.headers
+    return StoredWrite(
+        seq=meta.sequence.stream,
+        time=meta.timestamp,
+        subject=msg.subject,
+        data=msg.data,
+        writer=headers.get(HEADER_WRITER) if headers else None,
+    )
+
+
+async def _respond_error(req: Request, code: ErrorCode, message: str) -> None:
+    await req.respond_error(
+        str(code.status), message, data=encode(ErrorBody(code=code, message=message))
+    )

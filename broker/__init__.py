@@ -1,0 +1,30 @@
+"""NATS and JetStream: the embedded server, connections, streams and consumers."""
+
+from broker.config import ConfigError, StoreConfig
+from broker.connection import connect
+from broker.server import BrokerError, EmbeddedServer, find_server_binary
+from broker.streams import (
+    ACTOR_DURABLE,
+    EVENTS_STREAM,
+    WRITES_STREAM,
+    actor_consumer_config,
+    events_stream_config,
+    provision,
+    writes_stream_config,
+)
+
+__all__ = [
+    "ACTOR_DURABLE",
+    "EVENTS_STREAM",
+    "WRITES_STREAM",
+    "BrokerError",
+    "ConfigError",
+    "EmbeddedServer",
+    "StoreConfig",
+    "actor_consumer_config",
+    "connect",
+    "events_stream_config",
+    "find_server_binary",
+    "provision",
+    "writes_stream_config",
+]

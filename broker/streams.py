@@ -1,0 +1,115 @@
+"""The JetStream layout: the write log, the event log, and the store actor's consumer.
+
+Provisioning is idempotent: a stream that exists is updated only where our configuration
+differs, and the durable consumer is created with the same config each time.
+"""
+
+from __future__ import annotations
+
+from typing import Final
+
+from nats.js import JetStreamContext
+from nats.js.api import (
+    AckPolicy,
+    ConsumerConfig,
+    DeliverPolicy,
+    StorageType,
+    StoreCompression,
+    StreamConfig,
+)
+from nats.js.errors import NotFoundError
+
+from broker.config import StoreConfig
+from contracts import event_filter, write_filter
+from contracts.subjects import ROOT, Channel
+
+__all__ = [
+    "ACTOR_DURABLE",
+    "EVENTS_STREAM",
+    "WRITES_STREAM",
+    "actor_consumer_config",
+    "events_stream_config",
+    "provision",
+    "writes_stream_config",
+]
+
+WRITES_STREAM: Final = "CTXSTORE_WRITES"
+EVENTS_STREAM: Final = "CTXSTORE_EVENTS"
+ACTOR_DURABLE: Final = "ctxstore-actor"
+_DUPLICATE_WINDOW_S: Final = 120.0
+_EVENTS_MAX_AGE_S: Final = 7 * 24 * 3600.0
+
+
+def _storage(config: StoreConfig) -> StorageType:
+    return StorageType.MEMORY if config.backend == "memory" else StorageType.FILE
+
+
+def writes_stream_config(config: StoreConfig) -> StreamConfig:
+    return StreamConfig(
+        name=WRITES_STREAM,
+        description="SharedContextStore write log: persistence, audit trail, replay source",
+        subjects=[write_filter()],
+        storage=_storage(config),
+        max_msg_size=config.max_payload,
+        duplicate_window=_DUPLICATE_WINDOW_S,
+        allow_direct=True,
+        compression=(
+            StoreCompression.S2
+            if config.compression and config.backend == "file"
+            else StoreCompression.NONE
+        ),
+        num_replicas=1,
+    )
+
+
+def events_stream_config(config: StoreConfig) -> StreamConfig:
+    return StreamConfig(
+        name=EVENTS_STREAM,
+        description="SharedContextStore events: applied and rejected writes",
+        subjects=[event_filter(), f"{ROOT}.{Channel.ERROR}.>"],
+        storage=_storage(config),
+        max_age=_EVENTS_MAX_AGE_S,
+        duplicate_window=_DUPLICATE_WINDOW_S,
+        allow_direct=True,
+        num_replicas=1,
+    )
+
+
+def actor_consumer_config() -> ConsumerConfig:
+    return ConsumerConfig(
+        durable_name=ACTOR_DURABLE,
+        description="the store actor: applies writes in stream order",
+        deliver_policy=DeliverPolicy.ALL,
+        ack_policy=AckPolicy.EXPLICIT,
+        filter_subject=write_filter(),
+        max_ack_pending=20_000,
+        ack_wait=30.0,
+        max_deliver=-1,
+    )
+
+
+def _differs(wanted: StreamConfig, current: StreamConfig) -> bool:
+    fields = ("subjects", "max_msg_size", "duplicate_window", "allow_direct", "max_age")
+    # The server reports unset limits as 0 where we leave them as None.
+    return any((getattr(wanted, f) or 0) != (getattr(current, f) or 0) for f in fields)
+
+
+async def _ensure_stream(js: JetStreamContext, wanted: StreamConfig) -> None:
+    assert wanted.name is not None
+    try:
+        info = await js.stream_info(wanted.name)
+    except NotFoundError:
+        await js.add_stream(wanted)
+        return
+    if _differs(wanted, info.config):
+        # Storage type cannot change in place; keep the stored one rather than lose data.
+        wanted.storage = info.config.storage
+        wanted.compression = info.config.compression
+        await js.update_stream(wanted)
+
+
+async def provision(js: JetStreamContext, config: StoreConfig) -> None:
+    """Create or align both streams and the actor's durable consumer."""
+    await _ensure_stream(js, writes_stream_config(config))
+    await _ensure_stream(js, events_stream_config(config))
+    await js.add_consumer(WRITES_STREAM, actor_consumer_config())

@@ -1,0 +1,71 @@
+"""JSON codecs, built once; headers; limits. Everything on the wire is UTF-8 JSON."""
+
+from __future__ import annotations
+
+from typing import Any, Final, TypeVar
+
+import msgspec
+
+from contracts.context import Comparison, EvolutionContext
+from contracts.errors import ErrorBody
+from contracts.events import Event
+from contracts.queries import (
+    CompareRequest,
+    ContextList,
+    ExportRequest,
+    GetRequest,
+    ListRequest,
+    OutcomeReply,
+    OutcomeRequest,
+)
+from contracts.writes import Write
+
+__all__ = [
+    "DEFAULT_MAX_PAYLOAD",
+    "HEADER_EXPECTED_LAST_SUBJECT_SEQ",
+    "HEADER_EXPECTED_LAST_SUBJECT_SEQ_SUBJECT",
+    "HEADER_MSG_ID",
+    "HEADER_WRITER",
+    "Decoders",
+    "decode",
+    "encode",
+]
+
+HEADER_MSG_ID: Final = "Nats-Msg-Id"
+HEADER_WRITER: Final = "Ctxstore-Writer"
+HEADER_EXPECTED_LAST_SUBJECT_SEQ: Final = "Nats-Expected-Last-Subject-Sequence"
+HEADER_EXPECTED_LAST_SUBJECT_SEQ_SUBJECT: Final = "Nats-Expected-Last-Subject-Sequence-Subject"
+
+DEFAULT_MAX_PAYLOAD: Final = 256 * 1024
+
+T = TypeVar("T")
+
+_encoder = msgspec.json.Encoder()
+
+
+def encode(value: Any) -> bytes:
+    return _encoder.encode(value)
+
+
+class Decoders:
+    """One typed decoder per inbox, built at import time."""
+
+    write: Final[msgspec.json.Decoder[Write]] = msgspec.json.Decoder(Write)
+    event: Final[msgspec.json.Decoder[Event]] = msgspec.json.Decoder(Event)
+    context: Final[msgspec.json.Decoder[EvolutionContext]] = msgspec.json.Decoder(EvolutionContext)
+    comparison: Final[msgspec.json.Decoder[Comparison]] = msgspec.json.Decoder(Comparison)
+    context_list: Final[msgspec.json.Decoder[ContextList]] = msgspec.json.Decoder(ContextList)
+    outcome: Final[msgspec.json.Decoder[OutcomeReply]] = msgspec.json.Decoder(OutcomeReply)
+    error: Final[msgspec.json.Decoder[ErrorBody]] = msgspec.json.Decoder(ErrorBody)
+    get: Final[msgspec.json.Decoder[GetRequest]] = msgspec.json.Decoder(GetRequest)
+    list: Final[msgspec.json.Decoder[ListRequest]] = msgspec.json.Decoder(ListRequest)
+    compare: Final[msgspec.json.Decoder[CompareRequest]] = msgspec.json.Decoder(CompareRequest)
+    export: Final[msgspec.json.Decoder[ExportRequest]] = msgspec.json.Decoder(ExportRequest)
+    outcome_request: Final[msgspec.json.Decoder[OutcomeRequest]] = msgspec.json.Decoder(
+        OutcomeRequest
+    )
+
+
+def decode(data: bytes, type_: type[T]) -> T:
+    """Decode with a one-off typed decoder (cold paths only)."""
+    return msgspec.json.decode(data, type=type_)

@@ -1,0 +1,138 @@
+"""Every NATS subject of the store, built here and only here.
+
+Layout (token positions are fixed so that permissions and partitioning can key on them)::
+
+    ctxstore.write.<tenant>.<evolution_id>.<kind>    phase writes   (stream CTXSTORE_WRITES)
+    ctxstore.event.<tenant>.<evolution_id>.<kind>    applied writes (stream CTXSTORE_EVENTS)
+    ctxstore.error.<tenant>.<evolution_id>.<kind>    rejected writes (stream CTXSTORE_EVENTS)
+    ctxstore.query.<tenant>.<operation>              request-reply queries (NATS micro service)
+
+Token 0 is the root, 1 the channel, 2 the tenant, 3 the evolution id (or the query operation).
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass
+from enum import StrEnum
+
+from contracts.vocabulary import WriteKind
+
+__all__ = [
+    "DEFAULT_TENANT",
+    "ROOT",
+    "Channel",
+    "Query",
+    "SubjectError",
+    "WriteSubject",
+    "check_token",
+    "error_subject",
+    "event_filter",
+    "event_subject",
+    "query_filter",
+    "query_subject",
+    "query_tenant",
+    "write_filter",
+    "write_subject",
+]
+
+ROOT = "ctxstore"
+DEFAULT_TENANT = "default"
+_TOKEN = re.compile(r"^[A-Za-z0-9_-]{1,64}$")
+
+
+class SubjectError(ValueError):
+    """A tenant, id or subject that cannot be part of the store's subject space."""
+
+
+class Channel(StrEnum):
+    WRITE = "write"
+    EVENT = "event"
+    ERROR = "error"
+    QUERY = "query"
+
+
+class Query(StrEnum):
+    """Request-reply operations served by the store actor."""
+
+    GET = "get"
+    LIST = "list"
+    COMPARE = "compare"
+    EXPORT = "export"
+    OUTCOME = "outcome"
+
+
+def check_token(value: str, what: str) -> str:
+    """Return ``value`` if it is a valid subject token (letters, digits, ``_``, ``-``; 1-64)."""
+    if not isinstance(value, str) or not _TOKEN.match(value):
+        raise SubjectError(f"{what} {value!r} is invalid: use 1-64 letters, digits, '_' or '-'")
+    return value
+
+
+def _build(channel: Channel, tenant: str, evolution_id: str, kind: str) -> str:
+    check_token(tenant, "tenant")
+    check_token(evolution_id, "evolution_id")
+    return f"{ROOT}.{channel}.{tenant}.{evolution_id}.{kind}"
+
+
+def write_subject(tenant: str, evolution_id: str, kind: WriteKind) -> str:
+    return _build(Channel.WRITE, tenant, evolution_id, kind)
+
+
+def event_subject(tenant: str, evolution_id: str, kind: WriteKind | str) -> str:
+    return _build(Channel.EVENT, tenant, evolution_id, kind)
+
+
+def error_subject(tenant: str, evolution_id: str, kind: WriteKind | str) -> str:
+    return _build(Channel.ERROR, tenant, evolution_id, kind)
+
+
+def query_subject(tenant: str, operation: Query) -> str:
+    check_token(tenant, "tenant")
+    return f"{ROOT}.{Channel.QUERY}.{tenant}.{operation}"
+
+
+def _filter(channel: Channel, tenant: str | None, evolution_id: str | None) -> str:
+    t = "*" if tenant is None else check_token(tenant, "tenant")
+    if evolution_id is None:
+        return f"{ROOT}.{channel}.{t}.>"
+    return f"{ROOT}.{channel}.{t}.{check_token(evolution_id, 'evolution_id')}.>"
+
+
+def write_filter(tenant: str | None = None, evolution_id: str | None = None) -> str:
+    """Wildcard over writes: all tenants, one tenant, or one evolution of one tenant."""
+    return _filter(Channel.WRITE, tenant, evolution_id)
+
+
+def event_filter(tenant: str | None = None, evolution_id: str | None = None) -> str:
+    return _filter(Channel.EVENT, tenant, evolution_id)
+
+
+def query_filter(operation: Query) -> str:
+    """The subject the actor serves an operation on, for every tenant."""
+    return f"{ROOT}.{Channel.QUERY}.*.{operation}"
+
+
+@dataclass(frozen=True, slots=True)
+class WriteSubject:
+    """A parsed write subject. ``kind`` is kept as the raw token: an unknown kind is a
+    rejection reason, not a parse failure, so the sender still hears about it."""
+
+    tenant: str
+    evolution_id: str
+    kind: str
+
+    @classmethod
+    def parse(cls, subject: str) -> WriteSubject:
+        parts = subject.split(".")
+        if len(parts) != 5 or parts[0] != ROOT or parts[1] != Channel.WRITE:
+            raise SubjectError(f"not a write subject: {subject!r}")
+        return cls(tenant=parts[2], evolution_id=parts[3], kind=parts[4])
+
+
+def query_tenant(subject: str) -> str:
+    """The tenant token of a query subject."""
+    parts = subject.split(".")
+    if len(parts) != 4 or parts[0] != ROOT or parts[1] != Channel.QUERY:
+        raise SubjectError(f"not a query subject: {subject!r}")
+    return check_token(parts[2], "tenant")

@@ -1,0 +1,46 @@
+"""Fixtures: a real nats-server with JetStream per test, on a free loopback port."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+from pathlib import Path
+
+import pytest
+from nats.aio.client import Client
+
+from actors import SharedContextStore, StoreActor
+from broker import EmbeddedServer, StoreConfig, connect
+
+
+@pytest.fixture
+async def server(tmp_path: Path) -> AsyncIterator[EmbeddedServer]:
+    async with EmbeddedServer(tmp_path / "nats") as srv:
+        yield srv
+
+
+@pytest.fixture
+def config(server: EmbeddedServer, tmp_path: Path) -> StoreConfig:
+    return StoreConfig.build(
+        {}, nats_url=server.url, max_payload=64 * 1024, export_path=tmp_path / "exports"
+    )
+
+
+@pytest.fixture
+async def nc(server: EmbeddedServer) -> AsyncIterator[Client]:
+    conn = await connect(server.url, name="test-raw")
+    yield conn
+    await conn.close()
+
+
+@pytest.fixture
+async def actor(server: EmbeddedServer, config: StoreConfig) -> AsyncIterator[StoreActor]:
+    conn = await connect(server.url, name="test-actor", long_running=True)
+    async with StoreActor(conn, config) as running:
+        yield running
+    await conn.close()
+
+
+@pytest.fixture
+async def store(actor: StoreActor, config: StoreConfig) -> AsyncIterator[SharedContextStore]:
+    async with SharedContextStore(config=config, name="agent-a") as client:
+        yield client
