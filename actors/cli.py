@@ -1,0 +1,267 @@
+"""``ctxstore``: run the store, and look at what it holds.
+
+With no ``--nats-url`` (and no ``NATS_URL``), every command uses the local store directory
+(``--home``, default ``$CTXSTORE_HOME`` or ``~/.local/share/ctxstore``): ``serve`` runs the
+embedded server there; other commands use that server while it runs, or start the embedded
+server and a store actor on the same directory for the length of the command.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import contextlib
+import json
+import signal
+import sys
+from collections.abc import Awaitable, Callable, Sequence
+from pathlib import Path
+from typing import Any
+
+import msgspec
+
+from actors.client import SharedContextStore
+from actors.errors import ContextStoreError
+from actors.local import LocalStack, default_home
+from actors.store_actor import StoreActor
+from broker import BrokerError, ConfigError, StoreConfig, connect
+
+__all__ = ["main"]
+
+Command = Callable[[argparse.Namespace], Awaitable[int]]
+
+
+def _table(rows: Sequence[Sequence[object]], headers: Sequence[str]) -> str:
+    cells = [[str(h) for h in headers], *[[str(c) for c in row] for row in rows]]
+    widths = [max(len(row[i]) for row in cells) for i in range(len(headers))]
+    lines = ["  ".join(c.ljust(w) for c, w in zip(row, widths, strict=True)) for row in cells]
+    lines.insert(1, "  ".join("-" * w for w in widths))
+    return "\n".join(line.rstrip() for line in lines)
+
+
+def _dump(value: Any) -> str:
+    return json.dumps(msgspec.to_builtins(value), indent=2, sort_keys=False)
+
+
+def _client(args: argparse.Namespace) -> SharedContextStore:
+    return SharedContextStore(args.nats_url, home=args.home, name="ctxstore-cli")
+
+
+async def _wait_for_signal() -> None:
+    stop = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        loop.add_signal_handler(sig, stop.set)
+    try:
+        await stop.wait()
+    finally:
+        for sig in (signal.SIGINT, signal.SIGTERM):
+            loop.remove_signal_handler(sig)
+
+
+async def cmd_serve(args: argparse.Namespace) -> int:
+    config = StoreConfig.build(nats_url=args.nats_url, backend=args.backend)
+    if config.nats_url:
+        nc = await connect(config.nats_url, name="ctxstore-actor", long_running=True)
+        try:
+            async with StoreActor(nc, config) as actor:
+                print(f"store actor serving {config.nats_url} (seq {actor.state.applied_seq})")
+                print(f"agents connect with: NATS_URL={config.nats_url}", flush=True)
+                await _wait_for_signal()
+        finally:
+            await nc.close()
+        return 0
+    home = args.store_dir or args.home
+    async with LocalStack(home, config, port=args.port) as stack:
+        print(f"ctxstore serving on {stack.url} (store dir {home})")
+        print(f"agents connect with: NATS_URL={stack.url}", flush=True)
+        await _wait_for_signal()
+    return 0
+
+
+async def cmd_list(args: argparse.Namespace) -> int:
+    async with _client(args) as store:
+        contexts = await store.get_all_contexts()
+    if args.json:
+        print(json.dumps(contexts, indent=2))
+        return 0
+    if not contexts:
+        print("no contexts")
+        return 0
+    rows = [
+        (
+            c["evolution_id"],
+            c["created_at"][:19].replace("T", " "),
+            c["status"],
+            c["current_phase"],
+            len(c["phases"]),
+            c["version"],
+            c["target_path"],
+        )
+        for c in contexts
+    ]
+    print(_table(rows, ["ID", "CREATED", "STATUS", "PHASE", "PHASES", "VERSION", "TARGET"]))
+    return 0
+
+
+def _phase_line(name: str, data: dict[str, Any]) -> tuple[str, str]:
+    if not data:
+        return name, "-"
+    parts = []
+    for key, value in data.items():
+        if isinstance(value, list | dict):
+            parts.append(f"{key}: {len(value)}")
+        else:
+            parts.append(f"{key}: {value}")
+    return name, ", ".join(parts)
+
+
+async def cmd_show(args: argparse.Namespace) -> int:
+    async with _client(args) as store:
+        ctx = await store.get_context(args.evolution_id)
+    if args.json:
+        print(_dump(ctx))
+        return 0
+    print(f"evolution   {ctx.evolution_id}")
+    print(f"target      {ctx.target_path}")
+    print(f"focus       {', '.join(ctx.focus_areas) or '-'}")
+    print(f"created     {ctx.created_at.isoformat()}")
+    print(f"status      {ctx.status}   phase {ctx.current_phase}   version {ctx.version}")
+    print()
+    phases = [
+        _phase_line(name, getattr(ctx, name))
+        for name in (
+            "external_research",
+            "original_analysis",
+            "improvement_plan",
+            "implementation_log",
+            "evaluation_results",
+        )
+    ]
+    print(_table(phases, ["PHASE", "CONTENT"]))
+    if ctx.error_log:
+        print("\nerrors:")
+        for entry in ctx.error_log:
+            print(f"  - {entry}")
+    return 0
+
+
+async def cmd_demo(args: argparse.Namespace) -> int:
+    """The spec's four phases, with two agents in parallel for the first."""
+    async with _client(args) as store:
+        eid = await store.create_context(args.target, ["documentation", "complexity"])
+        print(f"created {eid}")
+        async with SharedContextStore(store.url, home=args.home, name="research-agent") as other:
+            await store.update_phase("research")
+            await asyncio.gather(
+                other.store_external_research(
+                    best_practices=["Use type hints", "Add docstrings"],
+                    references=[{"url": "https://peps.python.org/pep-0257/", "title": "PEP 257"}],
+                    patterns=[{"name": "Factory", "applicability": 0.8}],
+                    evolution_id=eid,
+                ),
+                store.store_original_analysis(
+                    files_analyzed=10,
+                    metrics={"complexity": 3.5, "coverage": 75},
+                    issues=[{"type": "code_smell", "location": "file:42"}],
+                    improvements=[{"type": "docstring", "priority": "high"}],
+                ),
+            )
+        print("phase 1: research and analysis stored in parallel")
+        await store.update_phase("planning")
+        context = await store.get_context()
+        improvements = context.original_analysis["improvements"]
+        tasks = [{"id": f"task-{i + 1}", **imp} for i, imp in enumerate(improvements)]
+        await store.store_improvement_plan(
+            tasks=tasks,
+            priorities=[t["id"] for t in tasks],
+            dependencies={},
+            estimated_impact=0.7,
+        )
+        print(f"phase 2: plan with {len(tasks)} task(s)")
+        await store.update_phase("implementation")
+        await store.store_implementation_log(
+            modified_files=["agent.py"],
+            changes=[{"file": "agent.py", "type": "docstring_added"}],
+            rollback_points=[{"id": "checkpoint-1", "timestamp": context.created_at.isoformat()}],
+        )
+        print("phase 3: implementation logged")
+        await store.update_phase("evaluation")
+        comparison = await store.get_comparison_data()
+        await store.store_evaluation_results(
+            goals_achieved=[t["id"] for t in comparison["plan"]["tasks"]],
+            metrics_comparison={
+                "before": comparison["before"]["metrics"],
+                "after": {"complexity": 3.1, "coverage": 80},
+                "delta": {"complexity": -0.4, "coverage": 5},
+            },
+            success_rate=1.0,
+        )
+        await store.update_phase("completed")
+        print("phase 4: evaluation stored; evolution completed")
+        print(f"\nshow it with: ctxstore show {eid}")
+    return 0
+
+
+def _parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="ctxstore", description=__doc__.splitlines()[0])
+    parser.add_argument(
+        "--home",
+        type=Path,
+        default=default_home(),
+        help="local store directory (default: %(default)s)",
+    )
+    parser.add_argument(
+        "--nats-url", default=None, help="use this NATS server (default: $NATS_URL or local)"
+    )
+    parser.add_argument("-v", "--verbose", action="store_true", help="log to stderr")
+    sub = parser.add_subparsers(dest="command", required=True)
+
+    serve = sub.add_parser("serve", help="run the server and the store actor until stopped")
+    serve.add_argument("--port", type=int, default=0, help="client port (default: any free)")
+    serve.add_argument("--store-dir", type=Path, default=None, help="server store directory")
+    serve.add_argument("--backend", choices=["memory", "file"], default=None)
+    serve.set_defaults(run=cmd_serve)
+
+    lst = sub.add_parser("list", help="list contexts")
+    lst.add_argument("--json", action="store_true")
+    lst.set_defaults(run=cmd_list)
+
+    show = sub.add_parser("show", help="show one context (default: the newest)")
+    show.add_argument("evolution_id", nargs="?", default=None)
+    show.add_argument("--json", action="store_true")
+    show.set_defaults(run=cmd_show)
+
+    demo = sub.add_parser("demo", help="run the spec's four phases against the store")
+    demo.add_argument("--target", default="./my-project")
+    demo.set_defaults(run=cmd_demo)
+    return parser
+
+
+def _run(coro: Awaitable[int]) -> int:
+    try:
+        import uvloop
+    except ImportError:  # pragma: no cover - uvloop is a dependency where it builds
+        return asyncio.run(coro)  # type: ignore[arg-type]
+    return uvloop.run(coro)  # type: ignore[arg-type]
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = _parser().parse_args(argv)
+    if args.verbose:
+        import logging
+
+        logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(message)s")
+    command: Command = args.run
+    try:
+        return _run(command(args))
+    except (ContextStoreError, ConfigError, BrokerError) as exc:
+        print(f"ctxstore: {exc}", file=sys.stderr)
+        return 1
+    except KeyboardInterrupt:
+        return 130
+
+
+if __name__ == "__main__":
+    with contextlib.suppress(BrokenPipeError):
+        sys.exit(main())
