@@ -43,6 +43,7 @@ from contracts import (
     HEADER_EXPECTED_LAST_SUBJECT_SEQ,
     HEADER_MSG_ID,
     HEADER_WRITER,
+    AgentActivity,
     CompareRequest,
     ContextList,
     CreateContext,
@@ -325,6 +326,19 @@ class SharedContextStore:
         return await self.update_phase(
             ctx.current_phase, ctx.evolution_id, status=Status.FAILED, error=error
         )
+
+    async def record_activity(
+        self,
+        agent: str,
+        activity: Literal["started", "finished", "failed"],
+        detail: str | None = None,
+        *,
+        evolution_id: str | None = None,
+    ) -> WriteReceipt:
+        """Note in the context (``ctx.agents``) and its history that an agent started,
+        finished or failed its work."""
+        body = AgentActivity(agent=agent, activity=activity, detail=detail)
+        return await self._write(self._target(evolution_id), body)
 
     async def store_original_analysis(
         self,

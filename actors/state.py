@@ -24,6 +24,7 @@ import msgspec
 
 from contracts import (
     PHASE_WRITES,
+    AgentActivity,
     Comparison,
     ContextSummary,
     CreateContext,
@@ -170,6 +171,11 @@ def evolve(
             return _touch(ctx, write, current_phase=stage, status=status, error_log=log)
         case DeleteContext():
             return None
+        case AgentActivity(agent=agent, activity=activity, detail=detail):
+            record = {"state": activity, "at": write.time.isoformat(), "seq": write.seq}
+            if detail is not None:
+                record["detail"] = detail
+            return _touch(ctx, write, agents={**ctx.agents, agent: record})
         case (
             OriginalAnalysis()
             | ExternalResearch()

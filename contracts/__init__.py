@@ -4,6 +4,7 @@ Any process that speaks NATS and JSON can take part with these alone: publish a 
 ``write_subject(...)``, read with a request on ``query_subject(...)``, watch ``event_filter()``.
 """
 
+from contracts.agents import AgentReply, AgentRequest
 from contracts.codec import (
     DEFAULT_MAX_PAYLOAD,
     HEADER_EXPECTED_LAST_SUBJECT_SEQ,
@@ -31,6 +32,7 @@ from contracts.subjects import (
     Query,
     SubjectError,
     WriteSubject,
+    agent_subject,
     check_token,
     error_subject,
     event_filter,
@@ -44,6 +46,7 @@ from contracts.subjects import (
 from contracts.vocabulary import Phase, Stage, Status, WriteKind
 from contracts.writes import (
     PHASE_WRITES,
+    AgentActivity,
     CreateContext,
     DeleteContext,
     EvaluationResults,
@@ -66,6 +69,9 @@ __all__ = [
     "HEADER_MSG_ID",
     "HEADER_WRITER",
     "PHASE_WRITES",
+    "AgentActivity",
+    "AgentReply",
+    "AgentRequest",
     "CompareRequest",
     "Comparison",
     "ContextList",
@@ -100,6 +106,7 @@ __all__ = [
     "WriteKind",
     "WriteRejected",
     "WriteSubject",
+    "agent_subject",
     "check_token",
     "decode",
     "encode",

@@ -32,6 +32,7 @@ class EvolutionContext(msgspec.Struct, frozen=True, kw_only=True):
     updated_at: datetime | None = None
     tenant: str = "default"
     phase_versions: dict[str, int] = {}
+    agents: dict[str, dict[str, Any]] = {}
 
 
 class ContextSummary(msgspec.Struct, frozen=True, kw_only=True):

@@ -25,6 +25,7 @@ __all__ = [
     "Query",
     "SubjectError",
     "WriteSubject",
+    "agent_subject",
     "check_token",
     "error_subject",
     "event_filter",
@@ -50,6 +51,7 @@ class Channel(StrEnum):
     EVENT = "event"
     ERROR = "error"
     QUERY = "query"
+    AGENT = "agent"
 
 
 class Query(StrEnum):
@@ -90,6 +92,12 @@ def error_subject(tenant: str, evolution_id: str, kind: WriteKind | str) -> str:
 def query_subject(tenant: str, operation: Query) -> str:
     check_token(tenant, "tenant")
     return f"{ROOT}.{Channel.QUERY}.{tenant}.{operation}"
+
+
+def agent_subject(tenant: str, agent: str) -> str:
+    """Where an agent takes work requests (``AgentRequest``), for one tenant."""
+    check_token(tenant, "tenant")
+    return f"{ROOT}.{Channel.AGENT}.{tenant}.{check_token(agent, 'agent')}"
 
 
 def _filter(channel: Channel, tenant: str | None, evolution_id: str | None) -> str:

@@ -48,6 +48,7 @@ class WriteKind(StrEnum):
     STAGE = "stage"
     IMPORT = "import"
     DELETE = "delete"
+    AGENT = "agent"
     ORIGINAL_ANALYSIS = "original_analysis"
     EXTERNAL_RESEARCH = "external_research"
     IMPROVEMENT_PLAN = "improvement_plan"

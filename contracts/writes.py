@@ -8,7 +8,7 @@ error names the field and the reason.
 from __future__ import annotations
 
 from datetime import datetime
-from typing import Annotated, Any
+from typing import Annotated, Any, Literal
 
 import msgspec
 
@@ -16,6 +16,7 @@ from contracts.vocabulary import Phase, Stage, Status, WriteKind
 
 __all__ = [
     "PHASE_WRITES",
+    "AgentActivity",
     "CreateContext",
     "DeleteContext",
     "EvaluationResults",
@@ -54,6 +55,14 @@ class StageUpdate(_Write, frozen=True, kw_only=True, tag=WriteKind.STAGE.value):
     phase: Stage
     status: Status | None = None
     error: Text | None = None
+
+
+class AgentActivity(_Write, frozen=True, kw_only=True, tag=WriteKind.AGENT.value):
+    """An agent started, finished or failed its work on the context (kept in ``ctx.agents``)."""
+
+    agent: Name
+    activity: Literal["started", "finished", "failed"]
+    detail: Text | None = None
 
 
 class DeleteContext(_Write, frozen=True, kw_only=True, tag=WriteKind.DELETE.value):
@@ -122,7 +131,7 @@ class ImportContext(_Write, frozen=True, kw_only=True, tag=WriteKind.IMPORT.valu
 PhaseWrite = (
     OriginalAnalysis | ExternalResearch | ImprovementPlan | ImplementationLog | EvaluationResults
 )
-Write = CreateContext | StageUpdate | DeleteContext | ImportContext | PhaseWrite
+Write = CreateContext | StageUpdate | DeleteContext | ImportContext | AgentActivity | PhaseWrite
 
 PHASE_WRITES: dict[Phase, type[PhaseWrite]] = {
     Phase.ORIGINAL_ANALYSIS: OriginalAnalysis,

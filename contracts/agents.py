@@ -1,0 +1,22 @@
+"""Work requests to agents. They carry ids and options only: agents read their input from
+the store and write their results to it, never to each other."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import msgspec
+
+__all__ = ["AgentReply", "AgentRequest"]
+
+
+class AgentRequest(msgspec.Struct, frozen=True, forbid_unknown_fields=True, kw_only=True):
+    evolution_id: str
+    options: dict[str, str] = {}
+
+
+class AgentReply(msgspec.Struct, frozen=True, kw_only=True):
+    agent: str
+    evolution_id: str
+    seq: int
+    summary: dict[str, Any] = {}
