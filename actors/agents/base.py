@@ -1,0 +1,150 @@
+"""The agent actor: takes work requests on its subject, reads and writes only the store.
+
+A request names the evolution (and options such as a working directory); the agent reads what
+it needs from the store, writes its phase result to the store, and replies with a short
+summary. Its start, finish or failure is recorded in the context (``ctx.agents``) so the
+store's history shows when each agent worked.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+from abc import ABC, abstractmethod
+from collections.abc import Awaitable, Callable, Mapping, Sequence
+from types import TracebackType
+from typing import Any, ClassVar
+
+import msgspec
+from nats.aio.client import Client
+from nats.micro import add_service
+from nats.micro.request import Request
+
+from actors.client import SharedContextStore
+from contracts import AgentReply, AgentRequest, ErrorBody, ErrorCode, agent_subject, encode
+
+__all__ = ["Agent", "AgentHost"]
+
+log = logging.getLogger("ctxstore.agents")
+_REQUEST = msgspec.json.Decoder(AgentRequest)
+
+
+class Agent(ABC):
+    """One role of the pipeline. Subclasses implement ``work``."""
+
+    name: ClassVar[str]
+
+    def __init__(self, store: SharedContextStore) -> None:
+        self.store = store
+
+    async def run(self, evolution_id: str, options: Mapping[str, str]) -> AgentReply:
+        await self.store.record_activity(self.name, "started", evolution_id=evolution_id)
+        try:
+            summary = await self.work(evolution_id, options)
+        except Exception as exc:
+            with contextlib.suppress(Exception):
+                await self.store.record_activity(
+                    self.name, "failed", f"{type(exc).__name__}: {exc}", evolution_id=evolution_id
+                )
+            raise
+        await self.store.record_activity(self.name, "finished", evolution_id=evolution_id)
+        return AgentReply(
+            agent=self.name, evolution_id=evolution_id, seq=self.store.last_seq, summary=summary
+        )
+
+    @abstractmethod
+    async def work(self, evolution_id: str, options: Mapping[str, str]) -> dict[str, Any]:
+        """Do this agent's phase for the evolution; returns a short summary."""
+
+
+class AgentHost:
+    """Serves agents as a NATS micro service (``ctxstore-agents``) until closed."""
+
+    def __init__(self, nc: Client, agents: Sequence[Agent], *, tenant: str) -> None:
+        self._nc = nc
+        self._agents = list(agents)
+        self._tenant = tenant
+        self._stop = asyncio.Event()
+        self._ready = asyncio.Event()
+        self._runner: asyncio.Task[None] | None = None
+        self._tasks: asyncio.TaskGroup | None = None
+
+    async def __aenter__(self) -> AgentHost:
+        await self.start()
+        return self
+
+    async def __aexit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        await self.aclose()
+
+    async def start(self) -> None:
+        if self._runner is not None:
+            raise RuntimeError("the agent host was already started")
+        self._runner = asyncio.create_task(self.run(), name="ctxstore-agents")
+        ready = asyncio.create_task(self._ready.wait())
+        await asyncio.wait({self._runner, ready}, return_when=asyncio.FIRST_COMPLETED)
+        if not self._ready.is_set():
+            ready.cancel()
+            await self._runner
+
+    async def aclose(self) -> None:
+        self._stop.set()
+        if self._runner is not None:
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._runner
+
+    async def run(self) -> None:
+        service = await add_service(
+            self._nc, name="ctxstore-agents", version="0.1.0", description="evolution agents"
+        )
+        try:
+            async with asyncio.TaskGroup() as tg:
+                self._tasks = tg
+                for agent in self._agents:
+                    await service.add_endpoint(
+                        name=agent.name,
+                        subject=agent_subject(self._tenant, agent.name),
+                        handler=self._handler(agent),
+                    )
+                self._ready.set()
+                await self._stop.wait()
+        finally:
+            self._tasks = None
+            with contextlib.suppress(Exception):
+                await service.stop()
+
+    def _handler(self, agent: Agent) -> Callable[[Request], Awaitable[None]]:
+        async def serve(req: Request, body: AgentRequest) -> None:
+            try:
+                reply = await agent.run(body.evolution_id, body.options)
+            except Exception as exc:
+                log.exception("agent %s failed on %s", agent.name, body.evolution_id)
+                message = f"{agent.name} failed: {type(exc).__name__}: {exc}"
+                await req.respond_error(
+                    "500",
+                    message,
+                    data=encode(ErrorBody(code=ErrorCode.INTERNAL, message=message)),
+                )
+            else:
+                await req.respond(encode(reply))
+
+        async def handle(req: Request) -> None:
+            try:
+                body = _REQUEST.decode(req.data)
+            except (msgspec.ValidationError, msgspec.DecodeError) as exc:
+                message = f"invalid agent request: {exc}"
+                await req.respond_error(
+                    "400", message, data=encode(ErrorBody(code=ErrorCode.INVALID, message=message))
+                )
+                return
+            if self._tasks is None:
+                return
+            # One evolution's work must not hold up the next request to the same agent.
+            self._tasks.create_task(serve(req, body), name=f"{agent.name}:{body.evolution_id}")
+
+        return handle
