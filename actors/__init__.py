@@ -1,6 +1,7 @@
 """Everything that runs on the bus: the store actor, the client agents use, the CLI."""
 
 from actors.client import SharedContextStore, WriteReceipt, get_context_store, new_evolution_id
+from actors.engine import EvolutionConfig, EvolutionEngine, EvolutionResult
 from actors.errors import (
     CapacityError,
     ConflictError,
@@ -21,6 +22,9 @@ __all__ = [
     "ConflictError",
     "ContextNotFoundError",
     "ContextStoreError",
+    "EvolutionConfig",
+    "EvolutionEngine",
+    "EvolutionResult",
     "InvalidWriteError",
     "LocalStack",
     "PayloadTooLargeError",

@@ -20,11 +20,14 @@ from typing import Any
 
 import msgspec
 
+from actors.agents import AGENT_NAMES, AgentHost, build_agent
 from actors.client import SharedContextStore
+from actors.engine import EvolutionConfig, EvolutionEngine, EvolutionResult, Progress
 from actors.errors import ContextStoreError
 from actors.local import LocalStack, default_home
 from actors.store_actor import StoreActor
 from broker import BrokerError, ConfigError, StoreConfig, connect
+from contracts import Stage, Status
 
 __all__ = ["main"]
 
@@ -203,6 +206,122 @@ async def cmd_demo(args: argparse.Namespace) -> int:
     return 0
 
 
+_SUMMARY_METRICS = (
+    "files",
+    "functions",
+    "classes",
+    "complexity",
+    "complexity_max",
+    "docstring_coverage",
+    "type_hint_coverage",
+    "lines",
+)
+
+
+def _print_progress(progress: Progress) -> None:
+    steps = {Stage.RESEARCH: 1, Stage.PLANNING: 2, Stage.IMPLEMENTATION: 3, Stage.EVALUATION: 4}
+    step = steps.get(progress.stage, 0)
+    if progress.state == "started":
+        print(f"[{step}/4] {progress.stage.value:<15} {progress.detail} ...", flush=True)
+    else:
+        print(
+            f"[{step}/4] {progress.stage.value:<15} {progress.state} "
+            f"in {progress.elapsed:.2f}s {progress.detail}".rstrip(),
+            flush=True,
+        )
+
+
+def _print_summary(result: EvolutionResult) -> None:
+    comparison = result.comparison
+    before, plan = comparison["before"], comparison["plan"]
+    implementation, after = comparison["implementation"], comparison["after"]
+    metrics = after.get("metrics_comparison", {})
+    print()
+    if metrics:
+        rows = []
+        for name in _SUMMARY_METRICS:
+            if name in metrics.get("before", {}):
+                rows.append(
+                    (
+                        name,
+                        metrics["before"].get(name, "-"),
+                        metrics.get("after", {}).get(name, "-"),
+                        metrics.get("delta", {}).get(name, "-"),
+                    )
+                )
+        print(_table(rows, ["METRIC", "BEFORE", "AFTER", "DELTA"]))
+        print()
+    tasks = plan.get("tasks", [])
+    changes = implementation.get("changes", [])
+    applied = [c for c in changes if c.get("type") not in ("skipped", "applied_to_target")]
+    skipped = [c for c in changes if c.get("type") == "skipped"]
+    goals = after.get("goals_achieved", [])
+    achieved = sum(1 for g in goals if isinstance(g, dict) and g.get("achieved"))
+    rows3 = [
+        (
+            "before",
+            f"{before.get('files_analyzed', 0)} files, {len(before.get('issues', []))} "
+            f"issues, {len(before.get('improvements', []))} improvements",
+        ),
+        ("plan", f"{len(tasks)} tasks, estimated impact {plan.get('estimated_impact', 0)}"),
+        (
+            "implementation",
+            f"{len(applied)} changes in "
+            f"{len(implementation.get('modified_files', []))} files, {len(skipped)} skipped, "
+            f"{len(implementation.get('rollback_points', []))} rollback points",
+        ),
+        (
+            "after",
+            f"{achieved}/{len(goals)} goals achieved, success rate {after.get('success_rate', 0)}",
+        ),
+    ]
+    print(_table(rows3, ["THREE-WAY", "SUMMARY"]))
+    print()
+    print(f"evolution  {result.evolution_id}  ({result.status.value})")
+    if result.error:
+        print(f"error      {result.error}")
+    print(f"workdir    {result.workdir}")
+    print(f"show:      ctxstore show {result.evolution_id}")
+    print(f"export:    ctxstore export {result.evolution_id} -o {result.evolution_id}.ctx")
+    print(f"replay:    ctxstore replay {result.evolution_id}.ctx")
+
+
+async def cmd_evolve(args: argparse.Namespace) -> int:
+    config = EvolutionConfig(
+        target_path=args.path,
+        focus_areas=args.focus,
+        apply=args.apply,
+        workdir=args.workdir,
+        agent_timeout=args.agent_timeout,
+    )
+    async with _client(args) as store:
+        progress = None if args.json else _print_progress
+        async with EvolutionEngine(
+            store, local_agents=not args.remote_agents, on_progress=progress
+        ) as engine:
+            result = await engine.run_evolution(config)
+    if args.json:
+        print(json.dumps(msgspec.to_builtins(result.as_dict()), indent=2))
+    else:
+        _print_summary(result)
+    return 0 if result.status is Status.COMPLETED else 1
+
+
+async def cmd_agent(args: argparse.Namespace) -> int:
+    async with _client(args) as store:
+        agent = build_agent(args.name, SharedContextStore(store.url, name=f"{args.name}-agent"))
+        url = store.url
+        assert url is not None
+        nc = await connect(url, name=f"ctxstore-agent-{args.name}", long_running=True)
+        try:
+            async with agent.store, AgentHost(nc, [agent], tenant=store.config.tenant):
+                print(f"agent {args.name} serving on {url}", flush=True)
+                await _wait_for_signal()
+        finally:
+            await nc.close()
+    return 0
+
+
 def _parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="ctxstore", description=__doc__.splitlines()[0])
     parser.add_argument(
@@ -231,6 +350,31 @@ def _parser() -> argparse.ArgumentParser:
     show.add_argument("evolution_id", nargs="?", default=None)
     show.add_argument("--json", action="store_true")
     show.set_defaults(run=cmd_show)
+
+    evolve = sub.add_parser("evolve", help="run an evolution of a Python project")
+    evolve.add_argument("path", help="the project to evolve")
+    evolve.add_argument(
+        "--focus",
+        nargs="+",
+        default=["documentation"],
+        help="focus areas (e.g. documentation complexity typing)",
+    )
+    evolve.add_argument(
+        "--apply", action="store_true", help="write the result over the project's files"
+    )
+    evolve.add_argument("--workdir", type=Path, default=None, help="where the working copy goes")
+    evolve.add_argument("--agent-timeout", type=float, default=120.0)
+    evolve.add_argument(
+        "--remote-agents",
+        action="store_true",
+        help="use agents started with 'ctxstore agent NAME' instead of in-process ones",
+    )
+    evolve.add_argument("--json", action="store_true", help="print the results as JSON")
+    evolve.set_defaults(run=cmd_evolve)
+
+    agent = sub.add_parser("agent", help="run one agent against a shared server")
+    agent.add_argument("name", choices=AGENT_NAMES)
+    agent.set_defaults(run=cmd_agent)
 
     demo = sub.add_parser("demo", help="run the spec's four phases against the store")
     demo.add_argument("--target", default="./my-project")
