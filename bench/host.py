@@ -1,0 +1,50 @@
+"""``python -m bench.host --url URL``: a store actor plus a bare echo responder, until SIGTERM.
+
+Prints ``ready`` once the actor serves queries."""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import contextlib
+import signal
+
+from nats.aio.msg import Msg
+
+from actors.store_actor import StoreActor
+from bench.common import ECHO_PREFIX, bench_config
+from broker import connect
+
+
+async def main(url: str) -> None:
+    stop = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for sig in (signal.SIGTERM, signal.SIGINT):
+        loop.add_signal_handler(sig, stop.set)
+    echo_nc = await connect(url, name="bench-echo", long_running=True)
+    replies: dict[str, bytes] = {}
+
+    async def echo(msg: Msg) -> None:
+        payload = replies.get(msg.subject)
+        if payload is None:
+            payload = replies[msg.subject] = b"x" * int(msg.subject.rsplit(".", 1)[1])
+        await msg.respond(payload)
+
+    await echo_nc.subscribe(f"{ECHO_PREFIX}.*", cb=echo)
+    await echo_nc.flush()
+    nc = await connect(url, name="bench-actor", long_running=True)
+    async with StoreActor(nc, bench_config(url), read_wait=120.0):
+        print("ready", flush=True)
+        await stop.wait()
+    with contextlib.suppress(Exception):
+        await nc.drain()
+        await echo_nc.drain()
+
+
+if __name__ == "__main__":
+    parser = argparse.ArgumentParser()
+    parser.add_argument("--url", required=True)
+    args = parser.parse_args()
+    import uvloop
+
+    uvloop.run(main(args.url))

@@ -1,0 +1,2 @@
+async def run_memory(tmp, *, quick, full):
+    return []

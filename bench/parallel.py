@@ -1,0 +1,2 @@
+async def run_parallel(tmp, *, quick):
+    return []

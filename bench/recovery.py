@@ -1,0 +1,2 @@
+async def run_recovery(tmp, *, quick, big, full):
+    return []

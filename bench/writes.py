@@ -1,0 +1,213 @@
+"""Figure 2: applied writes per second, against bare JetStream publishes of the same payloads.
+
+Every round publishes fresh evolutions (10 writes each, the spec's example payloads: a
+create, stage updates and the five phase writes; 220 B on average) from several concurrent
+writers, each on its own connection. The store actor runs in a process of its own
+(``bench.host``). Store rounds and bare rounds alternate; the figure is the median round.
+
+- pipelined: writers ``publish_async`` in bounded windows; the store round ends when the
+  actor has applied the last write (a read with ``min_seq`` = last sequence answers then), the
+  bare round when the last acknowledgement arrives. Bare writes go to a stream with the same
+  configuration as the store's write stream, on the same server.
+- durable (``sync_interval: always``): writers use the client API (each write awaited, and
+  with ``confirm_writes`` also confirmed by the actor) against bare awaited ``js.publish``.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from collections.abc import Sequence
+from pathlib import Path
+
+from nats.aio.client import Client
+
+from actors import SharedContextStore
+from bench.common import (
+    ActorHost,
+    Figure,
+    bench_config,
+    encoded_writes,
+    median,
+    publish_pipelined,
+    raw_connection,
+    server,
+)
+from bench.latency import write_evolution
+from bench.payloads import small_writes
+from broker import StoreConfig, writes_stream_config
+from contracts import Decoders, OutcomeRequest, Query, encode, query_subject
+
+__all__ = ["run_durable", "run_writes"]
+
+Items = list[tuple[str, bytes, dict[str, str]]]
+BARE_STREAM = "BENCH_BARE"
+
+
+async def _bare_stream(nc: Client, config: StoreConfig) -> None:
+    cfg = writes_stream_config(config)
+    cfg.name = BARE_STREAM
+    cfg.subjects = ["bare.>"]
+    await nc.jetstream().add_stream(cfg)
+
+
+def _items(config: StoreConfig, round_no: int, writer: int, contexts: int, bare: bool) -> Items:
+    items: Items = []
+    for c in range(contexts):
+        eid = f"r{round_no}-w{writer}-c{c}"
+        seed = round_no * 1_000_000 + writer * 10_000 + c
+        for subject, data, headers in encoded_writes(
+            config.tenant, eid, small_writes(seed), f"writer-{writer}"
+        ):
+            items.append(("bare." + subject if bare else subject, data, headers))
+    return items
+
+
+async def _wait_applied(nc: Client, config: StoreConfig, seq: int) -> None:
+    subject = query_subject(config.tenant, Query.OUTCOME)
+    body = encode(OutcomeRequest(seq=seq, min_seq=seq))
+    while True:
+        reply = await nc.request(subject, body, timeout=150)
+        if not reply.headers:
+            Decoders.outcome.decode(reply.data)
+            return
+
+
+async def _pipelined_round(
+    conns: Sequence[Client],
+    per_writer: Sequence[Items],
+    waiter: Client | None,
+    config: StoreConfig,
+) -> tuple[float, int]:
+    started = time.perf_counter()
+    lasts = await asyncio.gather(
+        *(publish_pipelined(nc, items) for nc, items in zip(conns, per_writer, strict=True))
+    )
+    if waiter is not None:
+        await _wait_applied(waiter, config, max(lasts))
+    elapsed = time.perf_counter() - started
+    return elapsed, sum(len(i) for i in per_writer)
+
+
+async def run_writes(tmp: Path, *, quick: bool) -> list[Figure]:
+    writers = 4
+    contexts_per_writer = 250 if quick else 1000  # x 10 writes
+    rounds = 3 if quick else 5
+    store_rates: list[float] = []
+    bare_rates: list[float] = []
+    async with server(tmp, "writes") as srv, ActorHost(srv.url):
+        config = bench_config(srv.url)
+        conns = [await raw_connection(srv.url, f"bench-writer-{w}") for w in range(writers)]
+        await _bare_stream(conns[0], config)
+        for r in range(rounds):
+            for bare in (r % 2 == 0, r % 2 != 0):
+                per_writer = [
+                    _items(config, r, w, contexts_per_writer, bare) for w in range(writers)
+                ]
+                elapsed, count = await _pipelined_round(
+                    conns, per_writer, None if bare else conns[0], config
+                )
+                (bare_rates if bare else store_rates).append(count / elapsed)
+        for nc in conns:
+            await nc.close()
+    value, base = median(store_rates), median(bare_rates)
+    return [
+        Figure(
+            f"applied writes/s, {writers} writers, pipelined",
+            value,
+            "writes/s",
+            base,
+            "bare publish_async",
+            ">= 0.6x",
+            value / base >= 0.6,
+            {
+                "store_rounds": store_rates,
+                "bare_rounds": bare_rates,
+                "writes_per_round": writers * contexts_per_writer * 10,
+            },
+        )
+    ]
+
+
+async def _api_writer(store: SharedContextStore, round_no: int, writer: int, contexts: int) -> None:
+    for c in range(contexts):
+        eid = f"d{round_no}-w{writer}-c{c}"
+        await write_evolution(store, eid, small_writes(round_no * 1_000_000 + writer * 10_000 + c))
+
+
+async def _bare_awaited(nc: Client, items: Items) -> int:
+    js = nc.jetstream()
+    last = 0
+    for subject, data, headers in items:
+        last = (await js.publish(subject, data, headers=headers)).seq
+    return last
+
+
+async def run_durable(tmp: Path, *, quick: bool) -> list[Figure]:
+    writers = 4
+    contexts_per_writer = 10 if quick else 40
+    rounds = 3 if quick else 5
+    rates: dict[str, list[float]] = {"confirmed": [], "unconfirmed": [], "bare": []}
+    async with server(tmp, "durable", sync_always=True) as srv, ActorHost(srv.url):
+        config = bench_config(srv.url, sync="always")
+        conns = [await raw_connection(srv.url, f"bench-writer-{w}") for w in range(writers)]
+        await _bare_stream(conns[0], config)
+        stores = {
+            confirm: [
+                await SharedContextStore(
+                    config=config, name=f"bench-agent-{w}", confirm_writes=confirm
+                ).open()
+                for w in range(writers)
+            ]
+            for confirm in (True, False)
+        }
+        count = writers * contexts_per_writer * 10
+        for r in range(rounds):
+            order = ["bare", "confirmed", "unconfirmed"]
+            order = order[r % 3 :] + order[: r % 3]
+            for mode in order:
+                started = time.perf_counter()
+                if mode == "bare":
+                    per_writer = [
+                        _items(config, 100 + r, w, contexts_per_writer, True)
+                        for w in range(writers)
+                    ]
+                    started = time.perf_counter()
+                    await asyncio.gather(
+                        *(_bare_awaited(nc, it) for nc, it in zip(conns, per_writer, strict=True))
+                    )
+                else:
+                    confirm = mode == "confirmed"
+                    group = stores[confirm]
+                    base_round = r * 2 + (1 if confirm else 0)
+                    await asyncio.gather(
+                        *(
+                            _api_writer(s, base_round, w, contexts_per_writer)
+                            for w, s in enumerate(group)
+                        )
+                    )
+                    if not confirm:
+                        await _wait_applied(conns[0], config, max(s.last_seq for s in group))
+                rates[mode].append(count / (time.perf_counter() - started))
+        for group in stores.values():
+            for s in group:
+                await s.aclose()
+        for nc in conns:
+            await nc.close()
+    bare = median(rates["bare"])
+    out = []
+    for mode in ("unconfirmed", "confirmed"):
+        value = median(rates[mode])
+        out.append(
+            Figure(
+                f"durable applied writes/s, {writers} writers, client API ({mode})",
+                value,
+                "writes/s",
+                bare,
+                "bare awaited js.publish",
+                ">= 0.8x",
+                value / bare >= 0.8,
+                {"rounds": rates, "writes_per_round": count},
+            )
+        )
+    return out
