@@ -44,3 +44,10 @@ async def actor(server: EmbeddedServer, config: StoreConfig) -> AsyncIterator[St
 async def store(actor: StoreActor, config: StoreConfig) -> AsyncIterator[SharedContextStore]:
     async with SharedContextStore(config=config, name="agent-a") as client:
         yield client
+
+
+@pytest.fixture
+async def store_b(actor: StoreActor, config: StoreConfig) -> AsyncIterator[SharedContextStore]:
+    """A second agent with its own connection, on the same store."""
+    async with SharedContextStore(config=config, name="agent-b") as client:
+        yield client
