@@ -21,6 +21,8 @@ from typing import Any
 import msgspec
 
 from actors.agents import AGENT_NAMES, AgentHost, build_agent
+from actors.cli_history import parse_point
+from actors.cli_history import register as register_history_commands
 from actors.client import SharedContextStore
 from actors.engine import EvolutionConfig, EvolutionEngine, EvolutionResult, Progress
 from actors.errors import ContextStoreError
@@ -121,10 +123,12 @@ def _phase_line(name: str, data: dict[str, Any]) -> tuple[str, str]:
 
 async def cmd_show(args: argparse.Namespace) -> int:
     async with _client(args) as store:
-        ctx = await store.get_context(args.evolution_id)
+        ctx = await store.get_context(args.evolution_id, at=args.at)
     if args.json:
         print(_dump(ctx))
         return 0
+    if args.at is not None:
+        print(f"as of       {args.at}")
     print(f"evolution   {ctx.evolution_id}")
     print(f"target      {ctx.target_path}")
     print(f"focus       {', '.join(ctx.focus_areas) or '-'}")
@@ -349,7 +353,11 @@ def _parser() -> argparse.ArgumentParser:
     show = sub.add_parser("show", help="show one context (default: the newest)")
     show.add_argument("evolution_id", nargs="?", default=None)
     show.add_argument("--json", action="store_true")
+    show.add_argument(
+        "--at", type=parse_point, default=None, help="as it was at a sequence or ISO time"
+    )
     show.set_defaults(run=cmd_show)
+    register_history_commands(sub)
 
     evolve = sub.add_parser("evolve", help="run an evolution of a Python project")
     evolve.add_argument("path", help="the project to evolve")

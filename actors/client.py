@@ -14,9 +14,9 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import json
 import os
 import uuid
+from collections.abc import Iterable
 from datetime import UTC, datetime
 from pathlib import Path
 from types import TracebackType
@@ -27,8 +27,20 @@ import nats.errors
 from nats.aio.client import Client
 from nats.js.errors import APIError
 
+from actors.bundles import (
+    Published,
+    ReplayResult,
+    as_recorded,
+    build_bundle,
+    check_consistent,
+    ensure_imported,
+    publish_bundle,
+    read_bundle,
+    write_bundle,
+)
 from actors.errors import (
     ConflictError,
+    ContextNotFoundError,
     ContextStoreError,
     InvalidWriteError,
     PayloadTooLargeError,
@@ -37,7 +49,9 @@ from actors.errors import (
     StoreUnavailableError,
     error_for,
 )
+from actors.history import Timeline, diff_contexts, load_timeline
 from actors.local import LocalStack, default_home, discover_server
+from actors.watch import Watch
 from broker import ConfigError, StoreConfig, connect
 from contracts import (
     HEADER_EXPECTED_LAST_SUBJECT_SEQ,
@@ -54,7 +68,6 @@ from contracts import (
     ExternalResearch,
     GetRequest,
     ImplementationLog,
-    ImportContext,
     ImprovementPlan,
     ListRequest,
     OriginalAnalysis,
@@ -71,10 +84,12 @@ from contracts import (
     query_subject,
     write_subject,
 )
+from contracts.bundle import BUNDLE_FORMAT, Bundle
+from contracts.history import ContextDiff, HistoryEntry
 
 __all__ = ["EXPORT_FORMAT", "SharedContextStore", "WriteReceipt", "get_context_store"]
 
-EXPORT_FORMAT: Final = "ctxstore-context"
+EXPORT_FORMAT: Final = BUNDLE_FORMAT
 _ERROR_CODE_HEADER: Final = "Nats-Service-Error-Code"
 _WRONG_LAST_SEQUENCE: Final = 10071
 T = TypeVar("T")
@@ -435,14 +450,103 @@ class SharedContextStore:
             raise error_for(err.code, err.message)
         return decoder.decode(msg.data)
 
-    async def get_context(self, evolution_id: str | None = None) -> EvolutionContext:
-        """The context (default: this client's current one, else the newest)."""
+    async def get_context(
+        self, evolution_id: str | None = None, *, at: int | datetime | None = None
+    ) -> EvolutionContext:
+        """The context (default: this client's current one, else the newest).
+
+        ``at`` (a stream sequence, or an aware datetime) returns it as it was then, rebuilt
+        from the write stream (see ``actors.history``)."""
+        if at is not None:
+            timeline = await self._timeline(evolution_id)
+            past = timeline.context_at(at)
+            if past is None:
+                raise ContextNotFoundError(
+                    f"context {timeline.evolution_id} did not exist at {_point(at)}"
+                )
+            return past
         eid = evolution_id or self._current_id
         ctx: EvolutionContext = await self._request(
             Query.GET, GetRequest(evolution_id=eid, min_seq=self._last_seq), Decoders.context
         )
         self._current_id = ctx.evolution_id
         return ctx
+
+    # -- history, time travel, watch ----------------------------------------------------
+
+    async def _timeline(self, evolution_id: str | None) -> Timeline:
+        eid = evolution_id or self._current_id
+        if eid is None:
+            eid = (await self.get_context()).evolution_id
+        try:
+            check_token(eid, "evolution_id")
+        except SubjectError as exc:
+            raise InvalidWriteError(str(exc)) from None
+        timeline = await load_timeline(
+            await self._client(),
+            self.config.tenant,
+            eid,
+            max_payload=self.config.max_payload,
+            read_timeout=self.config.request_timeout,
+        )
+        if not timeline.records:
+            raise ContextNotFoundError(f"no context {eid} in tenant {self.config.tenant}")
+        self._current_id = eid
+        return timeline
+
+    async def history(self, evolution_id: str | None = None) -> list[HistoryEntry]:
+        """Every write to the context, in stream order, applied or rejected (with why):
+        sequence, time, kind (phase), writer, size."""
+        return (await self._timeline(evolution_id)).entries()
+
+    async def diff(
+        self,
+        evolution_id: str | None,
+        a: int | datetime,
+        b: int | datetime | None = None,
+    ) -> ContextDiff:
+        """What changed between the context at ``a`` and at ``b`` (default: now), field by
+        field; versions are stream sequences, or aware datetimes."""
+        timeline = await self._timeline(evolution_id)
+        sides = []
+        for point in (a, b):
+            ctx = timeline.context_at(point)
+            if ctx is None:
+                raise ContextNotFoundError(
+                    f"context {timeline.evolution_id} did not exist at {_point(point)}"
+                )
+            sides.append(ctx)
+        return ContextDiff(
+            evolution_id=timeline.evolution_id,
+            a=sides[0].version,
+            b=sides[1].version,
+            changes=diff_contexts(sides[0], sides[1]),
+        )
+
+    def watch(
+        self,
+        evolution_id: str | None = None,
+        phases: Iterable[str] | None = None,
+        *,
+        from_start: bool = False,
+    ) -> Watch:
+        """Applied writes as they happen: ``async for event in store.watch(): ...``.
+
+        ``evolution_id`` None watches every context of the tenant; ``phases`` keeps only
+        those write kinds (phase names, ``stage``, ``create``...); ``from_start`` replays the
+        recorded events first. In order, no gap or duplicate across reconnects."""
+        if evolution_id is not None:
+            try:
+                check_token(evolution_id, "evolution_id")
+            except SubjectError as exc:
+                raise InvalidWriteError(str(exc)) from None
+        return Watch(
+            self._client,
+            self.config.tenant,
+            evolution_id,
+            phases=phases,
+            from_start=from_start,
+        )
 
     async def get_comparison_data(self, evolution_id: str | None = None) -> dict[str, Any]:
         """before / plan / after / implementation (and research) of one context."""
@@ -466,23 +570,18 @@ class SharedContextStore:
     async def export_context(
         self, evolution_id: str | None = None, path: str | os.PathLike[str] | None = None
     ) -> str:
-        """Write the context to a JSON file; returns its path."""
+        """Write the context's bundle (the context, every write with its sequence, time,
+        writer and raw body, and a hash chain; see ``contracts.bundle``) to one file, gzip
+        when compression is on; returns its path."""
         eid = evolution_id or self._current_id
         ctx: EvolutionContext = await self._request(
             Query.EXPORT, ExportRequest(evolution_id=eid, min_seq=self._last_seq), Decoders.context
         )
-        target = Path(path) if path else self.config.export_path / f"{ctx.evolution_id}.json"
-        target.parent.mkdir(parents=True, exist_ok=True)
-        document = {
-            "format": EXPORT_FORMAT,
-            "format_version": 1,
-            "exported_at": datetime.now(UTC).isoformat(),
-            "context": msgspec.to_builtins(ctx),
-        }
-        tmp = target.with_name(f".{target.name}.tmp")
-        tmp.write_text(json.dumps(document, indent=2), encoding="utf-8")
-        tmp.replace(target)
-        return str(target)
+        bundle = build_bundle(await self._timeline(ctx.evolution_id))
+        compress = self.config.compression
+        suffix = ".json.gz" if compress else ".json"
+        target = Path(path) if path else self.config.export_path / f"{ctx.evolution_id}{suffix}"
+        return str(write_bundle(bundle, target, compress=compress))
 
     async def import_context(
         self,
@@ -491,40 +590,48 @@ class SharedContextStore:
         evolution_id: str | None = None,
         replace: bool = False,
     ) -> str:
-        """Load an exported context; returns its id. An existing id is kept unless
-        ``replace=True``; pass ``evolution_id`` to import under a new id."""
-        body, original_id = _read_export(Path(file_path), replace=replace)
-        eid = evolution_id or original_id
-        self._target(eid)
-        headers = {} if replace else {HEADER_EXPECTED_LAST_SUBJECT_SEQ: "0"}
-        try:
-            await self._write(eid, body, headers=headers)
-        except ConflictError:
-            raise ConflictError(
-                f"context {eid} already exists: import with replace=True or a new evolution_id"
-            ) from None
+        """Load a bundle; returns the context's id. Its writes are re-published in order, so
+        the context and its history equal the recording's. An existing id is kept unless
+        ``replace=True``; pass ``evolution_id`` to import under another id. A malformed,
+        truncated or tampered file raises ``BundleError`` and writes nothing."""
+        bundle = read_bundle(file_path)
+        check_consistent(bundle, max_payload=self.config.max_payload)
+        eid = evolution_id or bundle.evolution_id
+        published, ctx = await self._publish_bundle(bundle, eid, replace=replace)
+        ensure_imported(ctx, bundle, published)
         return eid
 
+    async def replay(
+        self, file_path: str | os.PathLike[str], *, evolution_id: str | None = None
+    ) -> ReplayResult:
+        """Re-apply a recorded evolution's writes under a fresh id and compare the result
+        with the recording, field by field (``result.identical``)."""
+        bundle = read_bundle(file_path)
+        eid = evolution_id or new_evolution_id()
+        published, ctx = await self._publish_bundle(bundle, eid, replace=False)
+        changes = diff_contexts(bundle.context, as_recorded(ctx, bundle, published), ignore=())
+        return ReplayResult(evolution_id=eid, context=ctx, recorded=bundle.context, changes=changes)
 
-def _read_export(path: Path, *, replace: bool) -> tuple[ImportContext, str]:
-    try:
-        document = json.loads(path.read_text(encoding="utf-8"))
-    except OSError as exc:
-        raise InvalidWriteError(f"cannot read {path}: {exc.strerror}") from None
-    except ValueError as exc:
-        raise InvalidWriteError(f"{path} is not valid JSON: {exc}") from None
-    if not isinstance(document, dict) or document.get("format") != EXPORT_FORMAT:
-        raise InvalidWriteError(f"{path} is not a {EXPORT_FORMAT} export")
-    try:
-        ctx = msgspec.convert(document.get("context"), EvolutionContext)
-    except msgspec.ValidationError as exc:
-        raise InvalidWriteError(f"{path} holds an invalid context: {exc}") from None
-    fields = {
-        f: getattr(ctx, f)
-        for f in ImportContext.__struct_fields__
-        if f != "replace" and hasattr(ctx, f)
-    }
-    return ImportContext(**fields, replace=replace), ctx.evolution_id
+    async def _publish_bundle(
+        self, bundle: Bundle, eid: str, *, replace: bool
+    ) -> tuple[Published, EvolutionContext]:
+        self._target(eid)
+        published = await publish_bundle(
+            await self._client(),
+            self.config,
+            bundle,
+            eid,
+            replace=replace,
+            msg_prefix=f"imp-{bundle.head[:16]}-{uuid.uuid4().hex[:8]}",
+        )
+        self._last_seq = max(self._last_seq, published.last_seq)
+        return published, await self.get_context(eid)
+
+
+def _point(at: int | datetime | None) -> str:
+    if at is None:
+        return "now"
+    return at.isoformat() if isinstance(at, datetime) else f"seq {at}"
 
 
 def _publish_error(exc: APIError, kind: WriteKind) -> ContextStoreError:

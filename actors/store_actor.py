@@ -35,6 +35,7 @@ from actors.state import (
     compare,
     summarize,
 )
+from actors.stored import recorded_time
 from broker import ACTOR_DURABLE, WRITES_STREAM, StoreConfig, provision
 from contracts import (
     HEADER_MSG_ID,
@@ -358,7 +359,7 @@ def _stored(msg: Msg) -> StoredWrite:
     headers = msg.headers
     return StoredWrite(
         seq=meta.sequence.stream,
-        time=meta.timestamp,
+        time=recorded_time(headers) or meta.timestamp,
         subject=msg.subject,
         data=msg.data,
         writer=headers.get(HEADER_WRITER) if headers else None,

@@ -25,6 +25,7 @@ __all__ = [
     "HEADER_EXPECTED_LAST_SUBJECT_SEQ",
     "HEADER_EXPECTED_LAST_SUBJECT_SEQ_SUBJECT",
     "HEADER_MSG_ID",
+    "HEADER_RECORDED_TIME",
     "HEADER_WRITER",
     "Decoders",
     "decode",
@@ -33,6 +34,9 @@ __all__ = [
 
 HEADER_MSG_ID: Final = "Nats-Msg-Id"
 HEADER_WRITER: Final = "Ctxstore-Writer"
+# On a write re-published by an import or replay: when it was originally written (RFC 3339).
+# The store uses it as the write's time (created_at, updated_at); the stream keeps its own.
+HEADER_RECORDED_TIME: Final = "Ctxstore-Recorded-Time"
 HEADER_EXPECTED_LAST_SUBJECT_SEQ: Final = "Nats-Expected-Last-Subject-Sequence"
 HEADER_EXPECTED_LAST_SUBJECT_SEQ_SUBJECT: Final = "Nats-Expected-Last-Subject-Sequence-Subject"
 

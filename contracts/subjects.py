@@ -27,6 +27,7 @@ __all__ = [
     "WriteSubject",
     "agent_subject",
     "check_token",
+    "error_filter",
     "error_subject",
     "event_filter",
     "event_subject",
@@ -77,7 +78,10 @@ def _build(channel: Channel, tenant: str, evolution_id: str, kind: str) -> str:
     return f"{ROOT}.{channel}.{tenant}.{evolution_id}.{kind}"
 
 
-def write_subject(tenant: str, evolution_id: str, kind: WriteKind) -> str:
+def write_subject(tenant: str, evolution_id: str, kind: WriteKind | str) -> str:
+    """A raw ``str`` kind must be a valid token; the store rejects kinds it does not know."""
+    if not isinstance(kind, WriteKind):
+        check_token(kind, "kind")
     return _build(Channel.WRITE, tenant, evolution_id, kind)
 
 
@@ -114,6 +118,11 @@ def write_filter(tenant: str | None = None, evolution_id: str | None = None) -> 
 
 def event_filter(tenant: str | None = None, evolution_id: str | None = None) -> str:
     return _filter(Channel.EVENT, tenant, evolution_id)
+
+
+def error_filter(tenant: str | None = None, evolution_id: str | None = None) -> str:
+    """Wildcard over rejected-write events."""
+    return _filter(Channel.ERROR, tenant, evolution_id)
 
 
 def query_filter(operation: Query) -> str:

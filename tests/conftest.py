@@ -9,7 +9,14 @@ import pytest
 from nats.aio.client import Client
 
 from actors import SharedContextStore, StoreActor
+from actors.pytest_plugin import ensure_registered
 from broker import EmbeddedServer, StoreConfig, connect
+
+
+def pytest_configure(config: pytest.Config) -> None:
+    # The package's pytest plugin (ctxstore_* fixtures): its pytest11 entry point registers
+    # it when the package is installed; from a checkout, register it here (never twice).
+    ensure_registered(config)
 
 
 @pytest.fixture

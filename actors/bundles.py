@@ -1,0 +1,434 @@
+"""Export/import bundles: a context with its whole write history, under a hash chain.
+
+The format is documented in ``contracts/bundle.py``. Exports are built from the write stream
+(``actors.history``), so the context in a bundle is exactly the fold of the writes in it.
+
+Import re-publishes the recorded writes in order, raw bodies and writers unchanged, under the
+target id, each with ``Ctxstore-Recorded-Time`` (the store takes it as the write's time, so
+``created_at``/``updated_at`` are the original ones). Before anything is published the file
+is validated in full: gzip and JSON structure, format and version, the hash chain, the count
+and head, the context hash, every write's size against this store's limit, and (strict mode)
+that folding the writes gives the recorded context. Each publish is guarded by the server's
+expected-last-subject-sequence check over all of the id's subjects, so no other writer's
+write can interleave: the first expects the id to be empty (or the delete that replaces it),
+each next one expects the previous one.
+"""
+
+from __future__ import annotations
+
+import base64
+import binascii
+import gzip
+import os
+import re
+import zlib
+from collections.abc import Iterable
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Final
+
+import msgspec
+import nats.errors
+from nats.aio.client import Client
+from nats.js.errors import APIError
+
+from actors.errors import (
+    CapacityError,
+    ConflictError,
+    ContextNotFoundError,
+    ContextStoreError,
+    InvalidWriteError,
+    StoreTimeoutError,
+    error_for,
+)
+from actors.history import Timeline, diff_contexts, load_timeline
+from actors.state import Applied, Limits, StoredWrite, StoreState
+from broker import StoreConfig
+from contracts import (
+    HEADER_EXPECTED_LAST_SUBJECT_SEQ,
+    HEADER_EXPECTED_LAST_SUBJECT_SEQ_SUBJECT,
+    HEADER_MSG_ID,
+    HEADER_WRITER,
+    Decoders,
+    DeleteContext,
+    ErrorCode,
+    EvolutionContext,
+    OutcomeRequest,
+    Query,
+    WriteKind,
+    encode,
+    query_subject,
+    write_filter,
+    write_subject,
+)
+from contracts.bundle import (
+    BUNDLE_FORMAT,
+    BUNDLE_VERSION,
+    GENESIS,
+    Bundle,
+    BundleWrite,
+    chain_hash,
+    context_hash,
+)
+from contracts.codec import HEADER_RECORDED_TIME
+from contracts.history import Change
+
+__all__ = [
+    "BundleError",
+    "Published",
+    "ReplayResult",
+    "as_recorded",
+    "build_bundle",
+    "check_consistent",
+    "decode_bundle",
+    "describe",
+    "encode_bundle",
+    "ensure_imported",
+    "publish_bundle",
+    "read_bundle",
+    "write_bundle",
+]
+
+_GZIP_MAGIC: Final = b"\x1f\x8b"
+_WRONG_LAST_SEQUENCE: Final = 10071
+_SEQ_IN_LOG = re.compile(r"^seq (\d+) ")
+_decoder: Final = msgspec.json.Decoder(Bundle)
+
+
+class BundleError(InvalidWriteError):
+    """A bundle file that cannot be imported: the message says what is wrong with it."""
+
+
+# -- export --------------------------------------------------------------------------------
+
+
+def build_bundle(timeline: Timeline) -> Bundle:
+    """The bundle of a context: its current state and every write on its subjects."""
+    steps = list(timeline.steps())
+    context = steps[-1].context if steps else None
+    if context is None:
+        raise ContextNotFoundError(
+            f"no context {timeline.evolution_id} in tenant {timeline.tenant}"
+        )
+    prev = GENESIS
+    writes: list[BundleWrite] = []
+    for entry in timeline.entries():
+        write = timeline.records[len(writes)].write
+        try:
+            body, body_b64 = write.data.decode("utf-8"), None
+        except UnicodeDecodeError:
+            body, body_b64 = None, base64.b64encode(write.data).decode("ascii")
+        unsigned = BundleWrite(
+            seq=entry.seq,
+            time=entry.time,
+            kind=entry.kind,
+            writer=entry.writer,
+            body=body,
+            body_b64=body_b64,
+            applied=entry.applied,
+            code=entry.code,
+            reason=entry.reason,
+            hash=GENESIS,
+        )
+        prev = chain_hash(prev, unsigned.canonical())
+        writes.append(msgspec.structs.replace(unsigned, hash=prev))
+    return Bundle(
+        format=BUNDLE_FORMAT,
+        version=BUNDLE_VERSION,
+        exported_at=datetime.now(UTC),
+        tenant=timeline.tenant,
+        evolution_id=timeline.evolution_id,
+        count=len(writes),
+        head=prev,
+        context_hash=context_hash(prev, context),
+        context=context,
+        writes=writes,
+    )
+
+
+def encode_bundle(bundle: Bundle, *, compress: bool) -> bytes:
+    data = msgspec.json.format(encode(bundle), indent=1)
+    return gzip.compress(data, mtime=0) if compress else data
+
+
+def write_bundle(bundle: Bundle, path: Path, *, compress: bool) -> Path:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
+    tmp.write_bytes(encode_bundle(bundle, compress=compress))
+    tmp.replace(path)
+    return path
+
+
+# -- validation ----------------------------------------------------------------------------
+
+
+def read_bundle(path: str | os.PathLike[str]) -> Bundle:
+    try:
+        raw = Path(path).read_bytes()
+    except OSError as exc:
+        raise BundleError(f"cannot read {path}: {exc.strerror}") from None
+    return decode_bundle(raw, source=str(path))
+
+
+def decode_bundle(raw: bytes, *, source: str = "bundle") -> Bundle:
+    """Parse and check a bundle's structure, hash chain, count, head and context hash."""
+    if raw[:2] == _GZIP_MAGIC:
+        try:
+            raw = gzip.decompress(raw)
+        except (EOFError, OSError, zlib.error) as exc:
+            raise BundleError(f"{source}: corrupt or truncated gzip data ({exc})") from None
+    if not raw.strip():
+        raise BundleError(f"{source} is empty")
+    try:
+        bundle = _decoder.decode(raw)
+    except msgspec.ValidationError as exc:
+        raise BundleError(f"{source} is not a valid {BUNDLE_FORMAT}: {exc}") from None
+    except msgspec.DecodeError as exc:
+        raise BundleError(f"{source} is not valid JSON (truncated?): {exc}") from None
+    if bundle.format != BUNDLE_FORMAT:
+        raise BundleError(f"{source} is a {bundle.format!r} file, not a {BUNDLE_FORMAT}")
+    if bundle.version != BUNDLE_VERSION:
+        raise BundleError(
+            f"{source} has {BUNDLE_FORMAT} version {bundle.version}; this store reads version "
+            f"{BUNDLE_VERSION}"
+        )
+    if bundle.count != len(bundle.writes):
+        raise BundleError(
+            f"{source} declares {bundle.count} writes but holds {len(bundle.writes)} (truncated?)"
+        )
+    if bundle.context.evolution_id != bundle.evolution_id:
+        raise BundleError(
+            f"{source}: the context is {bundle.context.evolution_id}, "
+            f"the bundle says {bundle.evolution_id}"
+        )
+    prev, last_seq = GENESIS, 0
+    for i, write in enumerate(bundle.writes):
+        where = f"{source}: write #{i + 1} (seq {write.seq})"
+        if write.seq <= last_seq:
+            raise BundleError(f"{where} is out of order: it follows seq {last_seq}")
+        last_seq = write.seq
+        if (write.body is None) == (write.body_b64 is None):
+            raise BundleError(f"{where} must have exactly one of body and body_b64")
+        expected = chain_hash(prev, write.canonical())
+        if write.hash != expected:
+            raise BundleError(
+                f"{where}: hash chain broken: the write was edited, removed or reordered "
+                f"(hash {write.hash[:12]}..., expected {expected[:12]}...)"
+            )
+        prev = write.hash
+        _raw_body(write, where)
+    if bundle.head != prev:
+        raise BundleError(
+            f"{source}: head {bundle.head[:12]}... does not match the last write's hash "
+            f"{prev[:12]}... (writes removed from the end?)"
+        )
+    if bundle.context_hash != context_hash(bundle.head, bundle.context):
+        raise BundleError(f"{source}: the context was edited: its hash does not match")
+    return bundle
+
+
+def _raw_body(write: BundleWrite, where: str = "write") -> bytes:
+    if write.body is not None:
+        return write.body.encode("utf-8")
+    try:
+        return base64.b64decode(write.body_b64 or "", validate=True)
+    except (binascii.Error, ValueError) as exc:
+        raise BundleError(f"{where}: body_b64 is not valid base64 ({exc})") from None
+
+
+def _stored(bundle: Bundle, write: BundleWrite) -> StoredWrite:
+    return StoredWrite(
+        seq=write.seq,
+        time=write.time,
+        subject=write_subject(bundle.tenant, bundle.evolution_id, write.kind),
+        data=_raw_body(write),
+        writer=write.writer,
+    )
+
+
+def check_consistent(bundle: Bundle, *, max_payload: int) -> None:
+    """Strict check: folding the bundle's writes gives its context and its outcomes, and
+    every write fits this store's payload limit."""
+    for write in bundle.writes:
+        size = len(_raw_body(write))
+        if size > max_payload:
+            raise BundleError(
+                f"write seq {write.seq} ({write.kind}) is {size} bytes, over this store's "
+                f"payload limit of {max_payload} bytes"
+            )
+    state = StoreState(Limits(max_payload=max_payload, max_contexts=None))
+    for write in bundle.writes:
+        if not write.applied and write.code == ErrorCode.CAPACITY:
+            state.applied_seq = write.seq  # refused for a full store: changed nothing
+            continue
+        outcome = state.apply(_stored(bundle, write))
+        applied = isinstance(outcome, Applied)
+        if applied != write.applied:
+            said = "applied" if write.applied else "rejected"
+            raise BundleError(
+                f"write seq {write.seq} ({write.kind}) is recorded as {said}, but replaying the "
+                f"history does not give that"
+            )
+    folded = state.get(bundle.tenant, bundle.evolution_id)
+    if folded is None:
+        raise BundleError("the bundle's writes do not create its context")
+    changes = diff_contexts(folded, bundle.context, ignore=())
+    if changes:
+        raise BundleError(
+            "the context does not match its write history: " + describe(changes, limit=3)
+        )
+
+
+def describe(changes: Iterable[Change], *, limit: int | None = None) -> str:
+    items = list(changes)
+    shown = items if limit is None else items[:limit]
+    text = "; ".join(f"{c.path} {c.op}" for c in shown)
+    if limit is not None and len(items) > limit:
+        text += f"; and {len(items) - limit} more"
+    return text
+
+
+# -- import --------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True, slots=True)
+class Published:
+    evolution_id: str
+    last_seq: int
+    seq_map: dict[int, int]  # new sequence -> recorded sequence
+
+
+async def publish_bundle(
+    nc: Client,
+    config: StoreConfig,
+    bundle: Bundle,
+    evolution_id: str,
+    *,
+    replace: bool,
+    msg_prefix: str,
+    confirm_first: bool = True,
+) -> Published:
+    """Re-publish the bundle's writes under ``evolution_id`` (validated beforehand)."""
+    tenant = config.tenant
+    current = await load_timeline(
+        nc,
+        tenant,
+        evolution_id,
+        max_payload=config.max_payload,
+        read_timeout=config.request_timeout,
+    )
+    exists = current.context_at() is not None
+    if exists and not replace:
+        raise ConflictError(
+            f"context {evolution_id} already exists: import with replace=True (--replace) "
+            f"or under a new id (--as ID)"
+        )
+    js = nc.jetstream(timeout=config.request_timeout)
+    subject_filter = write_filter(tenant, evolution_id)
+    expected = current.last_seq
+
+    async def publish(subject: str, data: bytes, headers: dict[str, str]) -> int:
+        headers[HEADER_EXPECTED_LAST_SUBJECT_SEQ] = str(expected)
+        headers[HEADER_EXPECTED_LAST_SUBJECT_SEQ_SUBJECT] = subject_filter
+        for attempt in range(3):
+            try:
+                ack = await js.publish(subject, data, headers=headers)
+                return int(ack.seq)
+            except nats.errors.TimeoutError:
+                if attempt == 2:
+                    raise StoreTimeoutError(f"no acknowledgement for {subject}") from None
+            except APIError as exc:
+                if exc.err_code == _WRONG_LAST_SEQUENCE:
+                    raise ConflictError(
+                        f"another writer wrote to {evolution_id} during the import "
+                        f"({len(seq_map)} of {len(bundle.writes)} writes were imported)"
+                    ) from None
+                raise error_for("internal", f"JetStream refused {subject}: {exc}") from None
+        raise AssertionError("unreachable")
+
+    seq_map: dict[int, int] = {}
+    if exists:
+        body = encode(DeleteContext(reason=f"replaced by import of bundle {bundle.head[:16]}"))
+        headers = {HEADER_MSG_ID: f"{msg_prefix}-delete", HEADER_WRITER: "ctxstore-import"}
+        expected = await publish(
+            write_subject(tenant, evolution_id, WriteKind.DELETE), body, headers
+        )
+    for i, write in enumerate(bundle.writes):
+        headers = {
+            HEADER_MSG_ID: f"{msg_prefix}-{write.seq}",
+            HEADER_RECORDED_TIME: write.time.isoformat(),
+        }
+        if write.writer is not None:
+            headers[HEADER_WRITER] = write.writer
+        subject = write_subject(tenant, evolution_id, write.kind)
+        expected = await publish(subject, _raw_body(write), headers)
+        seq_map[expected] = write.seq
+        if i == 0 and confirm_first:
+            await _confirm_first(nc, config, expected, write)
+    return Published(evolution_id, expected, seq_map)
+
+
+async def _confirm_first(nc: Client, config: StoreConfig, seq: int, write: BundleWrite) -> None:
+    """Stop early if the store refused to create the context (e.g. it is full)."""
+    msg = await nc.request(
+        query_subject(config.tenant, Query.OUTCOME),
+        encode(OutcomeRequest(seq=seq, min_seq=seq)),
+        timeout=config.request_timeout,
+    )
+    if msg.headers and "Nats-Service-Error-Code" in msg.headers:
+        return  # the outcome is checked again on the imported context
+    outcome = Decoders.outcome.decode(msg.data)
+    if not outcome.applied and write.applied:
+        error = error_for(outcome.code or "invalid", outcome.reason or "refused")
+        if isinstance(error, CapacityError):
+            raise CapacityError(f"{outcome.reason}; nothing else of the bundle was imported")
+        raise error
+
+
+def as_recorded(ctx: EvolutionContext, bundle: Bundle, published: Published) -> EvolutionContext:
+    """The imported context in the recording's terms: its id, tenant and sequences mapped
+    back to the recorded ones, so it can be compared with the bundle's context."""
+    seq_map = published.seq_map
+
+    def seq(value: int) -> int:
+        return seq_map.get(value, value)
+
+    def entry(text: str) -> str:
+        match = _SEQ_IN_LOG.match(text)
+        if match is not None:
+            text = f"seq {seq(int(match.group(1)))} " + text[match.end() :]
+        return text.replace(published.evolution_id, bundle.evolution_id)
+
+    return msgspec.structs.replace(
+        ctx,
+        evolution_id=bundle.evolution_id,
+        tenant=bundle.tenant,
+        version=seq(ctx.version),
+        phase_versions={k: seq(v) for k, v in ctx.phase_versions.items()},
+        error_log=[entry(e) for e in ctx.error_log],
+    )
+
+
+def ensure_imported(ctx: EvolutionContext, bundle: Bundle, published: Published) -> None:
+    changes = diff_contexts(as_recorded(ctx, bundle, published), bundle.context, ignore=())
+    if changes:
+        raise ContextStoreError(
+            f"imported as {published.evolution_id}, but the store's result differs from the "
+            f"bundle: {describe(changes, limit=5)}"
+        )
+
+
+@dataclass(frozen=True, slots=True)
+class ReplayResult:
+    """A recorded evolution re-applied under ``evolution_id``: the resulting ``context``,
+    the ``recorded`` one, and where they differ (sequences mapped back to the recording's)."""
+
+    evolution_id: str
+    context: EvolutionContext
+    recorded: EvolutionContext
+    changes: list[Change]
+
+    @property
+    def identical(self) -> bool:
+        return not self.changes

@@ -1,0 +1,204 @@
+"""``ctxstore`` commands over the store's history: history, diff, export, import, watch,
+replay; and the ``--at`` of ``show``."""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import signal
+import sys
+from collections.abc import Callable, Sequence
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+import msgspec
+
+from contracts.history import Change
+
+__all__ = ["parse_point", "register"]
+
+
+def parse_point(text: str) -> int | datetime:
+    """A stream sequence (digits) or an ISO 8601 time (naive means UTC)."""
+    if text.isdigit():
+        return int(text)
+    try:
+        value = datetime.fromisoformat(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(
+            f"{text!r} is neither a sequence number nor an ISO time (2025-08-17T12:00:00Z)"
+        ) from None
+    return value if value.tzinfo is not None else value.replace(tzinfo=UTC)
+
+
+def _store(args: argparse.Namespace) -> Any:
+    from actors.cli import _client
+
+    return _client(args)
+
+
+def _table(rows: Sequence[Sequence[object]], headers: Sequence[str]) -> str:
+    from actors.cli import _table as table
+
+    return table(rows, headers)
+
+
+def _short(value: Any, width: int = 60) -> str:
+    text = json.dumps(value, default=str) if not isinstance(value, str) else value
+    return text if len(text) <= width else text[: width - 3] + "..."
+
+
+def format_changes(changes: Sequence[Change]) -> str:
+    if not changes:
+        return "no differences"
+    rows = [
+        (c.op, c.path, _short(c.before) if c.op != "added" else "", _short(c.after))
+        for c in changes
+    ]
+    return _table(rows, ["OP", "FIELD", "BEFORE", "AFTER"])
+
+
+async def cmd_history(args: argparse.Namespace) -> int:
+    async with _store(args) as store:
+        entries = await store.history(args.evolution_id)
+    if args.json:
+        print(json.dumps(msgspec.to_builtins(entries), indent=2))
+        return 0
+    rows = []
+    for e in entries:
+        what = e.kind if e.stage is None else f"{e.kind} -> {e.stage}"
+        outcome = "applied" if e.applied else f"REJECTED {e.code}: {e.reason}"
+        rows.append(
+            (
+                e.seq,
+                e.time.isoformat(timespec="milliseconds"),
+                what,
+                e.writer or "-",
+                e.size,
+                outcome,
+            )
+        )
+    print(_table(rows, ["SEQ", "TIME", "WRITE", "WRITER", "BYTES", "OUTCOME"]))
+    return 0
+
+
+async def cmd_diff(args: argparse.Namespace) -> int:
+    async with _store(args) as store:
+        diff = await store.diff(args.evolution_id, args.a, args.b)
+    if args.json:
+        print(json.dumps(msgspec.to_builtins(diff), indent=2))
+        return 0
+    print(f"{diff.evolution_id}: version {diff.a} -> {diff.b}")
+    print(format_changes(diff.changes))
+    return 0
+
+
+async def cmd_export(args: argparse.Namespace) -> int:
+    async with _store(args) as store:
+        path = await store.export_context(args.evolution_id, args.output)
+    print(path)
+    return 0
+
+
+async def cmd_import(args: argparse.Namespace) -> int:
+    async with _store(args) as store:
+        eid = await store.import_context(args.file, evolution_id=args.as_id, replace=args.replace)
+        ctx = await store.get_context(eid)
+    print(f"imported {eid} ({ctx.status}, phase {ctx.current_phase}, version {ctx.version})")
+    return 0
+
+
+async def cmd_replay(args: argparse.Namespace) -> int:
+    async with _store(args) as store:
+        result = await store.replay(args.file)
+    if args.json:
+        print(
+            json.dumps(
+                {
+                    "evolution_id": result.evolution_id,
+                    "identical": result.identical,
+                    "changes": msgspec.to_builtins(result.changes),
+                },
+                indent=2,
+            )
+        )
+    else:
+        print(f"replayed {result.recorded.evolution_id} as {result.evolution_id}")
+        if result.identical:
+            print("identical to the recording")
+        else:
+            print("differences (recorded -> replayed):")
+            print(format_changes(result.changes))
+    return 0 if result.identical else 1
+
+
+async def cmd_watch(args: argparse.Namespace) -> int:
+    stop = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        loop.add_signal_handler(sig, stop.set)
+    try:
+        async with _store(args) as store:
+            watch = store.watch(args.evolution_id, args.phase or None, from_start=args.from_start)
+            async with watch:
+                print(f"watching {watch.subject} (Ctrl-C to stop)", file=sys.stderr, flush=True)
+                stopper = asyncio.create_task(stop.wait())
+                try:
+                    while not stop.is_set():
+                        nxt = asyncio.ensure_future(anext(watch))
+                        await asyncio.wait({nxt, stopper}, return_when=asyncio.FIRST_COMPLETED)
+                        if not nxt.done():
+                            nxt.cancel()
+                            break
+                        e = nxt.result()
+                        where = f"{e.status or '-'}/{e.current_phase or '-'}"
+                        print(
+                            f"{e.seq:>8}  {e.time.isoformat(timespec='milliseconds')}  "
+                            f"{e.evolution_id}  {e.kind:<20} {where:<24} {e.writer or '-'}",
+                            flush=True,
+                        )
+                finally:
+                    stopper.cancel()
+    finally:
+        for sig in (signal.SIGINT, signal.SIGTERM):
+            loop.remove_signal_handler(sig)
+    return 0
+
+
+def register(sub: Any) -> None:
+    """Add the history commands to ``ctxstore``'s subparsers."""
+
+    def add(name: str, run: Callable[[argparse.Namespace], Any], help: str) -> Any:
+        parser = sub.add_parser(name, help=help)
+        parser.set_defaults(run=run)
+        return parser
+
+    p = add("history", cmd_history, "list every write to a context, applied or rejected")
+    p.add_argument("evolution_id", nargs="?", default=None)
+    p.add_argument("--json", action="store_true")
+
+    p = add("diff", cmd_diff, "what changed in a context between two versions (SEQ or TIME)")
+    p.add_argument("evolution_id")
+    p.add_argument("a", type=parse_point)
+    p.add_argument("b", type=parse_point, nargs="?", default=None, help="default: now")
+    p.add_argument("--json", action="store_true")
+
+    p = add("export", cmd_export, "write a context's bundle (history + hash chain) to a file")
+    p.add_argument("evolution_id", nargs="?", default=None)
+    p.add_argument("-o", "--output", type=Path, default=None, help="file (default: export path)")
+
+    p = add("import", cmd_import, "load a bundle into the store")
+    p.add_argument("file", type=Path)
+    p.add_argument("--as", dest="as_id", default=None, help="import under this id")
+    p.add_argument("--replace", action="store_true", help="replace an existing context")
+
+    p = add("watch", cmd_watch, "print applied writes live until Ctrl-C")
+    p.add_argument("evolution_id", nargs="?", default=None, help="default: every context")
+    p.add_argument("--phase", action="append", help="only these write kinds (repeatable)")
+    p.add_argument("--from-start", action="store_true", help="replay recorded events first")
+
+    p = add("replay", cmd_replay, "re-apply a bundle's writes and report differences")
+    p.add_argument("file", type=Path)
+    p.add_argument("--json", action="store_true")

@@ -1,0 +1,303 @@
+"""History and time travel, read straight from the write stream.
+
+``load_timeline`` reads every write of one context (its subjects ``ctxstore.write.<tenant>.<id>.*``)
+with an ordered consumer; ``Timeline`` folds the pure ``StoreState`` over them, so the context
+at any sequence or time is exactly what the store held then.
+
+Why fold rather than the batched Direct Get (``multi_last`` with ``up_to_seq``): the last write
+of each phase subject gives the phase data, but not ``error_log`` (it accumulates over every
+stage write with an error and every rejected write, which also live in the stream), nor the
+right answer after a delete and re-create, an import, or a rejected phase write (its subject's
+last message is a write that changed nothing). Folding the context's own writes is always
+correct and costs one ordered-consumer read of that context's writes.
+
+One rejection depends on other contexts: a create refused because the store was full. The
+fold cannot see that from one context's writes, so it takes those rejections from the actor's
+rejected-write events (``ctxstore.error.<tenant>.<id>.*``, kept for the events stream's age).
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Iterable, Iterator
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Any, Final
+
+import msgspec
+import nats.errors
+from nats.aio.client import Client
+from nats.aio.msg import Msg
+from nats.js.api import ConsumerConfig, DeliverPolicy
+
+from actors.errors import StoreTimeoutError
+from actors.state import Applied, Limits, Outcome, Rejected, StoredWrite, StoreState
+from actors.stored import stored_write
+from broker import EVENTS_STREAM, WRITES_STREAM
+from contracts import (
+    Decoders,
+    ErrorCode,
+    EvolutionContext,
+    WriteKind,
+    WriteRejected,
+    write_filter,
+)
+from contracts.history import Change, HistoryEntry
+from contracts.subjects import error_filter
+
+__all__ = [
+    "METADATA_FIELDS",
+    "Point",
+    "Recorded",
+    "Timeline",
+    "diff_contexts",
+    "load_timeline",
+    "read_messages",
+]
+
+Point = int | datetime
+"""A point in a context's past: a stream sequence, or an aware datetime."""
+
+METADATA_FIELDS: Final = frozenset({"version", "updated_at", "phase_versions"})
+"""Fields that change with every write; ``diff_contexts`` skips them unless asked."""
+
+
+async def read_messages(
+    nc: Client,
+    stream: str,
+    subject_filter: str,
+    *,
+    up_to_seq: int | None = None,
+    idle_timeout: float = 5.0,
+) -> list[Msg]:
+    """Every message of ``stream`` under ``subject_filter`` stored so far (up to ``up_to_seq``),
+    in stream order, with an ordered consumer."""
+    js = nc.jetstream(timeout=idle_timeout)
+    info = await js.stream_info(stream)
+    last = info.state.last_seq
+    if up_to_seq is not None:
+        last = min(last, up_to_seq)
+    if info.state.messages == 0 or last < info.state.first_seq:
+        return []
+    sub = await js.subscribe(
+        subject_filter,
+        stream=stream,
+        ordered_consumer=True,
+        config=ConsumerConfig(deliver_policy=DeliverPolicy.ALL),
+        pending_msgs_limit=-1,
+        pending_bytes_limit=-1,
+    )
+    out: list[Msg] = []
+    try:
+        consumer = await sub.consumer_info()
+        delivered = consumer.delivered.consumer_seq if consumer.delivered else 0
+        if consumer.num_pending == 0 and delivered == 0:
+            return out
+        while True:
+            try:
+                msg = await sub.next_msg(timeout=idle_timeout)
+            except nats.errors.TimeoutError:
+                raise StoreTimeoutError(
+                    f"reading {subject_filter} from {stream} stalled after {len(out)} messages"
+                ) from None
+            meta = msg.metadata
+            if meta.sequence.stream > last:
+                break
+            out.append(msg)
+            if meta.sequence.stream >= last or meta.num_pending == 0:
+                break
+    finally:
+        await sub.unsubscribe()
+    return out
+
+
+@dataclass(frozen=True, slots=True)
+class Recorded:
+    """One write of a context as stored: what the state folds, plus the stream's own time,
+    and the reason if the actor refused it for capacity (a cross-context decision)."""
+
+    write: StoredWrite
+    stored_at: datetime
+    capacity_reason: str | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class Step:
+    recorded: Recorded
+    outcome: Outcome | None
+    context: EvolutionContext | None  # the context after this write
+
+
+class Timeline:
+    """The writes of one context, in stream order, and the states they lead to."""
+
+    def __init__(
+        self, tenant: str, evolution_id: str, records: list[Recorded], *, max_payload: int
+    ) -> None:
+        self.tenant = tenant
+        self.evolution_id = evolution_id
+        self.records = records
+        self.max_payload = max_payload
+
+    @property
+    def last_seq(self) -> int:
+        return self.records[-1].write.seq if self.records else 0
+
+    def steps(self, until: Point | None = None) -> Iterator[Step]:
+        """Fold the state over the writes up to ``until`` (inclusive), one step per write."""
+        state = StoreState(Limits(max_payload=self.max_payload, max_contexts=None))
+        key = (self.tenant, self.evolution_id)
+        for rec in self.records:
+            if not _within(rec.write, until):
+                continue
+            outcome: Outcome | None
+            if rec.capacity_reason is not None:
+                outcome = Rejected(
+                    rec.write,
+                    self.tenant,
+                    self.evolution_id,
+                    rec.write.subject.rsplit(".", 1)[-1],
+                    ErrorCode.CAPACITY,
+                    rec.capacity_reason,
+                    state.contexts.get(key),
+                )
+                state.applied_seq = rec.write.seq
+            else:
+                outcome = state.apply(rec.write)
+            yield Step(rec, outcome, state.contexts.get(key))
+
+    def context_at(self, at: Point | None = None) -> EvolutionContext | None:
+        """The context as it was at ``at`` (None: now); None if it did not exist then."""
+        ctx: EvolutionContext | None = None
+        for step in self.steps(at):
+            ctx = step.context
+        return ctx
+
+    def entries(self) -> list[HistoryEntry]:
+        return [_entry(step) for step in self.steps()]
+
+
+def _within(write: StoredWrite, until: Point | None) -> bool:
+    if until is None:
+        return True
+    if isinstance(until, datetime):
+        return write.time <= until
+    return write.seq <= until
+
+
+def _entry(step: Step) -> HistoryEntry:
+    write = step.recorded.write
+    kind = write.subject.rsplit(".", 1)[-1]
+    ctx = step.context
+    common: dict[str, Any] = dict(
+        seq=write.seq,
+        time=write.time,
+        stored_at=step.recorded.stored_at,
+        kind=kind,
+        writer=write.writer,
+        size=len(write.data),
+        version=ctx.version if ctx is not None else 0,
+    )
+    match step.outcome:
+        case Rejected(code=code, reason=reason):
+            return HistoryEntry(**common, applied=False, code=code.value, reason=reason)
+        case Applied():
+            stage = ctx.current_phase.value if ctx is not None and kind == WriteKind.STAGE else None
+            return HistoryEntry(**common, applied=True, stage=stage)
+    # A redelivery cannot occur in a single read; kept total for the type checker.
+    return HistoryEntry(**common, applied=False, code="duplicate", reason="sequence seen twice")
+
+
+async def load_timeline(
+    nc: Client,
+    tenant: str,
+    evolution_id: str,
+    *,
+    max_payload: int,
+    up_to_seq: int | None = None,
+    read_timeout: float = 5.0,
+) -> Timeline:
+    """Read one context's writes from the stream (and its capacity rejections from the
+    events stream) into a ``Timeline``."""
+    writes, errors = await asyncio.gather(
+        read_messages(
+            nc,
+            WRITES_STREAM,
+            write_filter(tenant, evolution_id),
+            up_to_seq=up_to_seq,
+            idle_timeout=read_timeout,
+        ),
+        read_messages(
+            nc, EVENTS_STREAM, error_filter(tenant, evolution_id), idle_timeout=read_timeout
+        ),
+    )
+    capacity: dict[int, str] = {}
+    for msg in errors:
+        try:
+            event = Decoders.event.decode(msg.data)
+        except (msgspec.ValidationError, msgspec.DecodeError):
+            continue
+        if isinstance(event, WriteRejected) and event.code == ErrorCode.CAPACITY:
+            capacity[event.seq] = event.reason
+    records = [
+        Recorded(
+            write=(w := stored_write(msg)),
+            stored_at=msg.metadata.timestamp,
+            capacity_reason=capacity.get(w.seq),
+        )
+        for msg in writes
+        if len(msg.subject.split(".")) == 5  # the context's own subjects, no deeper tokens
+    ]
+    return Timeline(tenant, evolution_id, records, max_payload=max_payload)
+
+
+# -- diff ----------------------------------------------------------------------------------
+
+
+def diff_contexts(
+    a: EvolutionContext,
+    b: EvolutionContext,
+    *,
+    ignore: Iterable[str] = METADATA_FIELDS,
+) -> list[Change]:
+    """What changed from ``a`` to ``b``, field by field; nested keys and list items are
+    compared one by one. A phase that goes from empty to filled (or back) is one change."""
+    skip = frozenset(ignore)
+    left = msgspec.to_builtins(a)
+    right = msgspec.to_builtins(b)
+    out: list[Change] = []
+    for name in a.__struct_fields__:
+        if name in skip:
+            continue
+        _diff(name, left.get(name), right.get(name), out)
+    return out
+
+
+def _diff(path: str, a: Any, b: Any, out: list[Change]) -> None:
+    if isinstance(a, dict) and isinstance(b, dict):
+        if not a and b:
+            out.append(Change(path=path, op="added", after=b))
+            return
+        if a and not b:
+            out.append(Change(path=path, op="removed", before=a))
+            return
+        for key, value in a.items():
+            sub = f"{path}.{key}"
+            if key not in b:
+                out.append(Change(path=sub, op="removed", before=value))
+            else:
+                _diff(sub, value, b[key], out)
+        for key, value in b.items():
+            if key not in a:
+                out.append(Change(path=f"{path}.{key}", op="added", after=value))
+        return
+    if isinstance(a, list) and isinstance(b, list):
+        for i, (x, y) in enumerate(zip(a, b, strict=False)):
+            _diff(f"{path}[{i}]", x, y, out)
+        for i in range(len(b), len(a)):
+            out.append(Change(path=f"{path}[{i}]", op="removed", before=a[i]))
+        for i in range(len(a), len(b)):
+            out.append(Change(path=f"{path}[{i}]", op="added", after=b[i]))
+        return
+    if a != b or type(a) is not type(b):
+        out.append(Change(path=path, op="changed", before=a, after=b))
