@@ -29,7 +29,7 @@ from contracts import Decoders, WriteApplied, event_filter
 
 __all__ = ["Watch"]
 
-_HEARTBEAT_S: Final = 1.0
+_HEARTBEAT_S: Final = 0.5
 
 
 class Watch(AsyncIterator[WriteApplied]):
@@ -52,6 +52,7 @@ class Watch(AsyncIterator[WriteApplied]):
         self._last_stream_seq = 0
         self._last_write_seq = 0
         self._closed = False
+        self._next: asyncio.Future[Any] | None = None
 
     async def open(self) -> Watch:
         """Subscribe now (otherwise the first ``__anext__`` does): events stored after this
@@ -88,12 +89,15 @@ class Watch(AsyncIterator[WriteApplied]):
             raise StopAsyncIteration
         await self.open()
         while True:
+            self._next = asyncio.ensure_future(self._sub.next_msg(timeout=None))
             try:
-                msg = await self._sub.next_msg(timeout=None)
+                msg = await self._next
             except (asyncio.CancelledError, nats.errors.Error):
-                if self._closed:  # unsubscribed by aclose() while waiting
+                if self._closed:  # aclose() while waiting
                     raise StopAsyncIteration from None
                 raise
+            finally:
+                self._next = None
             stream_seq = msg.metadata.sequence.stream
             if stream_seq <= self._last_stream_seq:
                 continue  # redelivered after a consumer reset
@@ -111,6 +115,8 @@ class Watch(AsyncIterator[WriteApplied]):
 
     async def aclose(self) -> None:
         self._closed = True
+        if self._next is not None:
+            self._next.cancel()
         sub, self._sub = self._sub, None
         if sub is not None:
             with contextlib.suppress(nats.errors.Error):
