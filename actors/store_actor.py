@@ -96,6 +96,7 @@ class StoreActor:
         self._stop = asyncio.Event()
         self._runner: asyncio.Task[None] | None = None
         self._tasks: asyncio.TaskGroup | None = None
+        self._inflight: set[asyncio.Task[None]] = set()
         self.recovered_writes = 0
 
     # -- lifecycle ---------------------------------------------------------------------
@@ -153,6 +154,8 @@ class StoreActor:
                 log.info("store actor ready at seq %d", self.state.applied_seq)
                 await self._stop.wait()
                 consumer.cancel()
+                for task in list(self._inflight):
+                    task.cancel()
         finally:
             self._tasks = None
             for _, _, fut in self._waiters:
@@ -304,7 +307,9 @@ class StoreActor:
                 await respond(req, tenant, body)
             else:
                 # Waiting for the writer's sequence must not hold up other requests.
-                self._tasks.create_task(respond(req, tenant, body))
+                task = self._tasks.create_task(respond(req, tenant, body))
+                self._inflight.add(task)
+                task.add_done_callback(self._inflight.discard)
 
         return handle
 

@@ -69,6 +69,7 @@ class AgentHost:
         self._ready = asyncio.Event()
         self._runner: asyncio.Task[None] | None = None
         self._tasks: asyncio.TaskGroup | None = None
+        self._inflight: set[asyncio.Task[None]] = set()
 
     async def __aenter__(self) -> AgentHost:
         await self.start()
@@ -113,6 +114,9 @@ class AgentHost:
                     )
                 self._ready.set()
                 await self._stop.wait()
+                # Work in flight is abandoned: its requester has its own timeout.
+                for task in list(self._inflight):
+                    task.cancel()
         finally:
             self._tasks = None
             with contextlib.suppress(Exception):
@@ -145,6 +149,10 @@ class AgentHost:
             if self._tasks is None:
                 return
             # One evolution's work must not hold up the next request to the same agent.
-            self._tasks.create_task(serve(req, body), name=f"{agent.name}:{body.evolution_id}")
+            task = self._tasks.create_task(
+                serve(req, body), name=f"{agent.name}:{body.evolution_id}"
+            )
+            self._inflight.add(task)
+            task.add_done_callback(self._inflight.discard)
 
         return handle
