@@ -25,7 +25,7 @@ from typing import Any, Final, Literal, TypeVar
 import msgspec
 import nats.errors
 from nats.aio.client import Client
-from nats.js.errors import APIError
+from nats.js.errors import APIError, NoStreamResponseError
 
 from actors.bundles import (
     Published,
@@ -286,7 +286,7 @@ class SharedContextStore:
                     raise StoreTimeoutError(
                         f"no JetStream acknowledgement for {kind} after {attempts} attempts"
                     ) from None
-            except nats.errors.NoRespondersError:
+            except (nats.errors.NoRespondersError, NoStreamResponseError):
                 raise StoreUnavailableError(
                     "JetStream does not accept writes: is the store provisioned on this server?"
                 ) from None
@@ -311,7 +311,9 @@ class SharedContextStore:
     ) -> str:
         """Create a context and make it this client's current one; returns its id."""
         eid = evolution_id or new_evolution_id()
-        body = CreateContext(target_path=os.fspath(target_path), focus_areas=focus_areas or [])
+        body = _body(
+            CreateContext, target_path=os.fspath(target_path), focus_areas=focus_areas or []
+        )
         self._target(eid)
         # "0" = only if the create subject is empty: the server refuses a second create.
         await self._write(eid, body, headers={HEADER_EXPECTED_LAST_SUBJECT_SEQ: "0"})
@@ -332,7 +334,7 @@ class SharedContextStore:
         except ValueError as exc:
             raise InvalidWriteError(f"invalid phase or status: {exc}") from None
         eid = self._target(evolution_id)
-        await self._write(eid, StageUpdate(phase=stage, status=state, error=error))
+        await self._write(eid, _body(StageUpdate, phase=stage, status=state, error=error))
         return True
 
     async def mark_failed(self, error: str, evolution_id: str | None = None) -> bool:
@@ -352,7 +354,7 @@ class SharedContextStore:
     ) -> WriteReceipt:
         """Note in the context (``ctx.agents``) and its history that an agent started,
         finished or failed its work."""
-        body = AgentActivity(agent=agent, activity=activity, detail=detail)
+        body = _body(AgentActivity, agent=agent, activity=activity, detail=detail)
         return await self._write(self._target(evolution_id), body)
 
     async def store_original_analysis(
@@ -364,8 +366,12 @@ class SharedContextStore:
         *,
         evolution_id: str | None = None,
     ) -> WriteReceipt:
-        body = OriginalAnalysis(
-            files_analyzed=files_analyzed, metrics=metrics, issues=issues, improvements=improvements
+        body = _body(
+            OriginalAnalysis,
+            files_analyzed=files_analyzed,
+            metrics=metrics,
+            issues=issues,
+            improvements=improvements,
         )
         return await self._write(self._target(evolution_id), body)
 
@@ -377,8 +383,11 @@ class SharedContextStore:
         *,
         evolution_id: str | None = None,
     ) -> WriteReceipt:
-        body = ExternalResearch(
-            best_practices=best_practices, references=references, patterns=patterns
+        body = _body(
+            ExternalResearch,
+            best_practices=best_practices,
+            references=references,
+            patterns=patterns,
         )
         return await self._write(self._target(evolution_id), body)
 
@@ -391,7 +400,8 @@ class SharedContextStore:
         *,
         evolution_id: str | None = None,
     ) -> WriteReceipt:
-        body = ImprovementPlan(
+        body = _body(
+            ImprovementPlan,
             tasks=tasks,
             priorities=priorities,
             dependencies=dependencies,
@@ -407,8 +417,11 @@ class SharedContextStore:
         *,
         evolution_id: str | None = None,
     ) -> WriteReceipt:
-        body = ImplementationLog(
-            modified_files=modified_files, changes=changes, rollback_points=rollback_points
+        body = _body(
+            ImplementationLog,
+            modified_files=modified_files,
+            changes=changes,
+            rollback_points=rollback_points,
         )
         return await self._write(self._target(evolution_id), body)
 
@@ -420,7 +433,8 @@ class SharedContextStore:
         *,
         evolution_id: str | None = None,
     ) -> WriteReceipt:
-        body = EvaluationResults(
+        body = _body(
+            EvaluationResults,
             goals_achieved=goals_achieved,
             metrics_comparison=metrics_comparison,
             success_rate=success_rate,
@@ -626,6 +640,17 @@ class SharedContextStore:
         )
         self._last_seq = max(self._last_seq, published.last_seq)
         return published, await self.get_context(eid)
+
+
+W = TypeVar("W", bound=Write)
+
+
+def _body(kind: type[W], **fields: Any) -> W:
+    """Build a write body; a check in its constructor becomes an ``InvalidWriteError``."""
+    try:
+        return kind(**fields)
+    except (ValueError, TypeError) as exc:
+        raise InvalidWriteError(f"invalid {kind.__struct_config__.tag} write: {exc}") from None
 
 
 def _point(at: int | datetime | None) -> str:

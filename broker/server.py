@@ -105,14 +105,11 @@ class EmbeddedServer:
         if self._process is not None:
             raise BrokerError("the embedded server was already started")
         conf = self._write_config()
-        self._process = await asyncio.create_subprocess_exec(
-            find_server_binary(),
-            "-c",
-            str(conf),
-            stdin=asyncio.subprocess.DEVNULL,
-            stdout=asyncio.subprocess.DEVNULL,
-            stderr=asyncio.subprocess.PIPE,
-        )
+        binary = find_server_binary()
+        try:
+            self._process = await self._spawn(binary, conf)
+        except OSError as exc:
+            raise BrokerError(f"cannot run nats-server at {binary}: {exc.strerror}") from None
         try:
             async with asyncio.timeout(self._startup_timeout):
                 await self._read_until_ready()
@@ -126,6 +123,16 @@ class EmbeddedServer:
         assert self._process.stderr is not None
         self._drain = asyncio.create_task(
             self._drain_log(self._process.stderr), name="nats-server-log"
+        )
+
+    async def _spawn(self, binary: str, conf: Path) -> asyncio.subprocess.Process:
+        return await asyncio.create_subprocess_exec(
+            binary,
+            "-c",
+            str(conf),
+            stdin=asyncio.subprocess.DEVNULL,
+            stdout=asyncio.subprocess.DEVNULL,
+            stderr=asyncio.subprocess.PIPE,
         )
 
     async def _read_until_ready(self) -> None:

@@ -112,11 +112,6 @@ async def test_jetstream_data_survives_a_restart_on_the_same_directory(tmp_path:
         await nc.close()
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="bug: EmbeddedServer.start (broker/server.py) lets FileNotFoundError from "
-    "create_subprocess_exec escape instead of raising BrokerError",
-)
 async def test_a_missing_binary_gives_broker_error(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:

@@ -258,12 +258,6 @@ async def test_a_phase_write_replaces_only_its_own_phase(store: SharedContextSto
         pytest.param(
             "store_external_research",
             {**RESEARCH, "patterns": [{"name": "Factory", "applicability": 2}]},
-            marks=pytest.mark.xfail(
-                strict=True,
-                reason="bug: ExternalResearch.__post_init__ raises a bare ValueError out of "
-                "store_external_research (actors/client.py builds the body outside the "
-                "InvalidWriteError translation)",
-            ),
         ),
     ],
 )

@@ -397,12 +397,6 @@ async def test_reads_without_a_store_actor_raise_unavailable(lonely: SharedConte
         await lonely.export_context("evo-x")
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="bug: with no stream, js.publish raises nats.js.errors.NoStreamResponseError, "
-    "which SharedContextStore._write (actors/client.py) does not catch: it catches only "
-    "nats.errors.NoRespondersError, which js.publish never lets out",
-)
 async def test_a_write_on_a_server_without_the_store_raises_unavailable(
     lonely: SharedContextStore,
 ) -> None:
