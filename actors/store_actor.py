@@ -186,10 +186,15 @@ class StoreActor:
             pending_bytes_limit=1 << 30,
         )
         try:
+            # The last messages may have been deleted (TTL, purges): stop when nothing is
+            # pending rather than wait for a sequence that will never come.
+            if (await sub.consumer_info()).num_pending == 0:
+                return
             async for msg in sub.messages:
                 self.state.apply(_stored(msg))
                 self.recovered_writes += 1
-                if msg.metadata.sequence.stream >= last:
+                meta = msg.metadata
+                if meta.sequence.stream >= last or meta.num_pending == 0:
                     break
         finally:
             await sub.unsubscribe()
