@@ -28,6 +28,7 @@ Scope = Literal["module", "class", "function"]
 
 MODULE_SYMBOL = "<module>"
 _DEFINITION_TYPES = (ast.FunctionDef, ast.AsyncFunctionDef, ast.ClassDef)
+_STATEMENT_HOLDERS = (ast.stmt, ast.excepthandler, ast.match_case)
 # Their return type is declared elsewhere (the implementation, the subclass).
 _NO_RETURN_INFERENCE = frozenset({"abstractmethod", "overload"})
 
@@ -65,6 +66,10 @@ def _definitions_in(
     parent: ast.AST, prefix: str, parent_public: bool, scope: Scope
 ) -> Iterator[Definition]:
     for child in ast.iter_child_nodes(parent):
+        # Definitions are statements, and statements only nest in statements, except
+        # clauses and match cases: skipping expressions keeps this walk cheap.
+        if not isinstance(child, _STATEMENT_HOLDERS):
+            continue
         if isinstance(child, _DEFINITION_TYPES):
             qualname = prefix + child.name
             public = parent_public and scope != "function" and not child.name.startswith("_")
@@ -118,16 +123,17 @@ def own_nodes(fn: FunctionNode, *, into_lambdas: bool = True) -> Iterator[ast.AS
 
     Decorators and default values are left out: they run in the enclosing scope.
     """
-    stack: list[ast.AST] = list(reversed(fn.body))
+
+    def enter(node: ast.AST) -> bool:
+        if isinstance(node, _DEFINITION_TYPES):
+            return False
+        return into_lambdas or not isinstance(node, ast.Lambda)
+
+    stack: list[ast.AST] = [n for n in reversed(fn.body) if enter(n)]
     while stack:
         node = stack.pop()
         yield node
-        for child in reversed(list(ast.iter_child_nodes(node))):
-            if isinstance(child, _DEFINITION_TYPES):
-                continue
-            if isinstance(child, ast.Lambda) and not into_lambdas:
-                continue
-            stack.append(child)
+        stack.extend(c for c in reversed(list(ast.iter_child_nodes(node))) if enter(c))
 
 
 def returns_nothing(fn: FunctionNode) -> bool:

@@ -1,0 +1,108 @@
+"""Planning: tasks from improvements, dependencies and execution order."""
+
+from __future__ import annotations
+
+import json
+from typing import Any
+
+from actors.agents.logic import plan_improvements
+
+
+def improvement(
+    number: int, kind: str, file: str, line: int, symbol: str | None, priority: str
+) -> dict[str, Any]:
+    return {
+        "id": f"imp-{number:04d}",
+        "type": kind,
+        "target": f"{file}:{line}",
+        "file": file,
+        "line": line,
+        "symbol": symbol,
+        "priority": priority,
+        "rationale": "because",
+    }
+
+
+ANALYSIS = {
+    "files_analyzed": 2,
+    "metrics": {},
+    "issues": [],
+    "improvements": [
+        improvement(1, "add_docstring", "a.py", 1, "<module>", "high"),
+        improvement(2, "reduce_complexity", "a.py", 5, "big", "medium"),
+        improvement(3, "add_docstring", "a.py", 5, "big", "high"),
+        improvement(4, "add_return_annotation", "a.py", 30, "tail", "low"),
+        improvement(5, "add_docstring", "a.py", 30, "tail", "high"),
+        improvement(6, "add_docstring", "b.py", 3, "other", "high"),
+        improvement(7, "add_tests", "tests", 0, None, "medium"),
+        improvement(8, "unknown_kind", "b.py", 9, "x", "high"),
+    ],
+}
+RESEARCH = {
+    "best_practices": [
+        "Write a docstring for every public module.",
+        "Keep cyclomatic complexity per function at or below 10.",
+        "Annotate parameters; mark procedures with -> None.",
+    ],
+    "references": [],
+    "patterns": [],
+}
+
+
+def test_one_task_per_known_improvement() -> None:
+    plan = plan_improvements(ANALYSIS, RESEARCH)
+    assert [t["id"] for t in plan.tasks] == [f"task-{n}" for n in range(1, 8)]
+    assert [t["improvement_id"] for t in plan.tasks] == [f"imp-{n:04d}" for n in range(1, 8)]
+    task = plan.tasks[2]
+    assert task["action"] == "add_docstring"
+    assert task["location"] == "a.py:5"
+    assert task["expected_effect"] == {"metric": "docstring_coverage", "direction": "increase"}
+    assert task["best_practice"] == "Write a docstring for every public module."
+    assert plan.tasks[1]["best_practice"].startswith("Keep cyclomatic complexity")
+    assert plan.tasks[3]["best_practice"].startswith("Annotate parameters")
+    assert plan.tasks[6]["best_practice"] is None
+
+
+def test_dependencies() -> None:
+    plan = plan_improvements(ANALYSIS, RESEARCH)
+    assert plan.dependencies == {"task-3": ["task-2"], "task-7": ["task-2"]}
+    assert plan.tasks[2]["depends_on"] == ["task-2"]
+
+
+def test_execution_order() -> None:
+    plan = plan_improvements(ANALYSIS, RESEARCH)
+    # high first, bottom-up per file; task-3 waits for its medium-priority rewrite task-2
+    assert plan.priorities == [
+        "task-5",
+        "task-1",
+        "task-6",
+        "task-2",
+        "task-3",
+        "task-7",
+        "task-4",
+    ]
+    position = {task_id: i for i, task_id in enumerate(plan.priorities)}
+    for task_id, deps in plan.dependencies.items():
+        assert all(position[d] < position[task_id] for d in deps)
+
+
+def test_impact_and_json() -> None:
+    plan = plan_improvements(ANALYSIS, RESEARCH)
+    assert 0.0 < plan.estimated_impact < 1.0
+    data = plan.store_kwargs()
+    assert set(data) == {"tasks", "priorities", "dependencies", "estimated_impact"}
+    assert json.loads(json.dumps(data)) == data
+    many = {"improvements": [improvement(n, "add_tests", "t", 0, None, "high") for n in range(99)]}
+    assert plan_improvements(many, {}).estimated_impact <= 1.0
+
+
+def test_empty_and_limited_plans() -> None:
+    empty = plan_improvements({"improvements": []}, {})
+    assert (empty.tasks, empty.priorities, empty.dependencies) == ([], [], {})
+    assert empty.estimated_impact == 0.0
+    limited = plan_improvements(ANALYSIS, RESEARCH, max_tasks=3)
+    assert [t["improvement_id"] for t in limited.tasks] == ["imp-0001", "imp-0003", "imp-0005"]
+
+
+def test_deterministic() -> None:
+    assert plan_improvements(ANALYSIS, RESEARCH) == plan_improvements(ANALYSIS, RESEARCH)
