@@ -23,6 +23,7 @@ from actors.agents.logic import (
     scan_project_facts,
 )
 from actors.client import SharedContextStore
+from contracts import encode
 
 __all__ = [
     "AGENT_NAMES",
@@ -36,6 +37,60 @@ __all__ = [
 
 OPTION_WORKDIR = "workdir"
 OPTION_APPLY = "apply"
+
+
+MAX_TASKS = 200
+
+
+def _size(payload: Mapping[str, Any]) -> int:
+    return len(encode(payload))
+
+
+def _budget(store: SharedContextStore) -> int:
+    # Room for the write's envelope (type tag, headers) under the store's payload limit.
+    return store.config.max_payload - 1024
+
+
+def fit_analysis(payload: dict[str, Any], budget: int) -> dict[str, Any]:
+    """Drop per-symbol detail, then the tail of the issue list, until the analysis fits.
+    What was dropped is counted in ``metrics`` so nothing disappears silently."""
+    if _size(payload) <= budget:
+        return payload
+    metrics = {
+        k: v for k, v in payload["metrics"].items() if k not in ("per_function", "per_class")
+    }
+    payload = {**payload, "metrics": {**metrics, "detail_dropped": True}}
+    issues = list(payload["issues"])
+    while issues and _size(payload) > budget:
+        issues = issues[: len(issues) * 3 // 4]
+        payload = {**payload, "issues": issues}
+        payload["metrics"]["issues_listed"] = len(issues)
+    return payload
+
+
+def compact_log(rollback_points: Sequence[Mapping[str, Any]]) -> list[dict[str, Any]]:
+    """Rollback points as stored: the first lists every file's hash, each later one only
+    the files that changed since the point before (the rest are as in that point)."""
+    compact: list[dict[str, Any]] = []
+    previous: Mapping[str, str] = {}
+    for i, point in enumerate(rollback_points):
+        files: Mapping[str, str] = point.get("files", {})
+        entry = {k: v for k, v in point.items() if k != "files"}
+        if i == 0:
+            entry["files"] = dict(files)
+        else:
+            entry["changed"] = {p: h for p, h in files.items() if previous.get(p) != h}
+            entry["removed"] = sorted(previous.keys() - files.keys())
+        compact.append(entry)
+        previous = files
+    return compact
+
+
+def fit_changes(changes: list[dict[str, Any]], budget: int) -> list[dict[str, Any]]:
+    """Keep every change; drop their diffs (the working copy has them) if too large."""
+    if _size({"changes": changes}) <= budget:
+        return changes
+    return [{k: v for k, v in c.items() if k != "diff"} for c in changes]
 
 
 def _workdir(options: Mapping[str, str]) -> Path:
@@ -72,7 +127,8 @@ class CodeAnalysisAgent(Agent):
     async def work(self, evolution_id: str, options: Mapping[str, str]) -> dict[str, Any]:
         ctx = await self.store.get_context(evolution_id)
         result = await asyncio.to_thread(_analyze, Path(ctx.target_path), ctx.focus_areas)
-        await self.store.store_original_analysis(**result.store_kwargs(), evolution_id=evolution_id)
+        payload = fit_analysis(result.store_kwargs(), _budget(self.store))
+        await self.store.store_original_analysis(**payload, evolution_id=evolution_id)
         return {"files": result.files_analyzed, "issues": len(result.issues)}
 
 
@@ -83,7 +139,7 @@ class PlannerAgent(Agent):
         ctx = await self.store.get_context(evolution_id)
         if not ctx.original_analysis:
             raise ValueError("no original_analysis to plan from")
-        plan = plan_improvements(ctx.original_analysis, ctx.external_research)
+        plan = plan_improvements(ctx.original_analysis, ctx.external_research, max_tasks=MAX_TASKS)
         await self.store.store_improvement_plan(**plan.store_kwargs(), evolution_id=evolution_id)
         return {"tasks": len(plan.tasks), "estimated_impact": plan.estimated_impact}
 
@@ -110,10 +166,12 @@ class RefactorAgent(Agent):
             for relpath in result.modified_files:
                 await asyncio.to_thread(shutil.copy2, workdir / relpath, target / relpath)
                 changes.append({"type": "applied_to_target", "file": relpath})
+        points = compact_log(result.rollback_points)
+        room = _budget(self.store) - _size({"p": points, "m": result.modified_files})
         await self.store.store_implementation_log(
             modified_files=result.modified_files,
-            changes=changes,
-            rollback_points=result.rollback_points,
+            changes=fit_changes(changes, room),
+            rollback_points=points,
             evolution_id=evolution_id,
         )
         return {"modified_files": len(result.modified_files), "skipped": len(result.skipped)}
