@@ -356,17 +356,20 @@ async def test_export_to_a_chosen_path(store: SharedContextStore, tmp_path: Path
 
 
 async def test_import_over_an_existing_id_conflicts_unless_replace(
-    store: SharedContextStore,
+    store: SharedContextStore, nc: Client
 ) -> None:
     eid = await store.create_context("./p")
     await store.store_original_analysis(**ANALYSIS)
     path = await store.export_context()
     await store.store_improvement_plan(**PLAN)
+    before = await stream_last_seq(nc)
     with pytest.raises(ConflictError):
         await store.import_context(path)
+    assert await stream_last_seq(nc) == before  # refused before anything was stored
     ctx = await store.get_context(eid)
     assert ctx.improvement_plan == PLAN  # not overwritten
     assert ctx.original_analysis == ANALYSIS
+    assert ctx.error_log == []
     assert await store.import_context(path, replace=True) == eid
     ctx = await store.get_context(eid)
     assert ctx.original_analysis == ANALYSIS
