@@ -98,7 +98,7 @@ async def publish_pipelined(
     items: Sequence[tuple[str, bytes, dict[str, str]]],
     *,
     window: int = 256,
-    timeout: float = 60.0,
+    window_timeout: float = 60.0,
 ) -> int:
     """``publish_async`` in bounded windows (each window awaited with a timeout).
 
@@ -110,7 +110,7 @@ async def publish_pipelined(
             await js.publish_async(subject, data, headers=headers)
             for subject, data, headers in items[start : start + window]
         ]
-        acks = await asyncio.wait_for(asyncio.gather(*futures), timeout=timeout)
+        acks = await asyncio.wait_for(asyncio.gather(*futures), timeout=window_timeout)
         last = max(last, max(a.seq for a in acks))
     return last
 
@@ -119,30 +119,28 @@ class ActorHost:
     """A store actor (and a bare echo responder) in a process of its own, as deployed.
 
     The echo responder answers ``bench.echo.<size>`` with ``size`` bytes, precomputed: the
-    bare request-reply baseline served from the same process as the actor."""
+    bare request-reply baseline served from the same process as the actor. With
+    ``BENCH_PROFILE_DIR`` set, the process runs under py-spy (collapsed stacks there)."""
+
+    _profiles = 0
 
     def __init__(self, url: str, *, profile: Path | None = None, env: dict[str, str] | None = None):
         self.url = url
+        if profile is None and os.environ.get("BENCH_PROFILE_DIR"):
+            ActorHost._profiles += 1
+            folder = Path(os.environ["BENCH_PROFILE_DIR"])
+            folder.mkdir(parents=True, exist_ok=True)
+            profile = folder / f"actor-{os.getpid()}-{ActorHost._profiles}.txt"
         self.profile = profile
         self.env = env or {}
         self._proc: asyncio.subprocess.Process | None = None
         self.ready_seconds = 0.0
 
-    async def start(self, timeout: float = 600.0) -> None:
+    async def start(self, ready_within: float = 600.0) -> None:
         args = [sys.executable, "-m", "bench.host", "--url", self.url]
         if self.profile is not None:
-            args = [
-                "py-spy",
-                "record",
-                "-r",
-                "200",
-                "-o",
-                str(self.profile),
-                "-f",
-                "speedscope",
-                "--",
-                *args,
-            ]
+            spy = str(Path(sys.executable).parent / "py-spy")
+            args = [spy, "record", "-r", "250", "-o", str(self.profile), "-f", "raw", "--", *args]
         started = time.perf_counter()
         self._proc = await asyncio.create_subprocess_exec(
             *args,
@@ -151,7 +149,7 @@ class ActorHost:
             env={**os.environ, **self.env},
         )
         assert self._proc.stdout is not None
-        async with asyncio.timeout(timeout):
+        async with asyncio.timeout(ready_within):
             while True:
                 line = await self._proc.stdout.readline()
                 if not line:
@@ -159,6 +157,13 @@ class ActorHost:
                 if line.startswith(b"ready"):
                     break
         self.ready_seconds = time.perf_counter() - started
+
+    @property
+    def pid(self) -> int | None:
+        """The actor's process (under py-spy, py-spy's child is not tracked: None)."""
+        if self._proc is None or self.profile is not None:
+            return None
+        return self._proc.pid
 
     async def stop(self) -> None:
         proc, self._proc = self._proc, None
@@ -179,6 +184,34 @@ class ActorHost:
 
     async def __aexit__(self, *exc: object) -> None:
         await self.stop()
+
+
+def cpu_seconds(pid: int | None = None) -> float:
+    """User + system CPU time of a process (this one by default), from /proc."""
+    if pid is None:
+        t = os.times()
+        return t.user + t.system
+    try:
+        fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    except OSError:
+        return float("nan")
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
+class CpuMeter:
+    """CPU seconds used by named processes between ``start()`` and ``stop()``."""
+
+    def __init__(self, pids: dict[str, int | None]) -> None:
+        self.pids = pids
+        self._start: dict[str, float] = {}
+        self.used: dict[str, float] = {}
+
+    def start(self) -> None:
+        self._start = {name: cpu_seconds(pid) for name, pid in self.pids.items()}
+
+    def stop(self) -> dict[str, float]:
+        self.used = {n: cpu_seconds(p) - self._start[n] for n, p in self.pids.items()}
+        return self.used
 
 
 async def raw_connection(url: str, name: str) -> Client:

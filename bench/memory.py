@@ -1,2 +1,146 @@
-async def run_memory(tmp, *, quick, full):
-    return []
+"""Figure 5: memory per context held by the store actor.
+
+Each measurement runs in a fresh process (``python -m bench.memory``) so nothing left over
+from other benchmarks skews it. The process builds the actor's state exactly as the actor
+does, by ``StoreState.apply`` of stored writes (10 per context: a whole evolution), and
+reports:
+
+- RSS delta / contexts: what the operating system sees (includes allocator overhead; the
+  figure the target is about);
+- tracemalloc delta / contexts (a separate run): the Python objects alone;
+- the context's JSON size: the baseline (the spec's "~10 KB" is JSON);
+- the extra held when every context has been read once (the actor caches each version's
+  encoded reply).
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import gc
+import json
+import os
+import sys
+import tracemalloc
+from datetime import UTC, datetime
+from pathlib import Path
+
+from bench.common import Figure
+
+__all__ = ["run_memory"]
+
+
+def _rss() -> int:
+    with open("/proc/self/statm") as f:
+        return int(f.read().split()[1]) * os.sysconf("SC_PAGE_SIZE")
+
+
+def probe(contexts: int, scaled: bool, trace: bool) -> dict[str, float]:
+    from actors.state import Limits, StoredWrite, StoreState
+    from bench.payloads import evolution_writes
+    from contracts import encode, write_subject
+
+    # Encode each write once per shape; ids differ per context, the bodies vary by seed.
+    state = StoreState(Limits(1024 * 1024, None))
+    now = datetime.now(UTC)
+    gc.collect()
+    if trace:
+        tracemalloc.start()
+    before = tracemalloc.get_traced_memory()[0] if trace else _rss()
+    seq = 0
+    for c in range(contexts):
+        eid = f"evo-{c:08d}-bench"
+        for body in evolution_writes(c, scaled=scaled):
+            seq += 1
+            kind = str(body.__struct_config__.tag)
+            state.apply(
+                StoredWrite(
+                    seq=seq,
+                    time=now,
+                    subject=write_subject("default", eid, kind),  # type: ignore[arg-type]
+                    data=encode(body),
+                    writer="bench-writer",
+                )
+            )
+    gc.collect()
+    after = tracemalloc.get_traced_memory()[0] if trace else _rss()
+    sample = next(iter(state.contexts.values()))
+    json_bytes = len(encode(sample))
+    result = {
+        "contexts": len(state.contexts),
+        "bytes_per_context": (after - before) / contexts,
+        "json_bytes": json_bytes,
+    }
+    if not trace:
+        cache = {k: encode(v) for k, v in state.contexts.items()}
+        gc.collect()
+        result["with_reply_cache_per_context"] = (_rss() - before) / contexts
+        del cache
+    return result
+
+
+async def _probe(contexts: int, scaled: bool, trace: bool) -> dict[str, float]:
+    args = [sys.executable, "-m", "bench.memory", "--contexts", str(contexts)]
+    if scaled:
+        args.append("--scaled")
+    if trace:
+        args.append("--trace")
+    proc = await asyncio.create_subprocess_exec(*args, stdout=asyncio.subprocess.PIPE)
+    out, _ = await proc.communicate()
+    if proc.returncode != 0:
+        raise RuntimeError(f"memory probe failed: {args}")
+    result: dict[str, float] = json.loads(out)
+    return result
+
+
+async def run_memory(tmp: Path, *, quick: bool, full: bool) -> list[Figure]:
+    small_n = 20_000 if quick else 100_000
+    scaled_n = 2_000 if quick else 10_000
+    figures = []
+    for label, n, scaled in (
+        ("spec-sized", small_n, False),
+        ("scaled (50 issues/tasks)", scaled_n, True),
+    ):
+        rss = await _probe(n, scaled, trace=False)
+        traced = await _probe(min(n, 10_000), scaled, trace=True)
+        per = rss["bytes_per_context"]
+        figures.append(
+            Figure(
+                f"memory per context, {n:,} {label} contexts (RSS)",
+                per,
+                "B/context",
+                rss["json_bytes"],
+                "its JSON size",
+                "<= 10 KB" if not scaled else "",
+                (per <= 10 * 1024) if not scaled else None,
+                {"rss": rss, "tracemalloc": traced},
+            )
+        )
+        figures.append(
+            Figure(
+                f"  ... Python objects only (tracemalloc, {min(n, 10_000):,} contexts)",
+                traced["bytes_per_context"],
+                "B/context",
+                rss["json_bytes"],
+                "its JSON size",
+            )
+        )
+        figures.append(
+            Figure(
+                "  ... after every context was read once (reply cache)",
+                rss["with_reply_cache_per_context"],
+                "B/context",
+                rss["json_bytes"],
+                "its JSON size",
+            )
+        )
+    return figures
+
+
+if __name__ == "__main__":
+    parser = argparse.ArgumentParser()
+    parser.add_argument("--contexts", type=int, required=True)
+    parser.add_argument("--scaled", action="store_true")
+    parser.add_argument("--trace", action="store_true")
+    a = parser.parse_args()
+    print(json.dumps(probe(a.contexts, a.scaled, a.trace)))

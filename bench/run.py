@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import argparse
-import asyncio
 import json
 import os
 import platform
@@ -29,7 +28,6 @@ def _machine() -> dict[str, Any]:
                 break
     except OSError:
         pass
-    import msgspec
     import nats
 
     from broker import find_server_binary

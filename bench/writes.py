@@ -25,6 +25,7 @@ from nats.aio.client import Client
 from actors import SharedContextStore
 from bench.common import (
     ActorHost,
+    CpuMeter,
     Figure,
     bench_config,
     encoded_writes,
@@ -95,7 +96,9 @@ async def run_writes(tmp: Path, *, quick: bool) -> list[Figure]:
     rounds = 3 if quick else 5
     store_rates: list[float] = []
     bare_rates: list[float] = []
-    async with server(tmp, "writes") as srv, ActorHost(srv.url):
+    cpu: dict[str, list[dict[str, float]]] = {"store": [], "bare": []}
+    async with server(tmp, "writes") as srv, ActorHost(srv.url) as host:
+        meter = CpuMeter({"server": srv.pid, "actor": host.pid, "writers": None})
         config = bench_config(srv.url)
         conns = [await raw_connection(srv.url, f"bench-writer-{w}") for w in range(writers)]
         await _bare_stream(conns[0], config)
@@ -104,8 +107,13 @@ async def run_writes(tmp: Path, *, quick: bool) -> list[Figure]:
                 per_writer = [
                     _items(config, r, w, contexts_per_writer, bare) for w in range(writers)
                 ]
+                meter.start()
                 elapsed, count = await _pipelined_round(
                     conns, per_writer, None if bare else conns[0], config
+                )
+                used = meter.stop()
+                cpu["bare" if bare else "store"].append(
+                    {k: round(v / count * 1e6, 1) for k, v in used.items()}
                 )
                 (bare_rates if bare else store_rates).append(count / elapsed)
         for nc in conns:
@@ -124,6 +132,7 @@ async def run_writes(tmp: Path, *, quick: bool) -> list[Figure]:
                 "store_rounds": store_rates,
                 "bare_rounds": bare_rates,
                 "writes_per_round": writers * contexts_per_writer * 10,
+                "cpu_us_per_write": cpu,
             },
         )
     ]
