@@ -32,6 +32,12 @@ _ENV = {
 }
 
 
+def _describe(loc: tuple[int | str, ...], msg: str, variables: Mapping[str, str]) -> str:
+    name = ".".join(str(p) for p in loc)
+    var = variables.get(name)
+    return f"{name} ({var}): {msg}" if var else f"{name}: {msg}"
+
+
 class ConfigError(ValueError):
     """A configuration value that cannot be used; the message names the setting."""
 
@@ -68,7 +74,8 @@ class StoreConfig(BaseModel):
         try:
             return cls.model_validate(values)
         except ValidationError as exc:
+            variables = {name: var for var, name in _ENV.items()}
             problems = "; ".join(
-                f"{'.'.join(str(p) for p in err['loc'])}: {err['msg']}" for err in exc.errors()
+                _describe(err["loc"], err["msg"], variables) for err in exc.errors()
             )
             raise ConfigError(f"invalid store configuration: {problems}") from None

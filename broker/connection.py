@@ -46,7 +46,7 @@ async def connect(
         ping_interval=5,
         max_outstanding_pings=3,
         reconnect_time_wait=0.5,
-        max_reconnect_attempts=-1 if long_running else 10,
+        max_reconnect_attempts=-1 if long_running else 3,
         allow_reconnect=True,
         pending_size=64 * 1024 * 1024,
     )
