@@ -8,6 +8,7 @@ import io
 import json
 import os
 import sys
+from importlib.metadata import entry_points
 from pathlib import Path
 from typing import Any
 
@@ -154,9 +155,20 @@ def pytest_configure(config):
 """
 
 
-async def run_pytest(project: Path, *args: str, extra_path: Path | None = None) -> tuple[int, str]:
+def installed() -> bool:
+    """Whether this environment has the package installed (its pytest11 entry point)."""
+    return any(ep.name == "ctxstore" for ep in entry_points(group="pytest11"))
+
+
+async def run_pytest(
+    project: Path, *args: str, extra_path: Path | None = None, autoload: bool = True
+) -> tuple[int, str]:
     paths = [str(ROOT)] + ([str(extra_path)] if extra_path else [])
     env = {**os.environ, "PYTHONPATH": os.pathsep.join(paths)}
+    if not autoload:
+        # As in a checkout that is not installed: no entry points, whatever this venv has.
+        env["PYTEST_DISABLE_PLUGIN_AUTOLOAD"] = "1"
+        args = ("-p", "pytest_asyncio.plugin", *args)
     proc = await asyncio.create_subprocess_exec(
         sys.executable,
         "-m",
@@ -192,14 +204,15 @@ def fake_install(site: Path) -> None:
 
 async def test_plugin_from_a_checkout_with_dash_p(tmp_path: Path) -> None:
     write(tmp_path / "proj" / "test_user.py", USER_TEST)
-    code, out = await run_pytest(tmp_path / "proj", "-p", "actors.pytest_plugin")
+    code, out = await run_pytest(tmp_path / "proj", "-p", "actors.pytest_plugin", autoload=False)
     assert code == 0, out
     assert "1 passed" in out
 
 
 async def test_plugin_installed_with_and_without_a_registering_conftest(tmp_path: Path) -> None:
     site = tmp_path / "site"
-    fake_install(site)
+    if not installed():  # a real install already provides the entry point
+        fake_install(site)
     write(tmp_path / "plain" / "test_user.py", USER_TEST)
     code, out = await run_pytest(tmp_path / "plain", extra_path=site)
     assert code == 0, out
@@ -215,6 +228,6 @@ async def test_plugin_installed_with_and_without_a_registering_conftest(tmp_path
 async def test_without_the_plugin_the_fixtures_are_missing(tmp_path: Path) -> None:
     """The check above can fail: with no registration, the fixtures do not exist."""
     write(tmp_path / "none" / "test_user.py", USER_TEST)
-    code, out = await run_pytest(tmp_path / "none")
+    code, out = await run_pytest(tmp_path / "none", autoload=False)
     assert code != 0
     assert "fixture 'ctxstore_store' not found" in out
