@@ -30,16 +30,14 @@ from actors.state import (
     Limits,
     Outcome,
     Rejected,
-    StoredWrite,
     StoreState,
     compare,
     summarize,
 )
-from actors.stored import recorded_time
+from actors.stored import position, stored_write
 from broker import ACTOR_DURABLE, WRITES_STREAM, StoreConfig, provision
 from contracts import (
     HEADER_MSG_ID,
-    HEADER_WRITER,
     ContextList,
     Decoders,
     ErrorBody,
@@ -51,7 +49,7 @@ from contracts import (
     WriteRejected,
     encode,
     error_subject,
-    event_subject,
+    event_subject_of,
     query_filter,
     query_tenant,
     write_filter,
@@ -183,10 +181,10 @@ class StoreActor:
             if done.done():
                 return
             try:
-                self.state.apply(_stored(msg))
+                write = stored_write(msg)
+                self.state.apply(write)
                 self.recovered_writes += 1
-                meta = msg.metadata
-                if meta.sequence.stream >= last or meta.num_pending == 0:
+                if write.seq >= last or position(msg)[2] == 0:
                     done.set_result(None)
             except Exception as exc:
                 done.set_exception(exc)
@@ -224,10 +222,13 @@ class StoreActor:
                 await asyncio.sleep(0.2)  # reconnecting: nothing to fetch from yet
                 continue
             for msg in msgs:
-                outcome = self.state.apply(_stored(msg))
+                outcome = self.state.apply(stored_write(msg))
                 if outcome is not None:
                     await self._announce(outcome)
-                await msg.ack()
+            # The consumer acks "all up to": one ack covers the batch. A crash before it only
+            # brings the batch again, and applied sequences are skipped.
+            if msgs:
+                await msgs[-1].ack()
             self._wake_readers()
 
     async def _announce(self, outcome: Outcome) -> None:
@@ -248,7 +249,7 @@ class StoreActor:
                     current_phase=ctx.current_phase if ctx else None,
                     size=len(write.data),
                 )
-                subject = event_subject(tenant, evolution_id, kind)
+                subject = event_subject_of(write.subject)
             case Rejected(tenant=tenant, evolution_id=evolution_id, kind=kind):
                 event = WriteRejected(
                     tenant=tenant or "_",
@@ -376,18 +377,6 @@ class StoreActor:
                 )
             )
         return encode(OutcomeReply(seq=body.seq, applied=True, evolution_id="", version=body.seq))
-
-
-def _stored(msg: Msg) -> StoredWrite:
-    meta = msg.metadata
-    headers = msg.headers
-    return StoredWrite(
-        seq=meta.sequence.stream,
-        time=recorded_time(headers) or meta.timestamp,
-        subject=msg.subject,
-        data=msg.data,
-        writer=headers.get(HEADER_WRITER) if headers else None,
-    )
 
 
 async def _respond_error(req: Request, code: ErrorCode, message: str) -> None:

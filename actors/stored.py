@@ -9,14 +9,14 @@ its own timestamp (the history shows it as ``stored_at``).
 from __future__ import annotations
 
 from collections.abc import Mapping
-from datetime import datetime
+from datetime import UTC, datetime
 
 from nats.aio.msg import Msg
 
 from actors.state import StoredWrite
 from contracts.codec import HEADER_RECORDED_TIME, HEADER_WRITER
 
-__all__ = ["recorded_time", "stored_write"]
+__all__ = ["position", "recorded_time", "stored_write"]
 
 
 def recorded_time(headers: Mapping[str, str] | None) -> datetime | None:
@@ -33,12 +33,31 @@ def recorded_time(headers: Mapping[str, str] | None) -> datetime | None:
     return value if value.tzinfo is not None else None
 
 
+def position(msg: Msg) -> tuple[int, datetime, int]:
+    """(stream sequence, stored time, messages pending) of a message from a consumer.
+
+    Read straight from the ack subject: nats-py's ``msg.metadata`` builds several objects per
+    message, which showed in the actor's profile. The time is computed as nats-py does, so
+    every path (replay, live, history) gives the same value."""
+    reply = msg.reply
+    tokens = reply.split(".")
+    if len(tokens) == 9:  # $JS.ACK.<stream>.<consumer>.<delivered>.<sseq>.<cseq>.<ts>.<pending>
+        seq, stamp, pending = tokens[5], tokens[7], tokens[8]
+    elif len(tokens) >= 11 and tokens[0] == "$JS":  # with <domain>.<account hash> after ACK
+        seq, stamp, pending = tokens[7], tokens[9], tokens[10]
+    else:
+        meta = msg.metadata  # raises NotJSMessageError with nats-py's own message
+        return meta.sequence.stream, meta.timestamp, meta.num_pending
+    when = datetime.fromtimestamp(int(stamp) / 1_000_000_000.0, UTC)
+    return int(seq), when, int(pending)
+
+
 def stored_write(msg: Msg) -> StoredWrite:
-    meta = msg.metadata
+    seq, when, _ = position(msg)
     headers = msg.headers
     return StoredWrite(
-        seq=meta.sequence.stream,
-        time=recorded_time(headers) or meta.timestamp,
+        seq=seq,
+        time=recorded_time(headers) or when,
         subject=msg.subject,
         data=msg.data,
         writer=headers.get(HEADER_WRITER) if headers else None,

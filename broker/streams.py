@@ -80,7 +80,9 @@ def actor_consumer_config() -> ConsumerConfig:
         durable_name=ACTOR_DURABLE,
         description="the store actor: applies writes in stream order",
         deliver_policy=DeliverPolicy.ALL,
-        ack_policy=AckPolicy.EXPLICIT,
+        # One ack per fetched batch: the actor applies in order, so acking the last write
+        # acknowledges all before it.
+        ack_policy=AckPolicy.ALL,
         filter_subject=write_filter(),
         max_ack_pending=20_000,
         ack_wait=30.0,
@@ -112,4 +114,13 @@ async def provision(js: JetStreamContext, config: StoreConfig) -> None:
     """Create or align both streams and the actor's durable consumer."""
     await _ensure_stream(js, writes_stream_config(config))
     await _ensure_stream(js, events_stream_config(config))
-    await js.add_consumer(WRITES_STREAM, actor_consumer_config())
+    wanted = actor_consumer_config()
+    try:
+        current = await js.consumer_info(WRITES_STREAM, ACTOR_DURABLE)
+    except NotFoundError:
+        current = None
+    if current is not None and current.config.ack_policy != wanted.ack_policy:
+        # The ack policy of a consumer cannot be changed in place. Recreating it is safe: the
+        # actor rebuilds its state from the stream and skips sequences it has applied.
+        await js.delete_consumer(WRITES_STREAM, ACTOR_DURABLE)
+    await js.add_consumer(WRITES_STREAM, wanted)

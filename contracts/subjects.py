@@ -31,6 +31,7 @@ __all__ = [
     "error_subject",
     "event_filter",
     "event_subject",
+    "event_subject_of",
     "query_filter",
     "query_subject",
     "query_tenant",
@@ -91,6 +92,18 @@ def event_subject(tenant: str, evolution_id: str, kind: WriteKind | str) -> str:
 
 def error_subject(tenant: str, evolution_id: str, kind: WriteKind | str) -> str:
     return _build(Channel.ERROR, tenant, evolution_id, kind)
+
+
+_WRITE_PREFIX = f"{ROOT}.{Channel.WRITE}."
+_EVENT_PREFIX = f"{ROOT}.{Channel.EVENT}."
+
+
+def event_subject_of(stored_write_subject: str) -> str:
+    """The event subject for a write stored on ``stored_write_subject``, a write subject the
+    store has already parsed and checked (the hot path: no second validation)."""
+    if not stored_write_subject.startswith(_WRITE_PREFIX):
+        raise SubjectError(f"not a write subject: {stored_write_subject!r}")
+    return _EVENT_PREFIX + stored_write_subject[len(_WRITE_PREFIX) :]
 
 
 def query_subject(tenant: str, operation: Query) -> str:
