@@ -12,6 +12,8 @@ __all__ = ["connect"]
 
 log = logging.getLogger("ctxstore.broker")
 
+_CLIENT_RECONNECT_ATTEMPTS = 120  # x 0.5 s: a minute
+
 
 async def connect(
     url: str,
@@ -22,9 +24,9 @@ async def connect(
 ) -> Client:
     """Connect to ``url``.
 
-    A long-running process (the store actor, an agent) reconnects forever and notices a dead
-    server within seconds; a tool gives up after a few attempts so a missing server is
-    reported instead of waited on.
+    A long-running process (the store actor, an agent) waits for the server and reconnects
+    forever; others give up after a few attempts when the server is missing at the start,
+    and reconnect for up to a minute once connected. All notice a dead server within seconds.
     """
 
     async def on_error(exc: Exception) -> None:
@@ -51,4 +53,8 @@ async def connect(
         pending_size=64 * 1024 * 1024,
     )
     nc: Client = await nats.connect(**options)
+    if not long_running:
+        # Fail fast on the first connection, but once connected ride out a server restart:
+        # nats-py reads this option again at each reconnection.
+        nc.options["max_reconnect_attempts"] = _CLIENT_RECONNECT_ATTEMPTS
     return nc
