@@ -15,6 +15,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import os
+import re
 import uuid
 from collections.abc import Iterable
 from datetime import UTC, datetime
@@ -55,6 +56,7 @@ from actors.watch import Watch
 from broker import ConfigError, StoreConfig, connect
 from contracts import (
     HEADER_EXPECTED_LAST_SUBJECT_SEQ,
+    HEADER_EXPECTED_LAST_SUBJECT_SEQ_SUBJECT,
     HEADER_MSG_ID,
     HEADER_WRITER,
     AgentActivity,
@@ -82,6 +84,7 @@ from contracts import (
     check_token,
     encode,
     query_subject,
+    write_filter,
     write_subject,
 )
 from contracts.bundle import BUNDLE_FORMAT, Bundle
@@ -268,6 +271,7 @@ class SharedContextStore:
         *,
         headers: dict[str, str] | None = None,
         attempts: int = 3,
+        expected_version: int | None = None,
     ) -> WriteReceipt:
         data = self._encode_write(body)
         nc = await self._client()
@@ -276,6 +280,8 @@ class SharedContextStore:
         subject = write_subject(self.config.tenant, evolution_id, kind)
         all_headers = {HEADER_MSG_ID: uuid.uuid4().hex, HEADER_WRITER: self.name}
         all_headers.update(headers or {})
+        if expected_version is not None:
+            all_headers.update(_guard(self.config.tenant, evolution_id, expected_version))
         for attempt in range(1, attempts + 1):
             try:
                 ack = await js.publish(subject, data, headers=all_headers)
@@ -291,6 +297,9 @@ class SharedContextStore:
                     "JetStream does not accept writes: is the store provisioned on this server?"
                 ) from None
             except APIError as exc:
+                if expected_version is not None and exc.err_code == _WRONG_LAST_SEQUENCE:
+                    conflict = await self._version_conflict(exc, evolution_id, expected_version)
+                    raise conflict from None
                 raise _publish_error(exc, kind) from None
         self._last_seq = max(self._last_seq, ack.seq)
         receipt = WriteReceipt(evolution_id, ack.seq, bool(ack.duplicate))
@@ -301,6 +310,20 @@ class SharedContextStore:
             if not outcome.applied:
                 raise error_for(outcome.code or "invalid", outcome.reason or "write rejected")
         return receipt
+
+    async def _version_conflict(
+        self, exc: APIError, evolution_id: str, expected: int
+    ) -> ConflictError:
+        """The server refused a guarded write: say which version the context is at."""
+        current = _current_from(exc.description)
+        if current is None:  # not in the server's words: ask the store
+            with contextlib.suppress(ContextStoreError):
+                current = (await self.get_context(evolution_id)).version
+        return ConflictError(
+            f"context {evolution_id} is at version {current}, not the expected {expected}: "
+            "it moved on; read it again and retry",
+            current_version=current,
+        )
 
     async def create_context(
         self,
@@ -326,15 +349,24 @@ class SharedContextStore:
         *,
         status: Status | str | None = None,
         error: str | None = None,
+        expected_version: int | None = None,
     ) -> bool:
-        """Move the evolution to ``phase`` (sets ``current_phase``; status follows)."""
+        """Move the evolution to ``phase`` (sets ``current_phase``; status follows).
+
+        ``expected_version`` (every write method takes it): write only if the context is
+        still at that version, else ``ConflictError`` with ``current_version``. The server
+        enforces it (expected-last-subject-sequence over the context's subjects)."""
         try:
             stage = Stage(phase)
             state = None if status is None else Status(status)
         except ValueError as exc:
             raise InvalidWriteError(f"invalid phase or status: {exc}") from None
         eid = self._target(evolution_id)
-        await self._write(eid, _body(StageUpdate, phase=stage, status=state, error=error))
+        await self._write(
+            eid,
+            _body(StageUpdate, phase=stage, status=state, error=error),
+            expected_version=expected_version,
+        )
         return True
 
     async def mark_failed(self, error: str, evolution_id: str | None = None) -> bool:
@@ -365,6 +397,7 @@ class SharedContextStore:
         improvements: list[dict[str, Any]],
         *,
         evolution_id: str | None = None,
+        expected_version: int | None = None,
     ) -> WriteReceipt:
         body = _body(
             OriginalAnalysis,
@@ -373,7 +406,9 @@ class SharedContextStore:
             issues=issues,
             improvements=improvements,
         )
-        return await self._write(self._target(evolution_id), body)
+        return await self._write(
+            self._target(evolution_id), body, expected_version=expected_version
+        )
 
     async def store_external_research(
         self,
@@ -382,6 +417,7 @@ class SharedContextStore:
         patterns: list[dict[str, Any]],
         *,
         evolution_id: str | None = None,
+        expected_version: int | None = None,
     ) -> WriteReceipt:
         body = _body(
             ExternalResearch,
@@ -389,7 +425,9 @@ class SharedContextStore:
             references=references,
             patterns=patterns,
         )
-        return await self._write(self._target(evolution_id), body)
+        return await self._write(
+            self._target(evolution_id), body, expected_version=expected_version
+        )
 
     async def store_improvement_plan(
         self,
@@ -399,6 +437,7 @@ class SharedContextStore:
         estimated_impact: float,
         *,
         evolution_id: str | None = None,
+        expected_version: int | None = None,
     ) -> WriteReceipt:
         body = _body(
             ImprovementPlan,
@@ -407,7 +446,9 @@ class SharedContextStore:
             dependencies=dependencies,
             estimated_impact=estimated_impact,
         )
-        return await self._write(self._target(evolution_id), body)
+        return await self._write(
+            self._target(evolution_id), body, expected_version=expected_version
+        )
 
     async def store_implementation_log(
         self,
@@ -416,6 +457,7 @@ class SharedContextStore:
         rollback_points: list[dict[str, Any]],
         *,
         evolution_id: str | None = None,
+        expected_version: int | None = None,
     ) -> WriteReceipt:
         body = _body(
             ImplementationLog,
@@ -423,7 +465,9 @@ class SharedContextStore:
             changes=changes,
             rollback_points=rollback_points,
         )
-        return await self._write(self._target(evolution_id), body)
+        return await self._write(
+            self._target(evolution_id), body, expected_version=expected_version
+        )
 
     async def store_evaluation_results(
         self,
@@ -432,6 +476,7 @@ class SharedContextStore:
         success_rate: float,
         *,
         evolution_id: str | None = None,
+        expected_version: int | None = None,
     ) -> WriteReceipt:
         body = _body(
             EvaluationResults,
@@ -439,7 +484,9 @@ class SharedContextStore:
             metrics_comparison=metrics_comparison,
             success_rate=success_rate,
         )
-        return await self._write(self._target(evolution_id), body)
+        return await self._write(
+            self._target(evolution_id), body, expected_version=expected_version
+        )
 
     # -- reads -------------------------------------------------------------------------
 
@@ -657,6 +704,27 @@ def _point(at: int | datetime | None) -> str:
     if at is None:
         return "now"
     return at.isoformat() if isinstance(at, datetime) else f"seq {at}"
+
+
+def _guard(tenant: str, evolution_id: str, expected_version: int) -> dict[str, str]:
+    """Headers that make the server refuse the write unless the last write to any of the
+    context's subjects has sequence ``expected_version`` (its version; 0: no write yet)."""
+    if isinstance(expected_version, bool) or not isinstance(expected_version, int):
+        raise InvalidWriteError(f"expected_version must be an int, not {expected_version!r}")
+    if expected_version < 0:
+        raise InvalidWriteError(f"expected_version must be >= 0, not {expected_version}")
+    return {
+        HEADER_EXPECTED_LAST_SUBJECT_SEQ: str(expected_version),
+        HEADER_EXPECTED_LAST_SUBJECT_SEQ_SUBJECT: write_filter(tenant, evolution_id),
+    }
+
+
+_LAST_SEQ_IN_ERROR: Final = re.compile(r"wrong last sequence: (\d+)")
+
+
+def _current_from(description: str | None) -> int | None:
+    match = _LAST_SEQ_IN_ERROR.search(description or "")
+    return int(match.group(1)) if match else None
 
 
 def _publish_error(exc: APIError, kind: WriteKind) -> ContextStoreError:

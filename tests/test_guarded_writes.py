@@ -1,0 +1,243 @@
+"""Idempotent and guarded writes.
+
+A retry after a lost acknowledgement reuses the write's ``Nats-Msg-Id``, so it is stored and
+applied once. A write may state the context version it expects (``expected_version=``); the
+server itself refuses it when the context moved on, and the client raises ``ConflictError``
+saying the current version.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+from typing import Any
+
+import pytest
+from nats.aio.client import Client
+from nats.aio.msg import Msg
+
+from actors import ConflictError, InvalidWriteError, SharedContextStore
+from broker import WRITES_STREAM, EmbeddedServer, StoreConfig
+from contracts import HEADER_MSG_ID, write_filter
+
+
+def plan(n: int) -> dict[str, Any]:
+    return dict(
+        tasks=[{"id": f"t{n}"}], priorities=[f"t{n}"], dependencies={}, estimated_impact=0.5
+    )
+
+
+def analysis(n: int) -> dict[str, Any]:
+    return dict(files_analyzed=n, metrics={"n": n}, issues=[], improvements=[])
+
+
+async def stored_count(nc: Client, eid: str) -> int:
+    info = await nc.jetstream().stream_info(WRITES_STREAM, subjects_filter=write_filter(None, eid))
+    return sum((info.state.subjects or {}).values())
+
+
+# -- a retry after a lost acknowledgement ----------------------------------------------------
+
+
+class StallingProxy:
+    """A TCP proxy between a client and the server that can hold back everything the server
+    sends: the client's publishes reach the server, their acknowledgements do not (yet)."""
+
+    def __init__(self, upstream_port: int) -> None:
+        self._upstream_port = upstream_port
+        self.flowing = asyncio.Event()
+        self.flowing.set()
+        self._server: asyncio.Server | None = None
+        self._tasks: set[asyncio.Task[None]] = set()
+
+    @property
+    def url(self) -> str:
+        assert self._server is not None
+        port = self._server.sockets[0].getsockname()[1]
+        return f"nats://127.0.0.1:{port}"
+
+    async def __aenter__(self) -> StallingProxy:
+        self._server = await asyncio.start_server(self._accept, "127.0.0.1", 0)
+        return self
+
+    async def __aexit__(self, *exc: object) -> None:
+        assert self._server is not None
+        self._server.close()
+        for task in list(self._tasks):
+            task.cancel()
+        for task in list(self._tasks):
+            with contextlib.suppress(asyncio.CancelledError, OSError):
+                await task
+
+    async def _accept(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        up_reader, up_writer = await asyncio.open_connection("127.0.0.1", self._upstream_port)
+        for task in (
+            asyncio.create_task(self._pump(reader, up_writer, hold=False)),
+            asyncio.create_task(self._pump(up_reader, writer, hold=True)),
+        ):
+            self._tasks.add(task)
+            task.add_done_callback(self._tasks.discard)
+
+    async def _pump(
+        self, src: asyncio.StreamReader, dst: asyncio.StreamWriter, *, hold: bool
+    ) -> None:
+        try:
+            while chunk := await src.read(65536):
+                if hold:
+                    await self.flowing.wait()
+                dst.write(chunk)
+                await dst.drain()
+        finally:
+            dst.close()
+
+
+async def test_a_retry_after_a_lost_ack_reuses_the_msg_id_and_applies_once(
+    server: EmbeddedServer, config: StoreConfig, store: SharedContextStore, nc: Client
+) -> None:
+    eid = await store.create_context("./p", ["documentation"])
+    # Every attempt the client makes, as the server sees it.
+    attempts: asyncio.Queue[Msg] = asyncio.Queue()
+
+    async def seen(msg: Msg) -> None:
+        await attempts.put(msg)
+
+    await nc.subscribe(write_filter("default", eid), cb=seen)
+    await nc.flush()
+    assert server.port is not None
+    async with StallingProxy(server.port) as proxy:
+        slow_ack = config.model_copy(update={"nats_url": proxy.url, "request_timeout": 0.5})
+        async with SharedContextStore(config=slow_ack, name="agent-retry") as agent:
+            await agent.get_context(eid)  # connected through the proxy
+            proxy.flowing.clear()  # from now on, acknowledgements are held back
+            write = asyncio.create_task(agent.store_original_analysis(**analysis(1)))
+            async with asyncio.timeout(10):
+                first = await attempts.get()
+                second = await attempts.get()  # the first ack never came: a retry
+            proxy.flowing.set()
+            async with asyncio.timeout(10):
+                receipt = await write
+    assert first.headers is not None
+    assert second.headers is not None
+    assert second.headers[HEADER_MSG_ID] == first.headers[HEADER_MSG_ID]
+    assert first.data == second.data
+    assert receipt.duplicate  # the server had stored the first attempt
+    ctx = await store.get_context(eid)
+    assert ctx.original_analysis == analysis(1)
+    assert ctx.phase_versions == {"original_analysis": receipt.seq}
+    assert await stored_count(nc, eid) == 2  # the create and one analysis, not two
+    history = await store.history(eid)
+    assert [h.kind for h in history] == ["create", "original_analysis"]
+
+
+# -- expected versions ---------------------------------------------------------------------
+
+
+async def test_a_write_at_the_expected_version_lands(store: SharedContextStore) -> None:
+    eid = await store.create_context("./p")
+    ctx = await store.get_context(eid)
+    receipt = await store.store_improvement_plan(**plan(1), expected_version=ctx.version)
+    after = await store.get_context(eid)
+    assert after.improvement_plan == plan(1)
+    assert after.version == receipt.seq
+    # The next guarded write names the version the last one produced.
+    assert await store.update_phase("planning", expected_version=after.version)
+    assert (await store.get_context(eid)).current_phase == "planning"
+
+
+async def test_a_stale_expected_version_is_refused_with_the_current_version(
+    store: SharedContextStore, store_b: SharedContextStore, nc: Client
+) -> None:
+    eid = await store.create_context("./p")
+    seen_by_a = await store.get_context(eid)
+    seen_by_b = await store_b.get_context(eid)
+    assert seen_by_a.version == seen_by_b.version
+    won = await store.store_improvement_plan(**plan(1), expected_version=seen_by_a.version)
+
+    with pytest.raises(ConflictError) as caught:
+        await store_b.store_improvement_plan(**plan(2), expected_version=seen_by_b.version)
+    assert caught.value.current_version == won.seq
+    assert f"version {won.seq}" in str(caught.value)
+    assert f"expected {seen_by_b.version}" in str(caught.value)
+
+    # The server refused it: nothing was stored, nothing changed.
+    assert await stored_count(nc, eid) == 2
+    ctx = await store_b.get_context(eid)
+    assert ctx.improvement_plan == plan(1)
+    assert ctx.version == won.seq
+    # Retrying at the version the error named succeeds.
+    again = await store_b.store_improvement_plan(
+        **plan(2), expected_version=caught.value.current_version
+    )
+    assert (await store_b.get_context(eid)).improvement_plan == plan(2)
+    assert again.seq > won.seq
+
+
+async def test_any_write_to_the_context_moves_its_version_for_every_phase(
+    store: SharedContextStore, store_b: SharedContextStore
+) -> None:
+    eid = await store.create_context("./p")
+    version = (await store.get_context(eid)).version
+    # A write to another phase (another subject of the same context) moves the version too.
+    moved = await store.store_external_research(
+        best_practices=["x"], references=[], patterns=[], evolution_id=eid
+    )
+    with pytest.raises(ConflictError) as caught:
+        await store_b.update_phase("research", evolution_id=eid, expected_version=version)
+    assert caught.value.current_version == moved.seq
+
+
+async def test_other_contexts_do_not_move_a_contexts_version(
+    store: SharedContextStore,
+) -> None:
+    first = await store.create_context("./one")
+    version = (await store.get_context(first)).version
+    second = await store.create_context("./two")
+    await store.store_original_analysis(**analysis(1), evolution_id=second)
+    receipt = await store.store_original_analysis(
+        **analysis(2), evolution_id=first, expected_version=version
+    )
+    assert (await store.get_context(first)).version == receipt.seq
+
+
+async def test_of_concurrent_guarded_writers_exactly_one_wins(
+    actor: object, config: StoreConfig
+) -> None:
+    clients = [SharedContextStore(config=config, name=f"agent-{i}") for i in range(6)]
+    async with contextlib.AsyncExitStack() as stack:
+        for c in clients:
+            await stack.enter_async_context(c)
+        eid = await clients[0].create_context("./p")
+        version = (await clients[0].get_context(eid)).version
+        results = await asyncio.gather(
+            *(
+                c.store_improvement_plan(**plan(i), evolution_id=eid, expected_version=version)
+                for i, c in enumerate(clients)
+            ),
+            return_exceptions=True,
+        )
+        winners = [(i, r) for i, r in enumerate(results) if not isinstance(r, BaseException)]
+        losers = [r for r in results if isinstance(r, ConflictError)]
+        assert len(winners) == 1
+        assert len(losers) == len(clients) - 1
+        index, receipt = winners[0]
+        assert all(e.current_version == receipt.seq for e in losers)
+        ctx = await clients[0].get_context(eid)
+        assert ctx.improvement_plan == plan(index)
+        assert ctx.version == receipt.seq
+
+
+async def test_expected_version_zero_means_no_write_yet(store: SharedContextStore) -> None:
+    eid = await store.create_context("./p")
+    with pytest.raises(ConflictError) as caught:
+        await store.store_original_analysis(**analysis(1), evolution_id=eid, expected_version=0)
+    assert caught.value.current_version == (await store.get_context(eid)).version
+
+
+@pytest.mark.parametrize("bad", [-1, "3", 2.0, True])
+async def test_an_invalid_expected_version_is_refused_before_sending(
+    store: SharedContextStore, nc: Client, bad: Any
+) -> None:
+    eid = await store.create_context("./p")
+    with pytest.raises(InvalidWriteError, match="expected_version"):
+        await store.store_original_analysis(**analysis(1), expected_version=bad)
+    assert await stored_count(nc, eid) == 1
