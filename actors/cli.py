@@ -21,6 +21,7 @@ from typing import Any
 import msgspec
 
 from actors.agents import AGENT_NAMES, AgentHost, build_agent
+from actors.agents.rollback import restore_point
 from actors.cli_history import parse_point
 from actors.cli_history import register as register_history_commands
 from actors.client import SharedContextStore
@@ -326,6 +327,21 @@ async def cmd_agent(args: argparse.Namespace) -> int:
     return 0
 
 
+async def cmd_rollback(args: argparse.Namespace) -> int:
+    async with _client(args) as store:
+        ctx = await store.get_context(args.evolution_id)
+    try:
+        changed = await asyncio.to_thread(restore_point, ctx.implementation_log, args.checkpoint)
+    except (ValueError, OSError) as exc:
+        print(f"ctxstore: {exc}", file=sys.stderr)
+        return 1
+    workdir = ctx.implementation_log["rollback_points"][0]["workdir"]
+    print(f"{workdir} is back at {args.checkpoint}: {len(changed)} file(s) changed")
+    for relpath in changed:
+        print(f"  {relpath}")
+    return 0
+
+
 def _parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="ctxstore", description=__doc__.splitlines()[0])
     parser.add_argument(
@@ -379,6 +395,13 @@ def _parser() -> argparse.ArgumentParser:
     )
     evolve.add_argument("--json", action="store_true", help="print the results as JSON")
     evolve.set_defaults(run=cmd_evolve)
+
+    rollback = sub.add_parser(
+        "rollback", help="bring an evolution's working copy back to a rollback point"
+    )
+    rollback.add_argument("evolution_id")
+    rollback.add_argument("checkpoint", help="e.g. checkpoint-1 (before any edit)")
+    rollback.set_defaults(run=cmd_rollback)
 
     agent = sub.add_parser("agent", help="run one agent against a shared server")
     agent.add_argument("name", choices=AGENT_NAMES)

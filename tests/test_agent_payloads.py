@@ -2,7 +2,8 @@
 
 from __future__ import annotations
 
-from actors.agents.roles import compact_log, fit_analysis, fit_changes
+from actors.agents.roles import fit_analysis, fit_changes
+from actors.agents.rollback import compact_log, expand_points
 from contracts import encode
 
 
@@ -45,14 +46,7 @@ def test_compact_log_keeps_what_is_needed_to_rebuild_each_point() -> None:
     assert compact[0]["files"] == {"a.py": "1", "b.py": "1"}
     assert compact[1] == {"id": "checkpoint-2", "changed": {"a.py": "2"}, "removed": []}
     assert compact[2] == {"id": "checkpoint-3", "changed": {}, "removed": ["b.py"]}
-    # Rebuild every point from the compact form.
-    state: dict[str, str] = {}
-    for full, entry in zip(points, compact, strict=True):
-        state = dict(entry.get("files", state))
-        state.update(entry.get("changed", {}))
-        for gone in entry.get("removed", []):
-            state.pop(gone)
-        assert state == full["files"]
+    assert expand_points(compact) == {p["id"]: p["files"] for p in points}
 
 
 def test_fit_changes_drops_diffs_only_when_needed() -> None:

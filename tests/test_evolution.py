@@ -17,6 +17,7 @@ from nats.js.api import ConsumerConfig, DeliverPolicy
 
 from actors import EvolutionConfig, EvolutionEngine, SharedContextStore, StoreActor
 from actors.agents.logic import ResearchResult
+from actors.agents.rollback import restore_point
 from broker import WRITES_STREAM, EmbeddedServer
 from contracts import (
     AgentActivity,
@@ -293,3 +294,44 @@ async def test_agents_in_separate_processes_give_the_same_result(
     assert _outcome(remote) == _outcome(local)
     writers = {a for a in remote.context.agents}
     assert writers == {"research", "analysis", "planner", "refactor", "evaluator"}
+
+
+async def test_the_working_copy_can_be_restored_to_each_rollback_point(
+    store: SharedContextStore, server: EmbeddedServer, project: Path, tmp_path: Path
+) -> None:
+    workdir = tmp_path / "work"
+    async with EvolutionEngine(store) as engine:
+        result = await engine.run_evolution(EvolutionConfig(project, FOCUS, workdir=workdir))
+    assert result.status is Status.COMPLETED, result.error
+    log = result.context.implementation_log
+    evolved = tree_digest(workdir)
+    points = [p["id"] for p in log["rollback_points"]]
+
+    # From another process, with only the store: back to before any edit...
+    env = {**os.environ, "CTXSTORE_HOME": str(tmp_path / "home")}
+    proc = await asyncio.create_subprocess_exec(
+        sys.executable,
+        "-m",
+        "actors.cli",
+        "--nats-url",
+        server.url,
+        "rollback",
+        result.evolution_id,
+        points[0],
+        stdout=asyncio.subprocess.PIPE,
+        env=env,
+    )
+    async with asyncio.timeout(30):
+        out, _ = await proc.communicate()
+    assert proc.returncode == 0, out
+    assert tree_digest(workdir) == tree_digest(project)
+    assert f"{len(log['modified_files'])} file(s) changed" in out.decode()
+
+    # ... to a point in the middle: exactly one task applied more than at the start...
+    changed = restore_point(log, points[1])
+    assert len(changed) == 1
+    # ... and to the end again.
+    restore_point(log, points[-1])
+    assert tree_digest(workdir) == evolved
+    with pytest.raises(ValueError, match="no rollback point"):
+        restore_point(log, "checkpoint-999")

@@ -22,6 +22,7 @@ from actors.agents.logic import (
     plan_improvements,
     scan_project_facts,
 )
+from actors.agents.rollback import blob_folder, compact_log
 from actors.client import SharedContextStore
 from contracts import encode
 
@@ -66,24 +67,6 @@ def fit_analysis(payload: dict[str, Any], budget: int) -> dict[str, Any]:
         payload = {**payload, "issues": issues}
         payload["metrics"]["issues_listed"] = len(issues)
     return payload
-
-
-def compact_log(rollback_points: Sequence[Mapping[str, Any]]) -> list[dict[str, Any]]:
-    """Rollback points as stored: the first lists every file's hash, each later one only
-    the files that changed since the point before (the rest are as in that point)."""
-    compact: list[dict[str, Any]] = []
-    previous: Mapping[str, str] = {}
-    for i, point in enumerate(rollback_points):
-        files: Mapping[str, str] = point.get("files", {})
-        entry = {k: v for k, v in point.items() if k != "files"}
-        if i == 0:
-            entry["files"] = dict(files)
-        else:
-            entry["changed"] = {p: h for p, h in files.items() if previous.get(p) != h}
-            entry["removed"] = sorted(previous.keys() - files.keys())
-        compact.append(entry)
-        previous = files
-    return compact
 
 
 def fit_changes(changes: list[dict[str, Any]], budget: int) -> list[dict[str, Any]]:
@@ -167,6 +150,8 @@ class RefactorAgent(Agent):
                 await asyncio.to_thread(shutil.copy2, workdir / relpath, target / relpath)
                 changes.append({"type": "applied_to_target", "file": relpath})
         points = compact_log(result.rollback_points)
+        if points:
+            points[0]["workdir"] = str(workdir)
         room = _budget(self.store) - _size({"p": points, "m": result.modified_files})
         await self.store.store_implementation_log(
             modified_files=result.modified_files,
@@ -177,7 +162,7 @@ class RefactorAgent(Agent):
         return {"modified_files": len(result.modified_files), "skipped": len(result.skipped)}
 
     def _execute(self, target: Path, workdir: Path, plan: Mapping[str, Any]) -> Any:
-        copy = WorkingCopy.create(target, workdir)
+        copy = WorkingCopy.create(target, workdir, blob_dir=blob_folder(workdir))
         return execute_plan(
             plan.get("tasks") or [], copy, self.executors, order=plan.get("priorities")
         )

@@ -29,7 +29,7 @@ from .research import (
     load_catalogue,
     scan_project_facts,
 )
-from .workcopy import WorkingCopy
+from .workcopy import WorkingCopy, restore_files
 
 __all__ = [
     "COMPLEXITY_THRESHOLD",
@@ -56,5 +56,6 @@ __all__ = [
     "load_catalogue",
     "normalize_focus",
     "plan_improvements",
+    "restore_files",
     "scan_project_facts",
 ]

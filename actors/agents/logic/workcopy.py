@@ -1,4 +1,5 @@
-"""A disposable copy of the target project with exact, in-memory rollback points."""
+"""A disposable copy of the target project with exact rollback points (in memory, and on
+disk when a blob folder is given)."""
 
 from __future__ import annotations
 
@@ -6,11 +7,12 @@ import difflib
 import hashlib
 import os
 import shutil
+from collections.abc import Mapping
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
-__all__ = ["COPY_IGNORE", "WorkingCopy"]
+__all__ = ["COPY_IGNORE", "WorkingCopy", "restore_files"]
 
 COPY_IGNORE = (
     ".venv",
@@ -32,15 +34,20 @@ class WorkingCopy:
     directories are removed, changed files rewritten.
     """
 
-    def __init__(self, root: Path, source: Path | None = None) -> None:
+    def __init__(
+        self, root: Path, source: Path | None = None, *, blob_dir: Path | None = None
+    ) -> None:
         self.root = root
         self.source = source
+        # With a blob folder, every checkpoint's contents also go to disk, content-addressed,
+        # so another process can restore the copy later (``restore_files``).
+        self.blob_dir = blob_dir
         self._blobs: dict[str, bytes] = {}
         self._saved: dict[str, tuple[dict[str, str], frozenset[str]]] = {}
         self._checkpoints: list[dict[str, Any]] = []
 
     @classmethod
-    def create(cls, source: Path, dest: Path) -> WorkingCopy:
+    def create(cls, source: Path, dest: Path, *, blob_dir: Path | None = None) -> WorkingCopy:
         """Copy ``source`` to ``dest`` (which must not exist or be empty)."""
         source, dest = source.resolve(), dest.resolve()
         if not source.is_dir():
@@ -52,7 +59,7 @@ class WorkingCopy:
         shutil.copytree(
             source, dest, ignore=shutil.ignore_patterns(*COPY_IGNORE), dirs_exist_ok=True
         )
-        return cls(dest, source)
+        return cls(dest, source, blob_dir=blob_dir)
 
     @property
     def checkpoints(self) -> list[dict[str, Any]]:
@@ -65,7 +72,10 @@ class WorkingCopy:
         hashes: dict[str, str] = {}
         for relpath, data in sorted(files.items()):
             digest = hashlib.sha256(data).hexdigest()
-            self._blobs.setdefault(digest, data)
+            if digest not in self._blobs:
+                self._blobs[digest] = data
+                if self.blob_dir is not None:
+                    _save_blob(self.blob_dir, digest, data)
             hashes[relpath] = digest
         point: dict[str, Any] = {
             "id": f"checkpoint-{len(self._checkpoints) + 1}",
@@ -129,6 +139,40 @@ class WorkingCopy:
 
     def _scan(self) -> tuple[dict[str, bytes], frozenset[str]]:
         return _read_tree(self.root, ignore=frozenset())
+
+
+def _save_blob(folder: Path, digest: str, data: bytes) -> None:
+    folder.mkdir(parents=True, exist_ok=True)
+    path = folder / digest
+    if not path.exists():
+        tmp = folder / f".{digest}.tmp"
+        tmp.write_bytes(data)
+        tmp.replace(path)
+
+
+def restore_files(root: Path, files: Mapping[str, str], blob_dir: Path) -> list[str]:
+    """Make the files under ``root`` exactly ``files`` (relative path -> SHA-256), reading
+    contents from ``blob_dir``; returns the paths it changed. Every blob is checked first,
+    so a missing or damaged one changes nothing."""
+    contents: dict[str, bytes] = {}
+    for relpath, digest in files.items():
+        try:
+            data = (blob_dir / digest).read_bytes()
+        except OSError:
+            raise FileNotFoundError(f"no saved contents for {relpath} ({digest})") from None
+        if hashlib.sha256(data).hexdigest() != digest:
+            raise ValueError(f"saved contents of {relpath} are damaged ({digest})")
+        contents[relpath] = data
+    current = _read_tree(root, ignore=frozenset())[0]
+    changed = sorted(p for p in current.keys() - contents.keys())
+    for relpath in changed:
+        (root / relpath).unlink()
+    for relpath, data in sorted(contents.items()):
+        if current.get(relpath) != data:
+            (root / relpath).parent.mkdir(parents=True, exist_ok=True)
+            (root / relpath).write_bytes(data)
+            changed.append(relpath)
+    return sorted(changed)
 
 
 def _read_tree(root: Path, *, ignore: frozenset[str]) -> tuple[dict[str, bytes], frozenset[str]]:
