@@ -11,6 +11,12 @@ Decisions worth knowing:
   and its version stays equal to the last stream sequence among its subjects, which is what
   the server's expected-last-subject-sequence check compares against.
 - A sequence at or below ``applied_seq`` is a redelivery and is ignored.
+- ``max_contexts``: a create (or import) that would exceed it prunes the finished contexts
+  (status completed or failed) that were created earliest (in stream order), one per missing
+  place, inside this pure transition: replaying the log prunes the same contexts at the same
+  write. ``Applied.pruned`` lists them (the actor announces each as a ``ContextPruned``
+  event). With nothing finished to prune, the create is rejected with ``CAPACITY``. A pruned
+  context's writes stay in the stream (audit trail, history, export).
 """
 
 from __future__ import annotations
@@ -100,6 +106,7 @@ class Applied:
     tenant: str
     kind: WriteKind
     context: EvolutionContext | None  # None after a delete
+    pruned: tuple[EvolutionContext, ...] = ()  # contexts removed to make room (max_contexts)
 
 
 @dataclass(frozen=True, slots=True)
@@ -232,11 +239,12 @@ class StoreState:
             return self._reject(write, "", "", "", ErrorCode.INVALID, str(exc))
         key = (where.tenant, where.evolution_id)
         ctx = self.contexts.get(key)
+        prune: list[tuple[str, str]] = []
         try:
             body = self._decode(write, where.kind)
             new = evolve(ctx, body, write, where.tenant, where.evolution_id)
             if ctx is None and new is not None:
-                self._check_capacity()
+                prune = self._make_room()
         except Rejection as rej:
             return self._reject(
                 write, where.tenant, where.evolution_id, where.kind, rej.code, rej.reason
@@ -249,7 +257,10 @@ class StoreState:
             self.contexts[key] = new
             if ctx is None:
                 self._latest[where.tenant] = where.evolution_id
-        return Applied(write=write, tenant=where.tenant, kind=_KIND_OF[where.kind], context=new)
+        pruned = tuple(self._prune(k) for k in prune)
+        return Applied(
+            write=write, tenant=where.tenant, kind=_KIND_OF[where.kind], context=new, pruned=pruned
+        )
 
     def _decode(self, write: StoredWrite, kind: str) -> Write:
         if len(write.data) > self.limits.max_payload:
@@ -274,10 +285,27 @@ class StoreState:
             )
         return body
 
-    def _check_capacity(self) -> None:
+    def _make_room(self) -> list[tuple[str, str]]:
+        """The contexts to prune so one more fits: the earliest created finished ones."""
         limit = self.limits.max_contexts
-        if limit is not None and len(self.contexts) >= limit:
-            raise Rejection(ErrorCode.CAPACITY, f"the store holds its maximum of {limit} contexts")
+        if limit is None or len(self.contexts) < limit:
+            return []
+        needed = len(self.contexts) - limit + 1
+        # Dicts keep insertion order: the order contexts were created in the stream.
+        victims = [k for k, c in self.contexts.items() if c.status.finished][:needed]
+        if len(victims) < needed:
+            raise Rejection(
+                ErrorCode.CAPACITY,
+                f"the store holds its maximum of {limit} contexts and none is finished "
+                "(completed or failed), so none can be pruned",
+            )
+        return victims
+
+    def _prune(self, key: tuple[str, str]) -> EvolutionContext:
+        ctx = self.contexts.pop(key)
+        if self._latest.get(key[0]) == key[1]:
+            self._relink_latest(key[0])
+        return ctx
 
     def _reject(
         self,

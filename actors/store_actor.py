@@ -13,7 +13,9 @@ import contextlib
 import heapq
 import itertools
 import logging
+from collections import OrderedDict
 from collections.abc import Awaitable, Callable
+from datetime import datetime
 from types import TracebackType
 from typing import Any, TypeVar
 
@@ -25,20 +27,25 @@ from nats.js.api import ConsumerConfig, DeliverPolicy
 from nats.micro import add_service
 from nats.micro.request import Request
 
+from actors.retention import expire, expired, sweep_interval
+from actors.snapshots import LoadResult, Snapshots
 from actors.state import (
     Applied,
     Limits,
     Outcome,
     Rejected,
+    StoredWrite,
     StoreState,
     compare,
     summarize,
 )
 from actors.stored import position, stored_write
-from broker import ACTOR_DURABLE, WRITES_STREAM, StoreConfig, provision
+from broker import ACTOR_DURABLE, EVENTS_STREAM, WRITES_STREAM, StoreConfig, provision
 from contracts import (
     HEADER_MSG_ID,
+    PRUNED_KIND,
     ContextList,
+    ContextPruned,
     Decoders,
     ErrorBody,
     ErrorCode,
@@ -49,6 +56,7 @@ from contracts import (
     WriteRejected,
     encode,
     error_subject,
+    event_subject,
     event_subject_of,
     query_filter,
     query_tenant,
@@ -59,6 +67,7 @@ __all__ = ["StoreActor"]
 
 log = logging.getLogger("ctxstore.actor")
 
+_ENCODED_CACHE_SIZE = 1024
 SERVICE_NAME = "ctxstore"
 SERVICE_VERSION = "0.1.0"
 R = TypeVar("R", bound=msgspec.Struct)
@@ -89,13 +98,20 @@ class StoreActor:
         self.state = StoreState(Limits(config.max_payload, config.max_contexts))
         self._waiters: list[tuple[int, int, asyncio.Future[None]]] = []
         self._tiebreak = itertools.count()
-        self._encoded: dict[tuple[str, str], tuple[int, bytes]] = {}
+        self._encoded: OrderedDict[tuple[str, str], tuple[int, bytes]] = OrderedDict()
         self._ready = asyncio.Event()
         self._stop = asyncio.Event()
         self._runner: asyncio.Task[None] | None = None
         self._tasks: asyncio.TaskGroup | None = None
         self._inflight: set[asyncio.Task[None]] = set()
         self.recovered_writes = 0
+        # Recovery announces the writes it replays past what was announced before (a crash
+        # can leave applied writes unannounced): how many it announced.
+        self.reannounced = 0
+        self.snapshots: Snapshots | None = None
+        self.snapshot_loaded: LoadResult | None = None  # what start-up made of the snapshots
+        self._stream_created: datetime | None = None
+        self._snapshot_task: asyncio.Task[None] | None = None
 
     # -- lifecycle ---------------------------------------------------------------------
 
@@ -132,6 +148,8 @@ class StoreActor:
         """Recover, then consume and serve until ``aclose()`` or cancellation."""
         js = self._nc.jetstream()
         await provision(js, self._config)
+        snapshots = Snapshots(js, self._config)
+        self.snapshots = snapshots if snapshots.enabled else None
         await self._recover()
         psub = await js.pull_subscribe_bind(durable=ACTOR_DURABLE, stream=WRITES_STREAM)
         service = await add_service(
@@ -148,10 +166,17 @@ class StoreActor:
                         name=op.value, subject=query_filter(op), handler=handler
                     )
                 consumer = tg.create_task(self._consume(psub), name="ctxstore-consume")
+                expiry = None
+                if self._config.ttl_seconds is not None:
+                    expiry = tg.create_task(self._expire_loop(), name="ctxstore-ttl")
                 self._ready.set()
                 log.info("store actor ready at seq %d", self.state.applied_seq)
                 await self._stop.wait()
                 consumer.cancel()
+                if expiry is not None:
+                    expiry.cancel()
+                if self._snapshot_task is not None:
+                    self._snapshot_task.cancel()
                 for task in list(self._inflight):
                     task.cancel()
         finally:
@@ -170,9 +195,17 @@ class StoreActor:
         js = self._nc.jetstream()
         info = await js.stream_info(WRITES_STREAM)
         last = info.state.last_seq
+        self._stream_created = info.created
+        if self.snapshots is not None and self.state.applied_seq == 0:
+            loaded = await self.snapshots.load(self.state.limits, info.created, last)
+            self.snapshot_loaded = loaded
+            if loaded.state is not None:
+                self.state = loaded.state
+                log.info("loaded %s (seq %d)", loaded.name, self.state.applied_seq)
         if last <= self.state.applied_seq or info.state.messages == 0:
             return
         start = max(self.state.applied_seq + 1, info.state.first_seq)
+        announced = await self._announced_up_to()
         done: asyncio.Future[None] = asyncio.get_running_loop().create_future()
 
         async def replay(msg: Msg) -> None:
@@ -182,8 +215,11 @@ class StoreActor:
                 return
             try:
                 write = stored_write(msg)
-                self.state.apply(write)
+                outcome = self.state.apply(write)
                 self.recovered_writes += 1
+                if outcome is not None and write.seq > announced:
+                    await self._announce(outcome)
+                    self.reannounced += 1
                 if write.seq >= last or position(msg)[2] == 0:
                     done.set_result(None)
             except Exception as exc:
@@ -212,8 +248,53 @@ class StoreActor:
             await sub.unsubscribe()
         log.info("recovered %d writes up to seq %d", self.recovered_writes, last)
 
+    async def _announced_up_to(self) -> int:
+        """A sequence up to which every write was announced: the durable consumer's ack
+        floor (the actor acks after announcing), or the write of the last stored event."""
+        js = self._nc.jetstream()
+        floor = 0
+        with contextlib.suppress(Exception):
+            ci = await js.consumer_info(WRITES_STREAM, ACTOR_DURABLE)
+            floor = ci.ack_floor.stream_seq or 0 if ci.ack_floor is not None else 0
+        with contextlib.suppress(Exception):
+            events = await js.stream_info(EVENTS_STREAM)
+            if events.state.last_seq:
+                raw = await js.get_msg(EVENTS_STREAM, events.state.last_seq)
+                floor = max(floor, Decoders.event.decode(raw.data or b"").seq)
+        return floor
+
+    def _maybe_snapshot(self) -> None:
+        snapshots, created = self.snapshots, self._stream_created
+        if snapshots is None or created is None or self._tasks is None:
+            return
+        if self._snapshot_task is not None or not snapshots.due(self.state.applied_seq):
+            return
+
+        async def save() -> None:
+            try:
+                await snapshots.save(self.state, created)
+            except Exception:
+                log.exception("snapshot at seq %d failed", self.state.applied_seq)
+            finally:
+                self._snapshot_task = None
+
+        self._snapshot_task = self._tasks.create_task(save(), name="ctxstore-snapshot")
+
+    async def _expire_loop(self) -> None:
+        ttl = self._config.ttl_seconds
+        assert ttl is not None
+        js = self._nc.jetstream()
+        while True:
+            await asyncio.sleep(sweep_interval(ttl))
+            for ctx in expired(list(self.state.contexts.values()), ttl):
+                try:
+                    await expire(js, ctx, ttl, self._reach)
+                except Exception as exc:
+                    log.warning("expiring %s failed: %r", ctx.evolution_id, exc)
+
     async def _consume(self, psub: Any) -> None:
         while True:
+            self._maybe_snapshot()
             try:
                 msgs = await psub.fetch(batch=self._fetch_batch, timeout=1.0)
             except TimeoutError:  # nats-py raises its own and, at times, a bare asyncio one
@@ -250,6 +331,8 @@ class StoreActor:
                     size=len(write.data),
                 )
                 subject = event_subject_of(write.subject)
+                for gone in outcome.pruned:
+                    await self._announce_pruned(gone, write, evolution_id)
             case Rejected(tenant=tenant, evolution_id=evolution_id, kind=kind):
                 event = WriteRejected(
                     tenant=tenant or "_",
@@ -265,6 +348,29 @@ class StoreActor:
                 subject = error_subject(event.tenant, event.evolution_id, kind_token)
                 log.info("rejected seq %d: %s", write.seq, outcome.reason)
         await self._nc.publish(subject, encode(event), headers=headers)
+
+    async def _announce_pruned(
+        self, gone: EvolutionContext, cause: StoredWrite, created_by: str
+    ) -> None:
+        pruned = ContextPruned(
+            tenant=gone.tenant,
+            evolution_id=gone.evolution_id,
+            kind=PRUNED_KIND,
+            seq=cause.seq,
+            time=cause.time,
+            writer=cause.writer,
+            reason=f"max_contexts: room for {created_by}",
+            created_by=created_by,
+            version=gone.version,
+            status=gone.status,
+            created_at=gone.created_at,
+        )
+        log.info("pruned %s/%s for %s", gone.tenant, gone.evolution_id, created_by)
+        await self._nc.publish(
+            event_subject(gone.tenant, gone.evolution_id, PRUNED_KIND),
+            encode(pruned),
+            headers={HEADER_MSG_ID: f"evt-{cause.seq}-pruned-{gone.tenant}-{gone.evolution_id}"},
+        )
 
     # -- reads -------------------------------------------------------------------------
 
@@ -341,13 +447,18 @@ class StoreActor:
         return ctx
 
     def _encoded_context(self, ctx: EvolutionContext) -> bytes:
-        # Each version is encoded once, however often it is read.
+        # Each version is encoded once however often it is read; only the most recently read
+        # contexts are kept encoded, so the cache cannot double the store's memory.
         key = (ctx.tenant, ctx.evolution_id)
         cached = self._encoded.get(key)
         if cached is not None and cached[0] == ctx.version:
+            self._encoded.move_to_end(key)
             return cached[1]
         data = encode(ctx)
         self._encoded[key] = (ctx.version, data)
+        self._encoded.move_to_end(key)
+        if len(self._encoded) > _ENCODED_CACHE_SIZE:
+            self._encoded.popitem(last=False)
         return data
 
     def _get(self, tenant: str, body: Any) -> bytes:

@@ -17,7 +17,7 @@ from contracts.codec import (
 )
 from contracts.context import Comparison, ContextSummary, EvolutionContext
 from contracts.errors import ErrorBody, ErrorCode
-from contracts.events import Event, WriteApplied, WriteRejected
+from contracts.events import PRUNED_KIND, ContextPruned, Event, WriteApplied, WriteRejected
 from contracts.queries import (
     CompareRequest,
     ContextList,
@@ -70,12 +70,14 @@ __all__ = [
     "HEADER_MSG_ID",
     "HEADER_WRITER",
     "PHASE_WRITES",
+    "PRUNED_KIND",
     "AgentActivity",
     "AgentReply",
     "AgentRequest",
     "CompareRequest",
     "Comparison",
     "ContextList",
+    "ContextPruned",
     "ContextSummary",
     "CreateContext",
     "Decoders",

@@ -1,4 +1,5 @@
-"""Events the actor publishes for every write it consumed: applied or rejected."""
+"""Events the actor publishes for every write it consumed: applied or rejected; and for every
+context it pruned to make room (``ContextPruned``, on ``ctxstore.event.<tenant>.<id>.pruned``)."""
 
 from __future__ import annotations
 
@@ -8,7 +9,9 @@ import msgspec
 
 from contracts.vocabulary import Stage, Status
 
-__all__ = ["Event", "WriteApplied", "WriteRejected"]
+__all__ = ["PRUNED_KIND", "ContextPruned", "Event", "WriteApplied", "WriteRejected"]
+
+PRUNED_KIND = "pruned"  # the last token of a pruning event's subject
 
 
 class _Event(msgspec.Struct, frozen=True, kw_only=True, tag_field="type"):
@@ -32,4 +35,18 @@ class WriteRejected(_Event, frozen=True, kw_only=True, tag="rejected"):
     reason: str
 
 
-Event = WriteApplied | WriteRejected
+class ContextPruned(_Event, frozen=True, kw_only=True, tag="pruned"):
+    """A finished context removed from the store to make room for a new one (max_contexts).
+
+    ``seq``/``time``/``writer`` are those of the create that needed the room, ``created_by``
+    its evolution id; ``version``/``status`` are the pruned context's last. Its writes stay in
+    the stream."""
+
+    reason: str
+    created_by: str
+    version: int
+    status: Status
+    created_at: datetime
+
+
+Event = WriteApplied | WriteRejected | ContextPruned

@@ -1,0 +1,328 @@
+"""Snapshots of the store actor's state, kept in a JetStream object store.
+
+A snapshot is the whole ``StoreState`` (every context in creation order, the newest context
+per tenant, the recent rejections the outcome endpoint answers from) as of ``applied_seq``,
+msgpack-encoded, zlib-compressed, framed as::
+
+    b"CTXSNAP1" | sha256(compressed body) (32 bytes) | compressed body
+
+and stored as object ``snapshot-<applied_seq, 20 digits>`` in the bucket
+``ctxstore_snapshots`` (the object store chunks it, so JetStream's message size limit does
+not bound it, and checks its own SHA-256 digest). The actor keeps the newest ``KEEP``.
+
+On start the actor loads the newest snapshot that is valid for the stream it reads: right
+frame and checksum, a body that decodes, the same format, taken from this very write stream
+(its creation time is recorded: a recreated stream with the same name does not match), no
+further than the stream's last sequence, and with the same limits (``max_payload`` and
+``max_contexts`` decide outcomes, so a state built under other limits is another state).
+Anything else is skipped with a logged reason, the next older one is tried, and with none
+left the actor replays the whole stream. A snapshot never yields a state a full replay
+would not: it is the state a replay had reached at ``applied_seq``.
+
+One known difference: writes removed from the stream by hand (not by the store, whose
+deletes are writes in the log) before ``applied_seq`` stay in the snapshot's state.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import hashlib
+import io
+import logging
+import time
+import zlib
+from collections import OrderedDict
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Final
+
+import msgspec
+from nats.js import JetStreamContext
+from nats.js.api import ObjectMeta, ObjectMetaOptions, ObjectStoreConfig, StorageType
+from nats.js.errors import BucketNotFoundError, NotFoundError
+from nats.js.object_store import ObjectStore
+
+from actors.state import Limits, Rejected, StoredWrite, StoreState
+from broker.config import StoreConfig
+from contracts import ErrorCode, EvolutionContext
+
+__all__ = [
+    "FORMAT",
+    "KEEP",
+    "SNAPSHOT_BUCKET",
+    "LoadResult",
+    "Snapshots",
+    "decode_snapshot",
+    "encode_snapshot",
+]
+
+log = logging.getLogger("ctxstore.snapshots")
+
+SNAPSHOT_BUCKET: Final = "ctxstore_snapshots"
+FORMAT: Final = 1
+KEEP: Final = 2
+_MAGIC: Final = b"CTXSNAP1"
+_DIGEST_LEN: Final = 32
+_CHUNK: Final = 256 * 1024
+_PREFIX: Final = "snapshot-"
+
+
+class SnapshotError(ValueError):
+    """A snapshot that cannot be used; the message says why."""
+
+
+class _Rejection(msgspec.Struct, array_like=True, frozen=True):
+    """What the outcome of a rejected write needs, not the whole ``Rejected``."""
+
+    seq: int
+    time: datetime
+    subject: str
+    writer: str | None
+    tenant: str
+    evolution_id: str
+    kind: str
+    code: ErrorCode
+    reason: str
+    version: int  # the context's version after the rejection; 0: no such context
+
+
+class _Body(msgspec.Struct, frozen=True, kw_only=True):
+    format: int
+    stream_created: datetime
+    applied_seq: int
+    max_payload: int
+    max_contexts: int | None
+    contexts: list[EvolutionContext]  # in the state's (creation) order: pruning depends on it
+    latest: dict[str, str]
+    rejections: list[_Rejection]
+
+
+_encoder = msgspec.msgpack.Encoder()
+_decoder = msgspec.msgpack.Decoder(_Body)
+
+
+@dataclass(frozen=True, slots=True)
+class _Captured:
+    """The state at one sequence: shallow copies (contexts are immutable structs)."""
+
+    applied_seq: int
+    limits: Limits
+    contexts: list[EvolutionContext]
+    latest: dict[str, str]
+    rejections: list[Rejected]
+
+
+def _capture(state: StoreState) -> _Captured:
+    # The only reader of StoreState's private fields besides the state itself: a snapshot
+    # must hold everything a replay would rebuild.
+    return _Captured(
+        applied_seq=state.applied_seq,
+        limits=state.limits,
+        contexts=list(state.contexts.values()),
+        latest=dict(state._latest),
+        rejections=list(state._rejections.values()),
+    )
+
+
+def _encode(captured: _Captured, stream_created: datetime) -> bytes:
+    body = _Body(
+        format=FORMAT,
+        stream_created=stream_created,
+        applied_seq=captured.applied_seq,
+        max_payload=captured.limits.max_payload,
+        max_contexts=captured.limits.max_contexts,
+        contexts=captured.contexts,
+        latest=captured.latest,
+        rejections=[
+            _Rejection(
+                seq=r.write.seq,
+                time=r.write.time,
+                subject=r.write.subject,
+                writer=r.write.writer,
+                tenant=r.tenant,
+                evolution_id=r.evolution_id,
+                kind=r.kind,
+                code=r.code,
+                reason=r.reason,
+                version=r.context.version if r.context is not None else 0,
+            )
+            for r in captured.rejections
+        ],
+    )
+    packed = zlib.compress(_encoder.encode(body), 1)
+    return _MAGIC + hashlib.sha256(packed).digest() + packed
+
+
+def encode_snapshot(state: StoreState, stream_created: datetime) -> bytes:
+    """The framed snapshot of ``state`` for the write stream created at ``stream_created``."""
+    return _encode(_capture(state), stream_created)
+
+
+def decode_snapshot(data: bytes, limits: Limits) -> tuple[StoreState, datetime]:
+    """The state in a framed snapshot and the creation time of its stream; ``SnapshotError``
+    when the frame, checksum, body, format or limits are not right."""
+    head = len(_MAGIC) + _DIGEST_LEN
+    if len(data) < head or not data.startswith(_MAGIC):
+        raise SnapshotError("not a snapshot (bad frame)")
+    digest, packed = data[len(_MAGIC) : head], data[head:]
+    if hashlib.sha256(packed).digest() != digest:
+        raise SnapshotError("checksum mismatch")
+    try:
+        body = _decoder.decode(zlib.decompress(packed))
+    except (zlib.error, msgspec.DecodeError, msgspec.ValidationError) as exc:
+        raise SnapshotError(f"undecodable body: {exc}") from None
+    if body.format != FORMAT:
+        raise SnapshotError(f"format {body.format}, this actor reads {FORMAT}")
+    if (body.max_payload, body.max_contexts) != (limits.max_payload, limits.max_contexts):
+        raise SnapshotError(
+            f"taken with limits max_payload={body.max_payload} max_contexts={body.max_contexts}"
+            f", the actor runs with {limits.max_payload} and {limits.max_contexts}"
+        )
+    state = StoreState(limits)
+    state.applied_seq = body.applied_seq
+    state.contexts = {(c.tenant, c.evolution_id): c for c in body.contexts}
+    state._latest = dict(body.latest)
+    state._rejections = OrderedDict((r.seq, _rejected(r)) for r in body.rejections)
+    return state, body.stream_created
+
+
+def _rejected(r: _Rejection) -> Rejected:
+    # The outcome endpoint reads the context's version at the rejection, nothing else of it.
+    ctx = (
+        EvolutionContext(
+            evolution_id=r.evolution_id,
+            created_at=r.time,
+            target_path="-",
+            tenant=r.tenant or "default",
+            version=r.version,
+        )
+        if r.version
+        else None
+    )
+    write = StoredWrite(seq=r.seq, time=r.time, subject=r.subject, data=b"", writer=r.writer)
+    return Rejected(write, r.tenant, r.evolution_id, r.kind, r.code, r.reason, ctx)
+
+
+def _name(seq: int) -> str:
+    return f"{_PREFIX}{seq:020d}"
+
+
+def _seq_of(name: str) -> int | None:
+    if not name.startswith(_PREFIX):
+        return None
+    try:
+        return int(name[len(_PREFIX) :])
+    except ValueError:
+        return None
+
+
+@dataclass(frozen=True, slots=True)
+class LoadResult:
+    state: StoreState | None  # None: replay the whole stream
+    name: str | None = None
+    skipped: tuple[str, ...] = ()  # "<name>: <why>" for each snapshot not used
+
+
+class Snapshots:
+    """Saving and loading the actor's snapshots, on the cadence of the configuration."""
+
+    def __init__(self, js: JetStreamContext, config: StoreConfig) -> None:
+        self._js = js
+        self._config = config
+        self._store: ObjectStore | None = None
+        self.last_seq = 0  # applied_seq of the newest snapshot saved or loaded
+        self._last_time = time.monotonic()
+        self.saved = 0
+
+    @property
+    def enabled(self) -> bool:
+        return self._config.snapshot_every is not None or self._config.snapshot_interval is not None
+
+    async def _bucket(self, *, create: bool) -> ObjectStore | None:
+        if self._store is not None:
+            return self._store
+        try:
+            self._store = await self._js.object_store(SNAPSHOT_BUCKET)
+        except BucketNotFoundError:
+            if not create:
+                return None
+            storage = StorageType.MEMORY if self._config.backend == "memory" else StorageType.FILE
+            self._store = await self._js.create_object_store(
+                SNAPSHOT_BUCKET,
+                config=ObjectStoreConfig(
+                    description="SharedContextStore: snapshots of the store actor's state",
+                    storage=storage,
+                ),
+            )
+        return self._store
+
+    async def _names(self, store: ObjectStore) -> list[tuple[int, str]]:
+        try:
+            infos = await store.list(ignore_deletes=True)
+        except NotFoundError:
+            return []
+        found = [(_seq_of(i.name), i.name) for i in infos if not i.deleted]
+        return sorted(((s, n) for s, n in found if s is not None), reverse=True)
+
+    async def load(
+        self, limits: Limits, stream_created: datetime | None, last_seq: int
+    ) -> LoadResult:
+        """The newest snapshot valid for this stream and these limits, or a full replay."""
+        if stream_created is None:
+            return LoadResult(None, skipped=("the stream reports no creation time",))
+        store = await self._bucket(create=False)
+        if store is None:
+            return LoadResult(None)
+        skipped: list[str] = []
+        for seq, name in await self._names(store):
+            try:
+                buffer = io.BytesIO()
+                await store.get(name, writeinto=buffer)
+                state, created = await asyncio.to_thread(decode_snapshot, buffer.getvalue(), limits)
+                if created != stream_created:
+                    raise SnapshotError(
+                        f"taken from another stream (created {created.isoformat()})"
+                    )
+                if state.applied_seq != seq:
+                    raise SnapshotError(f"holds seq {state.applied_seq}, named {seq}")
+                if state.applied_seq > last_seq:
+                    raise SnapshotError(f"ahead of the stream (last seq {last_seq})")
+            except Exception as exc:  # any failure means "not this one", never a wrong state
+                reason = f"{name}: {exc}" if str(exc) else f"{name}: {type(exc).__name__}"
+                log.warning("snapshot skipped: %s", reason)
+                skipped.append(reason)
+                continue
+            self.last_seq = state.applied_seq
+            self._last_time = time.monotonic()
+            return LoadResult(state, name, tuple(skipped))
+        return LoadResult(None, skipped=tuple(skipped))
+
+    def due(self, applied_seq: int) -> bool:
+        """Whether a snapshot should be taken now that ``applied_seq`` was reached."""
+        if applied_seq <= self.last_seq:
+            return False
+        every, interval = self._config.snapshot_every, self._config.snapshot_interval
+        if every is not None and applied_seq - self.last_seq >= every:
+            return True
+        return interval is not None and time.monotonic() - self._last_time >= interval
+
+    async def save(self, state: StoreState, stream_created: datetime) -> str:
+        """Store a snapshot of ``state`` as it is now; drop all but the newest ``KEEP``."""
+        captured = _capture(state)  # synchronously: the state moves on meanwhile
+        self.last_seq = captured.applied_seq
+        self._last_time = time.monotonic()
+        data = await asyncio.to_thread(_encode, captured, stream_created)
+        store = await self._bucket(create=True)
+        assert store is not None
+        name = _name(captured.applied_seq)
+        meta = ObjectMeta(
+            name=name,
+            description=f"store state at seq {captured.applied_seq}",
+            options=ObjectMetaOptions(max_chunk_size=_CHUNK),
+        )
+        await store.put(name, data, meta=meta)
+        self.saved += 1
+        for _, old in (await self._names(store))[KEEP:]:
+            await store.delete(old)
+        log.info("snapshot %s: %d bytes", name, len(data))
+        return name
