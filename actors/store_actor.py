@@ -67,7 +67,7 @@ __all__ = ["StoreActor"]
 
 log = logging.getLogger("ctxstore.actor")
 
-_ENCODED_CACHE_SIZE = 1024
+ENCODED_CACHE_SIZE = 1024
 SERVICE_NAME = "ctxstore"
 SERVICE_VERSION = "0.1.0"
 R = TypeVar("R", bound=msgspec.Struct)
@@ -457,7 +457,7 @@ class StoreActor:
         data = encode(ctx)
         self._encoded[key] = (ctx.version, data)
         self._encoded.move_to_end(key)
-        if len(self._encoded) > _ENCODED_CACHE_SIZE:
+        if len(self._encoded) > ENCODED_CACHE_SIZE:
             self._encoded.popitem(last=False)
         return data
 

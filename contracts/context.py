@@ -12,9 +12,12 @@ from contracts.vocabulary import Stage, Status
 __all__ = ["Comparison", "ContextSummary", "EvolutionContext"]
 
 
-class EvolutionContext(msgspec.Struct, frozen=True, kw_only=True):
+class EvolutionContext(msgspec.Struct, frozen=True, kw_only=True, gc=False):
     """Everything one evolution knows. ``version`` is the stream sequence of the last write
-    that changed it; phase fields are plain dicts, as agents read them."""
+    that changed it; phase fields are plain dicts, as agents read them.
+
+    Not tracked by the garbage collector (``gc=False``): it holds only JSON data, which cannot
+    refer back to it, and the store holds many of them."""
 
     evolution_id: str
     created_at: datetime

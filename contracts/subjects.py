@@ -13,6 +13,7 @@ Token 0 is the root, 1 the channel, 2 the tenant, 3 the evolution id (or the que
 from __future__ import annotations
 
 import re
+import sys
 from dataclasses import dataclass
 from enum import StrEnum
 
@@ -157,7 +158,8 @@ class WriteSubject:
         parts = subject.split(".")
         if len(parts) != 5 or parts[0] != ROOT or parts[1] != Channel.WRITE:
             raise SubjectError(f"not a write subject: {subject!r}")
-        return cls(tenant=parts[2], evolution_id=parts[3], kind=parts[4])
+        # Interned: a tenant or kind is held once, not once per context in memory.
+        return cls(tenant=sys.intern(parts[2]), evolution_id=parts[3], kind=sys.intern(parts[4]))
 
 
 def query_tenant(subject: str) -> str:
