@@ -233,6 +233,8 @@ class Snapshots:
         self.last_seq = 0  # applied_seq of the newest snapshot saved or loaded
         self._last_time = time.monotonic()
         self.saved = 0
+        self.saved_seq = 0  # applied_seq of the newest snapshot stored by this actor
+        self._stored = asyncio.Condition()
 
     @property
     def enabled(self) -> bool:
@@ -306,6 +308,11 @@ class Snapshots:
             return True
         return interval is not None and time.monotonic() - self._last_time >= interval
 
+    async def wait_saved(self, seq: int) -> None:
+        """Until this actor has stored a snapshot at ``seq`` or later (bound it yourself)."""
+        async with self._stored:
+            await self._stored.wait_for(lambda: self.saved_seq >= seq)
+
     async def save(self, state: StoreState, stream_created: datetime) -> str:
         """Store a snapshot of ``state`` as it is now; drop all but the newest ``KEEP``."""
         captured = _capture(state)  # synchronously: the state moves on meanwhile
@@ -322,6 +329,9 @@ class Snapshots:
         )
         await store.put(name, data, meta=meta)
         self.saved += 1
+        async with self._stored:
+            self.saved_seq = max(self.saved_seq, captured.applied_seq)
+            self._stored.notify_all()
         for _, old in (await self._names(store))[KEEP:]:
             await store.delete(old)
         log.info("snapshot %s: %d bytes", name, len(data))

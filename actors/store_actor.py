@@ -169,6 +169,9 @@ class StoreActor:
                 expiry = None
                 if self._config.ttl_seconds is not None:
                     expiry = tg.create_task(self._expire_loop(), name="ctxstore-ttl")
+                # The endpoints' subscriptions are live on the server only after a flush:
+                # ready means a query sent now is answered.
+                await self._nc.flush()
                 self._ready.set()
                 log.info("store actor ready at seq %d", self.state.applied_seq)
                 await self._stop.wait()
@@ -293,7 +296,9 @@ class StoreActor:
                     log.warning("expiring %s failed: %r", ctx.evolution_id, exc)
 
     async def _consume(self, psub: Any) -> None:
-        while True:
+        # Not ``while True``: nats-py's fetch can turn a cancellation into a TimeoutError
+        # (asyncio.wait_for on 3.11), which the loop would swallow; stop on the flag too.
+        while not self._stop.is_set():
             self._maybe_snapshot()
             try:
                 msgs = await psub.fetch(batch=self._fetch_batch, timeout=1.0)
