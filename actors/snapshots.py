@@ -218,8 +218,9 @@ def _seq_of(name: str) -> int | None:
 
 @dataclass(frozen=True, slots=True)
 class LoadResult:
-    state: StoreState | None  # None: replay the whole stream
+    state: StoreState | None  # None: replay the whole stream (the actor then moves it on)
     name: str | None = None
+    seq: int = 0  # the snapshot's applied_seq: replay starts after it
     skipped: tuple[str, ...] = ()  # "<name>: <why>" for each snapshot not used
 
 
@@ -296,7 +297,7 @@ class Snapshots:
                 continue
             self.last_seq = state.applied_seq
             self._last_time = time.monotonic()
-            return LoadResult(state, name, tuple(skipped))
+            return LoadResult(state, name, state.applied_seq, tuple(skipped))
         return LoadResult(None, skipped=tuple(skipped))
 
     def due(self, applied_seq: int) -> bool:
