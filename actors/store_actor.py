@@ -15,7 +15,7 @@ import itertools
 import logging
 from collections import OrderedDict
 from collections.abc import Awaitable, Callable
-from datetime import datetime
+from datetime import UTC, datetime
 from types import TracebackType
 from typing import Any, TypeVar
 
@@ -27,14 +27,13 @@ from nats.js.api import ConsumerConfig, DeliverPolicy
 from nats.micro import add_service
 from nats.micro.request import Request
 
-from actors.retention import expire, expired, sweep_interval
+from actors.retention import TTL_WRITER, expire, expired, sweep_interval
 from actors.snapshots import LoadResult, Snapshots
 from actors.state import (
     Applied,
     Limits,
     Outcome,
     Rejected,
-    StoredWrite,
     StoreState,
     compare,
     summarize,
@@ -291,9 +290,18 @@ class StoreActor:
             await asyncio.sleep(sweep_interval(ttl))
             for ctx in expired(list(self.state.contexts.values()), ttl):
                 try:
-                    await expire(js, ctx, ttl, self._reach)
+                    seq = await expire(js, ctx, ttl, self._reach)
                 except Exception as exc:
                     log.warning("expiring %s failed: %r", ctx.evolution_id, exc)
+                    continue
+                if seq is not None:  # deleted and purged: say so
+                    await self._announce_pruned(
+                        ctx,
+                        seq=seq,
+                        time=datetime.now(UTC),
+                        writer=TTL_WRITER,
+                        reason=f"ttl: no write for more than {ttl:g}s",
+                    )
 
     async def _consume(self, psub: Any) -> None:
         # Not ``while True``: nats-py's fetch can turn a cancellation into a TimeoutError
@@ -337,7 +345,14 @@ class StoreActor:
                 )
                 subject = event_subject_of(write.subject)
                 for gone in outcome.pruned:
-                    await self._announce_pruned(gone, write, evolution_id)
+                    await self._announce_pruned(
+                        gone,
+                        seq=write.seq,
+                        time=write.time,
+                        writer=write.writer,
+                        reason=f"max_contexts: room for {evolution_id}",
+                        created_by=evolution_id,
+                    )
             case Rejected(tenant=tenant, evolution_id=evolution_id, kind=kind):
                 event = WriteRejected(
                     tenant=tenant or "_",
@@ -355,26 +370,34 @@ class StoreActor:
         await self._nc.publish(subject, encode(event), headers=headers)
 
     async def _announce_pruned(
-        self, gone: EvolutionContext, cause: StoredWrite, created_by: str
+        self,
+        gone: EvolutionContext,
+        *,
+        seq: int,
+        time: datetime,
+        writer: str | None,
+        reason: str,
+        created_by: str | None = None,
     ) -> None:
+        """A context left the store by pruning (max_contexts) or expiry (TTL)."""
         pruned = ContextPruned(
             tenant=gone.tenant,
             evolution_id=gone.evolution_id,
             kind=PRUNED_KIND,
-            seq=cause.seq,
-            time=cause.time,
-            writer=cause.writer,
-            reason=f"max_contexts: room for {created_by}",
+            seq=seq,
+            time=time,
+            writer=writer,
+            reason=reason,
             created_by=created_by,
             version=gone.version,
             status=gone.status,
             created_at=gone.created_at,
         )
-        log.info("pruned %s/%s for %s", gone.tenant, gone.evolution_id, created_by)
+        log.info("pruned %s/%s: %s", gone.tenant, gone.evolution_id, reason)
         await self._nc.publish(
             event_subject(gone.tenant, gone.evolution_id, PRUNED_KIND),
             encode(pruned),
-            headers={HEADER_MSG_ID: f"evt-{cause.seq}-pruned-{gone.tenant}-{gone.evolution_id}"},
+            headers={HEADER_MSG_ID: f"evt-{seq}-pruned-{gone.tenant}-{gone.evolution_id}"},
         )
 
     # -- reads -------------------------------------------------------------------------

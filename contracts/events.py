@@ -36,14 +36,18 @@ class WriteRejected(_Event, frozen=True, kw_only=True, tag="rejected"):
 
 
 class ContextPruned(_Event, frozen=True, kw_only=True, tag="pruned"):
-    """A finished context removed from the store to make room for a new one (max_contexts).
+    """A context removed from the store, with ``reason``:
 
-    ``seq``/``time``/``writer`` are those of the create that needed the room, ``created_by``
-    its evolution id; ``version``/``status`` are the pruned context's last. Its writes stay in
-    the stream."""
+    - ``max_contexts: ...``: a finished context pruned to make room for a new one.
+      ``seq``/``time``/``writer`` are those of the create that needed the room,
+      ``created_by`` its evolution id. The pruned context's writes stay in the stream.
+    - ``ttl: ...``: a context idle for longer than the TTL, deleted (``seq`` is its delete
+      write) and purged from the stream; announced once the purge is done.
+
+    ``version``/``status``/``created_at`` are the removed context's last."""
 
     reason: str
-    created_by: str
+    created_by: str | None = None
     version: int
     status: Status
     created_at: datetime

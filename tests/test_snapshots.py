@@ -10,7 +10,15 @@ from datetime import UTC, datetime
 import pytest
 from nats.aio.client import Client
 from nats.js.object_store import ObjectStore
-from workload import Expected, contexts_at, create_contexts, running_actor, write_as, writers
+from workload import (
+    Expected,
+    contexts_at,
+    create_contexts,
+    request,
+    running_actor,
+    write_as,
+    writers,
+)
 
 from actors import SharedContextStore
 from actors.snapshots import (
@@ -239,10 +247,10 @@ async def test_a_rejection_before_the_snapshot_is_still_reported_after_a_restart
         assert second.snapshot_loaded is not None
         assert second.snapshot_loaded.state is not None
         assert second.recovered_writes == 0
-        reply = await nc.request(
+        reply = await request(
+            nc,
             query_subject("default", Query.OUTCOME),
             encode(OutcomeRequest(seq=bad.seq, min_seq=bad.seq)),
-            timeout=5,
         )
     outcome = Decoders.outcome.decode(reply.data)
     assert not outcome.applied

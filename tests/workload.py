@@ -16,7 +16,9 @@ from collections.abc import AsyncIterator
 from dataclasses import dataclass, field
 from typing import Any
 
+import nats.errors
 from nats.aio.client import Client
+from nats.aio.msg import Msg
 
 from actors import SharedContextStore, StoreActor
 from broker import EmbeddedServer, StoreConfig, connect
@@ -195,18 +197,29 @@ async def running_actor(
         await conn.close()
 
 
+async def request(nc: Client, subject: str, data: bytes) -> Msg:
+    """A request to the store actor, retried at once on "no responders" as the client does
+    (the server has been seen to say so once right after an actor restart)."""
+    for _ in range(2):
+        try:
+            return await nc.request(subject, data, timeout=10.0)
+        except nats.errors.NoRespondersError:
+            continue
+    return await nc.request(subject, data, timeout=10.0)
+
+
 async def contexts_at(nc: Client, seq: int) -> dict[str, EvolutionContext]:
     """Every context of the default tenant, from the running actor once it applied ``seq``
     (the wire contract's ``min_seq``)."""
-    listing = await nc.request(
-        query_subject(DEFAULT_TENANT, Query.LIST), encode(ListRequest(min_seq=seq)), 10.0
+    listing = await request(
+        nc, query_subject(DEFAULT_TENANT, Query.LIST), encode(ListRequest(min_seq=seq))
     )
     found = {}
     for summary in Decoders.context_list.decode(listing.data).contexts:
-        reply = await nc.request(
+        reply = await request(
+            nc,
             query_subject(DEFAULT_TENANT, Query.GET),
             encode(GetRequest(evolution_id=summary.evolution_id, min_seq=seq)),
-            10.0,
         )
         found[summary.evolution_id] = Decoders.context.decode(reply.data)
     return found
