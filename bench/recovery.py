@@ -96,6 +96,36 @@ async def _actor_start(url: str, config: StoreConfig) -> tuple[float, int, int]:
     return elapsed, contexts, replayed
 
 
+async def _snapshot_start(
+    url: str, config: StoreConfig, contexts: int, last: int, full_s: float, runs: int
+) -> Figure:
+    """Save one snapshot at the stream's end, then time start-ups that load it."""
+    snap_config = config.model_copy(update={"snapshot_every": 10**9, "snapshot_interval": None})
+    nc = await connect(url, name="bench-snapshot", long_running=True)
+    actor = StoreActor(nc, snap_config)
+    await actor.start()
+    assert actor.snapshots is not None
+    created = (await nc.jetstream().stream_info(WRITES_STREAM)).created
+    await actor.snapshots.save(actor.state, created)
+    await actor.aclose()
+    await nc.close()
+    times, replayed = [], 0
+    for _ in range(runs):
+        elapsed, _, replayed = await _actor_start(url, snap_config)
+        times.append(elapsed)
+    s = median(times)
+    return Figure(
+        f"actor start-up from a snapshot, {contexts:,} contexts / {last:,} writes",
+        s,
+        "s",
+        full_s,
+        "start-up replaying the whole stream",
+        "independent of history",
+        None,
+        {"startup_s": times, "writes_replayed": replayed},
+    )
+
+
 def _snapshots_available() -> bool:
     return importlib.util.find_spec("actors.snapshots") is not None
 
@@ -108,7 +138,7 @@ async def run_recovery(tmp: Path, *, quick: bool, big: bool, full: bool) -> list
     figures: list[Figure] = []
     for contexts in sizes:
         async with server(tmp, f"recovery-{contexts}") as srv:
-            config = bench_config(srv.url)
+            config = bench_config(srv.url, snapshot_every=None, snapshot_interval=None)
             fill_started = time.perf_counter()
             last = await _fill(srv.url, config, contexts)
             fill_s = time.perf_counter() - fill_started
@@ -148,6 +178,8 @@ async def run_recovery(tmp: Path, *, quick: bool, big: bool, full: bool) -> list
                     "bare replay time",
                 )
             )
+            if _snapshots_available():
+                figures.append(await _snapshot_start(srv.url, config, contexts, last, s, runs))
     if not _snapshots_available():
         figures.append(
             Figure(
