@@ -16,7 +16,6 @@ import logging
 from collections import OrderedDict
 from collections.abc import Awaitable, Callable
 from datetime import UTC, datetime
-from types import TracebackType
 from typing import Any, TypeVar
 
 import msgspec
@@ -26,7 +25,9 @@ from nats.aio.msg import Msg
 from nats.js.api import ConsumerConfig, DeliverPolicy
 from nats.micro import add_service
 from nats.micro.request import Request
+from nats.micro.service import Service
 
+from actors.actor import Actor
 from actors.retention import TTL_WRITER, expire, expired, sweep_interval
 from actors.snapshots import LoadResult, Snapshots
 from actors.state import (
@@ -79,8 +80,10 @@ class _QueryError(Exception):
         self.message = message
 
 
-class StoreActor:
+class StoreActor(Actor):
     """``async with StoreActor(nc, config) as actor:`` runs it until the block ends."""
+
+    actor_name = "ctxstore-actor"
 
     def __init__(
         self,
@@ -90,6 +93,7 @@ class StoreActor:
         fetch_batch: int = 512,
         read_wait: float = 5.0,
     ) -> None:
+        super().__init__()
         self._nc = nc
         self._config = config
         self._fetch_batch = fetch_batch
@@ -98,11 +102,8 @@ class StoreActor:
         self._waiters: list[tuple[int, int, asyncio.Future[None]]] = []
         self._tiebreak = itertools.count()
         self._encoded: OrderedDict[tuple[str, str], tuple[int, bytes]] = OrderedDict()
-        self._ready = asyncio.Event()
-        self._stop = asyncio.Event()
-        self._runner: asyncio.Task[None] | None = None
-        self._tasks: asyncio.TaskGroup | None = None
-        self._inflight: set[asyncio.Task[None]] = set()
+        self._psub: Any = None
+        self._service: Service | None = None
         self.recovered_writes = 0
         # Recovery announces the writes it replays past what was announced before (a crash
         # can leave applied writes unannounced): how many it announced.
@@ -114,81 +115,41 @@ class StoreActor:
 
     # -- lifecycle ---------------------------------------------------------------------
 
-    async def __aenter__(self) -> StoreActor:
-        await self.start()
-        return self
-
-    async def __aexit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        tb: TracebackType | None,
-    ) -> None:
-        await self.aclose()
-
-    async def start(self) -> None:
-        """Run the actor in a task of its own; return once it serves queries."""
-        if self._runner is not None:
-            raise RuntimeError("the store actor was already started")
-        self._runner = asyncio.create_task(self.run(), name="ctxstore-actor")
-        ready = asyncio.create_task(self._ready.wait())
-        await asyncio.wait({self._runner, ready}, return_when=asyncio.FIRST_COMPLETED)
-        if not self._ready.is_set():
-            ready.cancel()
-            await self._runner  # raises what stopped it
-
-    async def aclose(self) -> None:
-        self._stop.set()
-        if self._runner is not None:
-            with contextlib.suppress(asyncio.CancelledError):
-                await self._runner
-
-    async def run(self) -> None:
-        """Recover, then consume and serve until ``aclose()`` or cancellation."""
+    async def on_start(self) -> None:
+        """Recover (before answering anything), then consume and serve."""
         js = self._nc.jetstream()
         await provision(js, self._config)
         snapshots = Snapshots(js, self._config)
         self.snapshots = snapshots if snapshots.enabled else None
         await self._recover()
-        psub = await js.pull_subscribe_bind(durable=ACTOR_DURABLE, stream=WRITES_STREAM)
-        service = await add_service(
+        self._psub = await js.pull_subscribe_bind(durable=ACTOR_DURABLE, stream=WRITES_STREAM)
+        self._service = await add_service(
             self._nc,
             name=SERVICE_NAME,
             version=SERVICE_VERSION,
             description="SharedContextStore queries",
         )
-        try:
-            async with asyncio.TaskGroup() as tg:
-                self._tasks = tg
-                for op, handler in self._endpoints().items():
-                    await service.add_endpoint(
-                        name=op.value, subject=query_filter(op), handler=handler
-                    )
-                consumer = tg.create_task(self._consume(psub), name="ctxstore-consume")
-                expiry = None
-                if self._config.ttl_seconds is not None:
-                    expiry = tg.create_task(self._expire_loop(), name="ctxstore-ttl")
-                # The endpoints' subscriptions are live on the server only after a flush:
-                # ready means a query sent now is answered.
-                await self._nc.flush()
-                self._ready.set()
-                log.info("store actor ready at seq %d", self.state.applied_seq)
-                await self._stop.wait()
-                consumer.cancel()
-                if expiry is not None:
-                    expiry.cancel()
-                if self._snapshot_task is not None:
-                    self._snapshot_task.cancel()
-                for task in list(self._inflight):
-                    task.cancel()
-        finally:
-            self._tasks = None
-            for _, _, fut in self._waiters:
-                fut.cancel()
+        for op, handler in self._endpoints().items():
+            await self._service.add_endpoint(
+                name=op.value, subject=query_filter(op), handler=handler
+            )
+        self.spawn(self._consume(self._psub), name="ctxstore-consume")
+        if self._config.ttl_seconds is not None:
+            self.spawn(self._expire_loop(), name="ctxstore-ttl")
+        # The endpoints' subscriptions are live on the server only after a flush: ready
+        # means a query sent now is answered.
+        await self._nc.flush()
+        log.info("store actor ready at seq %d", self.state.applied_seq)
+
+    async def on_stop(self) -> None:
+        for _, _, fut in self._waiters:
+            fut.cancel()
+        if self._service is not None:
             with contextlib.suppress(Exception):
-                await service.stop()
+                await self._service.stop()
+        if self._psub is not None:
             with contextlib.suppress(Exception):
-                await psub.unsubscribe()
+                await self._psub.unsubscribe()
 
     # -- the write path ----------------------------------------------------------------
 
@@ -267,7 +228,7 @@ class StoreActor:
 
     def _maybe_snapshot(self) -> None:
         snapshots, created = self.snapshots, self._stream_created
-        if snapshots is None or created is None or self._tasks is None:
+        if snapshots is None or created is None or not self.running:
             return
         if self._snapshot_task is not None or not snapshots.due(self.state.applied_seq):
             return
@@ -280,7 +241,7 @@ class StoreActor:
             finally:
                 self._snapshot_task = None
 
-        self._snapshot_task = self._tasks.create_task(save(), name="ctxstore-snapshot")
+        self._snapshot_task = self.spawn(save(), name="ctxstore-snapshot")
 
     async def _expire_loop(self) -> None:
         ttl = self._config.ttl_seconds
@@ -457,13 +418,11 @@ class StoreActor:
             except (msgspec.ValidationError, msgspec.DecodeError, ValueError) as exc:
                 await _respond_error(req, ErrorCode.INVALID, f"invalid request: {exc}")
                 return
-            if getattr(body, "min_seq", 0) <= self.state.applied_seq or self._tasks is None:
+            if getattr(body, "min_seq", 0) <= self.state.applied_seq or not self.running:
                 await respond(req, tenant, body)
             else:
                 # Waiting for the writer's sequence must not hold up other requests.
-                task = self._tasks.create_task(respond(req, tenant, body))
-                self._inflight.add(task)
-                task.add_done_callback(self._inflight.discard)
+                self.spawn(respond(req, tenant, body), name=f"query:{req.subject}")
 
         return handle
 

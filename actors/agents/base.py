@@ -8,19 +8,19 @@ store's history shows when each agent worked.
 
 from __future__ import annotations
 
-import asyncio
 import contextlib
 import logging
 from abc import ABC, abstractmethod
 from collections.abc import Awaitable, Callable, Mapping, Sequence
-from types import TracebackType
 from typing import Any, ClassVar
 
 import msgspec
 from nats.aio.client import Client
 from nats.micro import add_service
 from nats.micro.request import Request
+from nats.micro.service import Service
 
+from actors.actor import Actor
 from actors.client import SharedContextStore
 from contracts import AgentReply, AgentRequest, ErrorBody, ErrorCode, agent_subject, encode
 
@@ -58,69 +58,35 @@ class Agent(ABC):
         """Do this agent's phase for the evolution; returns a short summary."""
 
 
-class AgentHost:
+class AgentHost(Actor):
     """Serves agents as a NATS micro service (``ctxstore-agents``) until closed."""
 
+    actor_name = "ctxstore-agents"
+
     def __init__(self, nc: Client, agents: Sequence[Agent], *, tenant: str) -> None:
+        super().__init__()
         self._nc = nc
         self._agents = list(agents)
         self._tenant = tenant
-        self._stop = asyncio.Event()
-        self._ready = asyncio.Event()
-        self._runner: asyncio.Task[None] | None = None
-        self._tasks: asyncio.TaskGroup | None = None
-        self._inflight: set[asyncio.Task[None]] = set()
+        self._service: Service | None = None
 
-    async def __aenter__(self) -> AgentHost:
-        await self.start()
-        return self
-
-    async def __aexit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        tb: TracebackType | None,
-    ) -> None:
-        await self.aclose()
-
-    async def start(self) -> None:
-        if self._runner is not None:
-            raise RuntimeError("the agent host was already started")
-        self._runner = asyncio.create_task(self.run(), name="ctxstore-agents")
-        ready = asyncio.create_task(self._ready.wait())
-        await asyncio.wait({self._runner, ready}, return_when=asyncio.FIRST_COMPLETED)
-        if not self._ready.is_set():
-            ready.cancel()
-            await self._runner
-
-    async def aclose(self) -> None:
-        self._stop.set()
-        if self._runner is not None:
-            with contextlib.suppress(asyncio.CancelledError):
-                await self._runner
-
-    async def run(self) -> None:
-        service = await add_service(
+    async def on_start(self) -> None:
+        self._service = await add_service(
             self._nc, name="ctxstore-agents", version="0.1.0", description="evolution agents"
         )
-        try:
-            async with asyncio.TaskGroup() as tg:
-                self._tasks = tg
-                for agent in self._agents:
-                    await service.add_endpoint(
-                        name=agent.name,
-                        subject=agent_subject(self._tenant, agent.name),
-                        handler=self._handler(agent),
-                    )
-                self._ready.set()
-                await self._stop.wait()
-                # Work in flight is abandoned: its requester has its own timeout.
-                for task in list(self._inflight):
-                    task.cancel()
-        finally:
-            self._tasks = None
+        for agent in self._agents:
+            await self._service.add_endpoint(
+                name=agent.name,
+                subject=agent_subject(self._tenant, agent.name),
+                handler=self._handler(agent),
+            )
+        await self._nc.flush()
+
+    async def on_stop(self) -> None:
+        # Work in flight was cancelled with the actor's tasks: its requester has a timeout.
+        if self._service is not None:
             with contextlib.suppress(Exception):
-                await service.stop()
+                await self._service.stop()
 
     def _handler(self, agent: Agent) -> Callable[[Request], Awaitable[None]]:
         async def serve(req: Request, body: AgentRequest) -> None:
@@ -146,13 +112,13 @@ class AgentHost:
                     "400", message, data=encode(ErrorBody(code=ErrorCode.INVALID, message=message))
                 )
                 return
-            if self._tasks is None:
+            if not self.running:
+                message = f"agent {agent.name} is stopping"
+                await req.respond_error(
+                    "503", message, data=encode(ErrorBody(code=ErrorCode.INTERNAL, message=message))
+                )
                 return
             # One evolution's work must not hold up the next request to the same agent.
-            task = self._tasks.create_task(
-                serve(req, body), name=f"{agent.name}:{body.evolution_id}"
-            )
-            self._inflight.add(task)
-            task.add_done_callback(self._inflight.discard)
+            self.spawn(serve(req, body), name=f"{agent.name}:{body.evolution_id}")
 
         return handle
