@@ -182,7 +182,8 @@ def evolve(
         case DeleteContext():
             return None
         case AgentActivity(agent=agent, activity=activity, detail=detail):
-            record = {"state": activity, "at": write.time.isoformat(), "seq": write.seq}
+            # No stream sequence here: a replayed or imported evolution must read the same.
+            record = {"state": activity, "at": write.time.isoformat()}
             if detail is not None:
                 record["detail"] = detail
             return _touch(ctx, write, agents={**ctx.agents, agent: record})

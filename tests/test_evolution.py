@@ -335,3 +335,16 @@ async def test_the_working_copy_can_be_restored_to_each_rollback_point(
     assert tree_digest(workdir) == evolved
     with pytest.raises(ValueError, match="no rollback point"):
         restore_point(log, "checkpoint-999")
+
+
+async def test_a_recorded_evolution_replays_identically(
+    store: SharedContextStore, project: Path, tmp_path: Path
+) -> None:
+    async with EvolutionEngine(store) as engine:
+        result = await engine.run_evolution(
+            EvolutionConfig(project, FOCUS, workdir=tmp_path / "work")
+        )
+    assert result.status is Status.COMPLETED, result.error
+    bundle = await store.export_context(result.evolution_id, tmp_path / "evolution.ctx")
+    replayed = await store.replay(bundle)
+    assert replayed.identical, replayed.changes
