@@ -21,10 +21,12 @@ Decisions worth knowing:
 
 from __future__ import annotations
 
+import sys
 from collections import OrderedDict
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from datetime import datetime
+from typing import Any, Final
 
 import msgspec
 
@@ -127,6 +129,16 @@ def _touch(ctx: EvolutionContext, write: StoredWrite, **changes: object) -> Evol
     return msgspec.structs.replace(ctx, version=write.seq, updated_at=write.time, **changes)
 
 
+_NO_ERRORS: Final[list[str]] = []
+_NO_AGENTS: Final[dict[str, dict[str, Any]]] = {}
+_NO_VERSIONS: Final[dict[str, int]] = {}
+
+
+def _interned(words: list[str]) -> list[str]:
+    # Focus areas are a small vocabulary repeated in every context: hold each word once.
+    return [sys.intern(w) for w in words]
+
+
 def evolve(
     ctx: EvolutionContext | None,
     body: Write,
@@ -145,8 +157,13 @@ def evolve(
                 created_at=write.time,
                 updated_at=write.time,
                 target_path=target,
-                focus_areas=list(focus),
+                focus_areas=_interned(focus),
                 version=write.seq,
+                # Shared empties: every change below builds a new dict or list, never
+                # mutating these, and a store of many contexts holds them once.
+                error_log=_NO_ERRORS,
+                agents=_NO_AGENTS,
+                phase_versions=_NO_VERSIONS,
             )
         case ImportContext():
             if ctx is not None and not body.replace:
@@ -160,7 +177,7 @@ def evolve(
                 created_at=body.created_at,
                 updated_at=write.time,
                 target_path=body.target_path,
-                focus_areas=list(body.focus_areas),
+                focus_areas=_interned(body.focus_areas),
                 original_analysis=body.original_analysis,
                 external_research=body.external_research,
                 improvement_plan=body.improvement_plan,
