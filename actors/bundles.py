@@ -72,6 +72,7 @@ from contracts.bundle import (
     context_hash,
 )
 from contracts.codec import HEADER_RECORDED_TIME
+from contracts.errors import service_error
 from contracts.history import Change
 
 __all__ = [
@@ -376,7 +377,7 @@ async def _confirm_first(nc: Client, config: StoreConfig, seq: int, write: Bundl
         encode(OutcomeRequest(seq=seq, min_seq=seq)),
         timeout=config.request_timeout,
     )
-    if msg.headers and "Nats-Service-Error-Code" in msg.headers:
+    if service_error(msg.headers, msg.data) is not None:
         return  # the outcome is checked again on the imported context
     outcome = Decoders.outcome.decode(msg.data)
     if not outcome.applied and write.applied:

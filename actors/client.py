@@ -88,12 +88,12 @@ from contracts import (
     write_subject,
 )
 from contracts.bundle import BUNDLE_FORMAT, Bundle
+from contracts.errors import service_error
 from contracts.history import ContextDiff, HistoryEntry
 
 __all__ = ["EXPORT_FORMAT", "SharedContextStore", "WriteReceipt", "get_context_store"]
 
 EXPORT_FORMAT: Final = BUNDLE_FORMAT
-_ERROR_CODE_HEADER: Final = "Nats-Service-Error-Code"
 _WRONG_LAST_SEQUENCE: Final = 10071
 _NO_RESPONDERS_ATTEMPTS: Final = 3
 T = TypeVar("T")
@@ -516,11 +516,8 @@ class SharedContextStore:
             raise StoreTimeoutError(
                 f"the store actor did not answer {op} within {self.config.request_timeout}s"
             ) from None
-        if msg.headers and _ERROR_CODE_HEADER in msg.headers:
-            try:
-                err = Decoders.error.decode(msg.data)
-            except msgspec.DecodeError:
-                raise error_for("internal", msg.headers.get("Nats-Service-Error", "")) from None
+        err = service_error(msg.headers, msg.data)
+        if err is not None:
             raise error_for(err.code, err.message)
         return decoder.decode(msg.data)
 

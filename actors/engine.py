@@ -43,17 +43,16 @@ from broker import connect
 from contracts import (
     AgentReply,
     AgentRequest,
-    Decoders,
     EvolutionContext,
     Stage,
     Status,
     agent_subject,
     encode,
 )
+from contracts.errors import service_error
 
 __all__ = ["AgentFailure", "EvolutionConfig", "EvolutionEngine", "EvolutionResult", "Progress"]
 
-_ERROR_CODE_HEADER = "Nats-Service-Error-Code"
 _REPLY = msgspec.json.Decoder(AgentReply)
 
 
@@ -215,12 +214,9 @@ class EvolutionEngine:
             raise AgentFailure(agent, "no agent is running to take the request") from None
         except nats.errors.TimeoutError:
             raise AgentFailure(agent, f"no answer within {patience}s") from None
-        if msg.headers and _ERROR_CODE_HEADER in msg.headers:
-            try:
-                message = Decoders.error.decode(msg.data).message
-            except msgspec.DecodeError:
-                message = msg.headers.get("Nats-Service-Error", "failed")
-            raise AgentFailure(agent, message)
+        err = service_error(msg.headers, msg.data)
+        if err is not None:
+            raise AgentFailure(agent, err.message)
         return _REPLY.decode(msg.data)
 
     async def run_evolution(self, config: EvolutionConfig) -> EvolutionResult:

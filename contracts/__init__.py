@@ -16,7 +16,13 @@ from contracts.codec import (
     encode,
 )
 from contracts.context import Comparison, ContextSummary, EvolutionContext
-from contracts.errors import ErrorBody, ErrorCode
+from contracts.errors import (
+    HEADER_SERVICE_ERROR,
+    HEADER_SERVICE_ERROR_CODE,
+    ErrorBody,
+    ErrorCode,
+    service_error,
+)
 from contracts.events import PRUNED_KIND, ContextPruned, Event, WriteApplied, WriteRejected
 from contracts.queries import (
     CompareRequest,
@@ -68,6 +74,8 @@ __all__ = [
     "HEADER_EXPECTED_LAST_SUBJECT_SEQ",
     "HEADER_EXPECTED_LAST_SUBJECT_SEQ_SUBJECT",
     "HEADER_MSG_ID",
+    "HEADER_SERVICE_ERROR",
+    "HEADER_SERVICE_ERROR_CODE",
     "HEADER_WRITER",
     "PHASE_WRITES",
     "PRUNED_KIND",
@@ -121,6 +129,7 @@ __all__ = [
     "query_filter",
     "query_subject",
     "query_tenant",
+    "service_error",
     "write_filter",
     "write_subject",
 ]

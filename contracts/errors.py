@@ -7,11 +7,22 @@ A rejected write is reported as a ``WriteRejected`` event and in the outcome of 
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from enum import StrEnum
+from typing import Final
 
 import msgspec
 
-__all__ = ["ErrorBody", "ErrorCode"]
+__all__ = [
+    "HEADER_SERVICE_ERROR",
+    "HEADER_SERVICE_ERROR_CODE",
+    "ErrorBody",
+    "ErrorCode",
+    "service_error",
+]
+
+HEADER_SERVICE_ERROR: Final = "Nats-Service-Error"
+HEADER_SERVICE_ERROR_CODE: Final = "Nats-Service-Error-Code"
 
 
 class ErrorCode(StrEnum):
@@ -42,3 +53,15 @@ _STATUS = {
 class ErrorBody(msgspec.Struct, frozen=True, kw_only=True):
     code: ErrorCode
     message: str
+
+
+def service_error(headers: Mapping[str, str] | None, data: bytes) -> ErrorBody | None:
+    """The error a reply carries (NATS-micro headers), or ``None`` for a successful reply.
+    A body that is not an ``ErrorBody`` still gives an error, with the header's message."""
+    if not headers or HEADER_SERVICE_ERROR_CODE not in headers:
+        return None
+    try:
+        return msgspec.json.decode(data, type=ErrorBody)
+    except (msgspec.DecodeError, msgspec.ValidationError):
+        message = headers.get(HEADER_SERVICE_ERROR) or f"error {headers[HEADER_SERVICE_ERROR_CODE]}"
+        return ErrorBody(code=ErrorCode.INTERNAL, message=message)
