@@ -68,6 +68,8 @@ __all__ = ["StoreActor"]
 log = logging.getLogger("ctxstore.actor")
 
 ENCODED_CACHE_SIZE = 1024
+_PULL_SUBJECT = f"$JS.API.CONSUMER.MSG.NEXT.{WRITES_STREAM}.{ACTOR_DURABLE}"
+_STATUS = "Status"
 SERVICE_NAME = "ctxstore"
 SERVICE_VERSION = "0.1.0"
 R = TypeVar("R", bound=msgspec.Struct)
@@ -102,7 +104,6 @@ class StoreActor(Actor):
         self._waiters: list[tuple[int, int, asyncio.Future[None]]] = []
         self._tiebreak = itertools.count()
         self._encoded: OrderedDict[tuple[str, str], tuple[int, bytes]] = OrderedDict()
-        self._psub: Any = None
         self._service: Service | None = None
         self.recovered_writes = 0
         # Recovery announces the writes it replays past what was announced before (a crash
@@ -122,7 +123,6 @@ class StoreActor(Actor):
         snapshots = Snapshots(js, self._config)
         self.snapshots = snapshots if snapshots.enabled else None
         await self._recover()
-        self._psub = await js.pull_subscribe_bind(durable=ACTOR_DURABLE, stream=WRITES_STREAM)
         self._service = await add_service(
             self._nc,
             name=SERVICE_NAME,
@@ -133,7 +133,7 @@ class StoreActor(Actor):
             await self._service.add_endpoint(
                 name=op.value, subject=query_filter(op), handler=handler
             )
-        self.spawn(self._consume(self._psub), name="ctxstore-consume")
+        self.spawn(self._consume(), name="ctxstore-consume")
         if self._config.ttl_seconds is not None:
             self.spawn(self._expire_loop(), name="ctxstore-ttl")
         # The endpoints' subscriptions are live on the server only after a flush: ready
@@ -147,9 +147,6 @@ class StoreActor(Actor):
         if self._service is not None:
             with contextlib.suppress(Exception):
                 await self._service.stop()
-        if self._psub is not None:
-            with contextlib.suppress(Exception):
-                await self._psub.unsubscribe()
 
     # -- the write path ----------------------------------------------------------------
 
@@ -264,27 +261,61 @@ class StoreActor(Actor):
                         reason=f"ttl: no write for more than {ttl:g}s",
                     )
 
-    async def _consume(self, psub: Any) -> None:
-        # Not ``while True``: nats-py's fetch can turn a cancellation into a TimeoutError
-        # (asyncio.wait_for on 3.11), which the loop would swallow; stop on the flag too.
-        while not self._stop.is_set():
-            self._maybe_snapshot()
-            try:
-                msgs = await psub.fetch(batch=self._fetch_batch, timeout=1.0)
-            except TimeoutError:  # nats-py raises its own and, at times, a bare asyncio one
-                continue
-            except (nats.errors.ConnectionClosedError, nats.errors.ConnectionReconnectingError):
-                await asyncio.sleep(0.2)  # reconnecting: nothing to fetch from yet
-                continue
-            for msg in msgs:
-                outcome = self.state.apply(stored_write(msg))
-                if outcome is not None:
-                    await self._announce(outcome)
-            # The consumer acks "all up to": one ack covers the batch. A crash before it only
-            # brings the batch again, and applied sequences are skipped.
-            if msgs:
-                await msgs[-1].ack()
-            self._wake_readers()
+    async def _consume(self) -> None:
+        """Pull writes in batches from the durable consumer, onto a subscription of our own.
+
+        nats-py's ``fetch`` pays a ``uuid4()``, a task and a ``wait_for`` for every message;
+        here the subscription's callback applies each write as it arrives, in stream order
+        (one callback at a time). The consumer acks "all up to", so one ack at the end of
+        each burst covers it; a crash before it only brings the burst again, and applied
+        sequences are skipped."""
+        batch = self._fetch_batch
+        # Short-lived requests: one lost to a reconnect is replaced within a second or two.
+        expires = 1.0
+        request = encode({"batch": batch, "expires": int(expires * 1_000_000_000)})
+        ended = asyncio.Event()
+        delivered = 0
+
+        async def on_msg(msg: Msg) -> None:
+            nonlocal delivered
+            headers = msg.headers
+            if headers and _STATUS in headers:
+                if headers[_STATUS] != "100":  # 404/408/409: this pull request is over
+                    ended.set()
+                return
+            delivered += 1
+            outcome = self.state.apply(stored_write(msg))
+            if outcome is not None:
+                await self._announce(outcome)
+            if sub.pending_msgs == 0 or delivered >= batch:
+                await msg.ack()
+                self._wake_readers()
+                self._maybe_snapshot()
+            if delivered >= batch:
+                ended.set()
+
+        inbox = self._nc.new_inbox()
+        sub = await self._nc.subscribe(inbox, cb=on_msg, pending_msgs_limit=4 * batch)
+        try:
+            while not self._stop.is_set():
+                self._maybe_snapshot()  # the time cadence, when no write comes
+                ended.clear()
+                delivered = 0
+                try:
+                    await self._nc.publish(_PULL_SUBJECT, request, reply=inbox)
+                    # A request lost to a reconnect never ends: ask again after its expiry.
+                    async with asyncio.timeout(expires + 0.5):
+                        await ended.wait()
+                except TimeoutError:
+                    continue
+                except (
+                    nats.errors.ConnectionClosedError,
+                    nats.errors.ConnectionReconnectingError,
+                ):
+                    await asyncio.sleep(0.2)  # reconnecting: nothing to pull from yet
+        finally:
+            with contextlib.suppress(Exception):
+                await sub.unsubscribe()
 
     async def _announce(self, outcome: Outcome) -> None:
         write = outcome.write
