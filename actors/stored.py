@@ -52,8 +52,9 @@ def position(msg: Msg) -> tuple[int, datetime, int]:
     return int(seq), when, int(pending)
 
 
-def stored_write(msg: Msg) -> StoredWrite:
-    seq, when, _ = position(msg)
+def stored_write(msg: Msg, where: tuple[int, datetime, int] | None = None) -> StoredWrite:
+    """The write a consumer delivered; ``where`` is its ``position`` if already read."""
+    seq, when, _ = where or position(msg)
     headers = msg.headers
     return StoredWrite(
         seq=seq,
