@@ -28,6 +28,7 @@ from nats.micro.request import Request
 from nats.micro.service import Service
 
 from actors.actor import Actor
+from actors.replies import respond_error
 from actors.retention import TTL_WRITER, expire, expired, sweep_interval
 from actors.snapshots import LoadResult, Snapshots
 from actors.state import (
@@ -47,7 +48,6 @@ from contracts import (
     ContextList,
     ContextPruned,
     Decoders,
-    ErrorBody,
     ErrorCode,
     EvolutionContext,
     OutcomeReply,
@@ -174,13 +174,14 @@ class StoreActor(Actor):
             if done.done():
                 return
             try:
-                write = stored_write(msg)
+                where = position(msg)
+                write = stored_write(msg, where)
                 outcome = self.state.apply(write)
                 self.recovered_writes += 1
                 if outcome is not None and write.seq > announced:
                     await self._announce(outcome)
                     self.reannounced += 1
-                if write.seq >= last or position(msg)[2] == 0:
+                if write.seq >= last or where[2] == 0:
                     done.set_result(None)
             except Exception as exc:
                 done.set_exception(exc)
@@ -435,10 +436,10 @@ class StoreActor(Actor):
                 await self._reach(getattr(body, "min_seq", 0))
                 data = answer(tenant, body)
             except _QueryError as exc:
-                await _respond_error(req, exc.code, exc.message)
+                await respond_error(req, exc.code, exc.message)
             except Exception as exc:
                 log.exception("query on %s failed", req.subject)
-                await _respond_error(req, ErrorCode.INTERNAL, f"internal error: {exc!r}")
+                await respond_error(req, ErrorCode.INTERNAL, f"internal error: {exc!r}")
             else:
                 await req.respond(data)
 
@@ -447,7 +448,7 @@ class StoreActor(Actor):
                 tenant = query_tenant(req.subject)
                 body = decoder.decode(req.data or b"{}")
             except (msgspec.ValidationError, msgspec.DecodeError, ValueError) as exc:
-                await _respond_error(req, ErrorCode.INVALID, f"invalid request: {exc}")
+                await respond_error(req, ErrorCode.INVALID, f"invalid request: {exc}")
                 return
             if getattr(body, "min_seq", 0) <= self.state.applied_seq or not self.running:
                 await respond(req, tenant, body)
@@ -506,9 +507,3 @@ class StoreActor(Actor):
                 )
             )
         return encode(OutcomeReply(seq=body.seq, applied=True, evolution_id="", version=body.seq))
-
-
-async def _respond_error(req: Request, code: ErrorCode, message: str) -> None:
-    await req.respond_error(
-        str(code.status), message, data=encode(ErrorBody(code=code, message=message))
-    )

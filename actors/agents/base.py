@@ -22,7 +22,8 @@ from nats.micro.service import Service
 
 from actors.actor import Actor
 from actors.client import SharedContextStore
-from contracts import AgentReply, AgentRequest, ErrorBody, ErrorCode, agent_subject, encode
+from actors.replies import respond_error
+from contracts import AgentReply, AgentRequest, ErrorCode, agent_subject, encode
 
 __all__ = ["Agent", "AgentHost"]
 
@@ -95,11 +96,7 @@ class AgentHost(Actor):
             except Exception as exc:
                 log.exception("agent %s failed on %s", agent.name, body.evolution_id)
                 message = f"{agent.name} failed: {type(exc).__name__}: {exc}"
-                await req.respond_error(
-                    "500",
-                    message,
-                    data=encode(ErrorBody(code=ErrorCode.INTERNAL, message=message)),
-                )
+                await respond_error(req, ErrorCode.INTERNAL, message)
             else:
                 await req.respond(encode(reply))
 
@@ -108,15 +105,11 @@ class AgentHost(Actor):
                 body = _REQUEST.decode(req.data)
             except (msgspec.ValidationError, msgspec.DecodeError) as exc:
                 message = f"invalid agent request: {exc}"
-                await req.respond_error(
-                    "400", message, data=encode(ErrorBody(code=ErrorCode.INVALID, message=message))
-                )
+                await respond_error(req, ErrorCode.INVALID, message)
                 return
             if not self.running:
                 message = f"agent {agent.name} is stopping"
-                await req.respond_error(
-                    "503", message, data=encode(ErrorBody(code=ErrorCode.INTERNAL, message=message))
-                )
+                await respond_error(req, ErrorCode.INTERNAL, message, status=503)
                 return
             # One evolution's work must not hold up the next request to the same agent.
             self.spawn(serve(req, body), name=f"{agent.name}:{body.evolution_id}")
