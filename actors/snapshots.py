@@ -300,12 +300,19 @@ class Snapshots:
             return LoadResult(state, name, state.applied_seq, tuple(skipped))
         return LoadResult(None, skipped=tuple(skipped))
 
-    def due(self, applied_seq: int) -> bool:
-        """Whether a snapshot should be taken now that ``applied_seq`` was reached."""
+    def due(self, applied_seq: int, contexts: int = 0) -> bool:
+        """Whether a snapshot should be taken now that ``applied_seq`` was reached by a state
+        holding ``contexts`` contexts.
+
+        Counted cadence: ``snapshot_every`` writes, or as many writes as there are contexts
+        if that is more. A snapshot encodes every context, so a fixed cadence would cost each
+        write more as the store grows (with 20,000 contexts, the actor's CPU per write had
+        doubled); this way a write pays for about one context's encoding at most, and the
+        writes left to replay after a snapshot never outnumber the contexts it loads."""
         if applied_seq <= self.last_seq:
             return False
         every, interval = self._config.snapshot_every, self._config.snapshot_interval
-        if every is not None and applied_seq - self.last_seq >= every:
+        if every is not None and applied_seq - self.last_seq >= max(every, contexts):
             return True
         return interval is not None and time.monotonic() - self._last_time >= interval
 

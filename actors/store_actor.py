@@ -20,9 +20,7 @@ from typing import Any, TypeVar
 
 import msgspec
 import nats.errors
-from nats.aio.client import Client
-from nats.aio.msg import Msg
-from nats.js.api import ConsumerConfig, DeliverPolicy
+from nats.js.api import AckPolicy, ConsumerConfig, DeliverPolicy
 from nats.micro import add_service
 from nats.micro.request import Request
 from nats.micro.service import Service
@@ -40,10 +38,24 @@ from actors.state import (
     compare,
     summarize,
 )
-from actors.stored import position, stored_write
-from broker import ACTOR_DURABLE, EVENTS_STREAM, WRITES_STREAM, StoreConfig, provision
+from actors.stored import delivered_write
+from broker import (
+    ACTOR_DURABLE,
+    EVENTS_STREAM,
+    WRITES_STREAM,
+    BusClient,
+    StoreConfig,
+    provision,
+)
+from broker.delivery import (
+    ACK,
+    HEARTBEAT,
+    DeliveryError,
+    pull_request,
+    pull_subject,
+    status,
+)
 from contracts import (
-    HEADER_MSG_ID,
     PRUNED_KIND,
     ContextList,
     ContextPruned,
@@ -68,8 +80,9 @@ __all__ = ["StoreActor"]
 log = logging.getLogger("ctxstore.actor")
 
 ENCODED_CACHE_SIZE = 1024
-_PULL_SUBJECT = f"$JS.API.CONSUMER.MSG.NEXT.{WRITES_STREAM}.{ACTOR_DURABLE}"
-_STATUS = "Status"
+_PULL_EXPIRES_S = 1.0
+_PULL_BYTES = 8 << 20
+_REPLAY_IDLE_S = 60.0  # the server removes a recovery consumer left behind by a crash
 SERVICE_NAME = "ctxstore"
 SERVICE_VERSION = "0.1.0"
 R = TypeVar("R", bound=msgspec.Struct)
@@ -89,17 +102,21 @@ class StoreActor(Actor):
 
     def __init__(
         self,
-        nc: Client,
+        nc: BusClient,
         config: StoreConfig,
         *,
         fetch_batch: int = 512,
         read_wait: float = 5.0,
     ) -> None:
         super().__init__()
+        if not isinstance(nc, BusClient):
+            raise TypeError("StoreActor needs a connection from broker.connect (a BusClient)")
         self._nc = nc
         self._config = config
         self._fetch_batch = fetch_batch
         self._read_wait = read_wait
+        # Room for two of the largest writes per pull request, so every request progresses.
+        self._pull_bytes = max(_PULL_BYTES, 2 * config.max_payload + 65_536)
         self.state = StoreState(Limits(config.max_payload, config.max_contexts))
         self._waiters: list[tuple[int, int, asyncio.Future[None]]] = []
         self._tiebreak = itertools.count()
@@ -166,47 +183,27 @@ class StoreActor(Actor):
             return
         start = max(self.state.applied_seq + 1, info.state.first_seq)
         announced = await self._announced_up_to()
-        done: asyncio.Future[None] = asyncio.get_running_loop().create_future()
-
-        async def replay(msg: Msg) -> None:
-            # A callback, not ``async for msg in sub.messages``: that iterator costs nats-py
-            # about 2.5x more per message, and replay speed is start-up time.
-            if done.done():
-                return
-            try:
-                where = position(msg)
-                write = stored_write(msg, where)
-                outcome = self.state.apply(write)
-                self.recovered_writes += 1
-                if outcome is not None and write.seq > announced:
-                    await self._announce(outcome)
-                    self.reannounced += 1
-                if write.seq >= last or where[2] == 0:
-                    done.set_result(None)
-            except Exception as exc:
-                done.set_exception(exc)
-
-        sub = await js.subscribe(
-            write_filter(),
-            stream=WRITES_STREAM,
-            ordered_consumer=True,
-            cb=replay,
-            config=ConsumerConfig(
-                deliver_policy=DeliverPolicy.BY_START_SEQUENCE, opt_start_seq=start
+        # An ephemeral pull consumer read by a raw subscription: the same intake as live
+        # writes, so replay costs what applying costs (an ordered push consumer through
+        # nats-py's callbacks spent more per message on the client than on the fold).
+        consumer = await js.add_consumer(
+            WRITES_STREAM,
+            ConsumerConfig(
+                description="store actor recovery",
+                deliver_policy=DeliverPolicy.BY_START_SEQUENCE,
+                opt_start_seq=start,
+                ack_policy=AckPolicy.NONE,
+                filter_subject=write_filter(),
+                inactive_threshold=_REPLAY_IDLE_S,
+                mem_storage=True,
             ),
-            pending_msgs_limit=1_000_000,
-            pending_bytes_limit=1 << 30,
         )
         try:
-            # The last messages may have been deleted (TTL, purges): the callback stops when
-            # nothing is pending; here, stop if nothing at all is pending or on its way.
-            ci = await sub.consumer_info()
-            sent = ci.delivered.stream_seq if ci.delivered is not None else 0
-            if ci.num_pending == 0 and (sent or 0) < start and not done.done():
-                return
-            await done
+            if consumer.num_pending:  # TTL or purges may have left nothing past ``start``
+                await self._replay(consumer.name, last, announced)
         finally:
-            await sub.unsubscribe()
+            with contextlib.suppress(Exception):
+                await js.delete_consumer(WRITES_STREAM, consumer.name)
         log.info("recovered %d writes up to seq %d", self.recovered_writes, last)
 
     async def _announced_up_to(self) -> int:
@@ -228,7 +225,9 @@ class StoreActor(Actor):
         snapshots, created = self.snapshots, self._stream_created
         if snapshots is None or created is None or not self.running:
             return
-        if self._snapshot_task is not None or not snapshots.due(self.state.applied_seq):
+        if self._snapshot_task is not None or not snapshots.due(
+            self.state.applied_seq, len(self.state.contexts)
+        ):
             return
 
         async def save() -> None:
@@ -262,50 +261,123 @@ class StoreActor(Actor):
                         reason=f"ttl: no write for more than {ttl:g}s",
                     )
 
-    async def _consume(self) -> None:
-        """Pull writes in batches from the durable consumer, onto a subscription of our own.
+    async def _replay(self, consumer: str, last: int, announced: int) -> None:
+        """Apply every write the recovery consumer delivers, up to ``last``."""
+        nc = self._nc
+        request = pull_request(
+            self._fetch_batch, expires=_PULL_EXPIRES_S, max_bytes=self._pull_bytes
+        )
+        wake = asyncio.Event()  # the pull request is over, or the replay is
+        finished = False
+        received = 0
+        failure: list[BaseException] = []
 
-        nats-py's ``fetch`` pays a ``uuid4()``, a task and a ``wait_for`` for every message;
-        here the subscription's callback applies each write as it arrives, in stream order
-        (one callback at a time). The consumer acks "all up to", so one ack at the end of
-        each burst covers it; a crash before it only brings the burst again, and applied
-        sequences are skipped."""
+        async def on_write(
+            subject: bytes, reply: bytes, data: bytes, headers: bytes | None
+        ) -> None:
+            nonlocal received, finished
+            if finished:
+                return
+            code = status(headers)
+            if code is not None:
+                if code != HEARTBEAT:  # expired, or hit its byte limit
+                    wake.set()
+                return
+            try:
+                write, pending = delivered_write(subject, reply, data, headers)
+                outcome = self.state.apply(write)
+                self.recovered_writes += 1
+                if outcome is not None and write.seq > announced:
+                    await self._announce(outcome)
+                    self.reannounced += 1
+            except Exception as exc:
+                failure.append(exc)
+                finished = True
+                wake.set()
+                return
+            received += 1
+            if write.seq >= last or pending == 0:
+                finished = True
+                wake.set()
+            elif received >= self._fetch_batch:
+                wake.set()
+
+        inbox = nc.new_inbox()
+        sub = await nc.subscribe_raw(inbox, on_write)
+        subject = pull_subject(WRITES_STREAM, consumer)
+        try:
+            while not finished:
+                wake.clear()
+                received = 0
+                await nc.publish(subject, request, reply=inbox)
+                async with asyncio.timeout(_PULL_EXPIRES_S + self._read_wait):
+                    await wake.wait()
+        finally:
+            with contextlib.suppress(Exception):
+                await nc.unsubscribe_raw(sub)
+        if failure:
+            raise failure[0]
+
+    async def _consume(self) -> None:
+        """Pull writes in batches from the durable consumer onto a raw subscription.
+
+        Each write is applied as it arrives, in stream order, inside the connection's read
+        loop (``BusClient.subscribe_raw``). The consumer acks "all up to", so one ack at the
+        end of each burst covers it; a crash before it only brings the burst again, and
+        applied sequences are skipped."""
+        nc = self._nc
         batch = self._fetch_batch
         # Short-lived requests: one lost to a reconnect is replaced within a second or two.
-        expires = 1.0
-        request = encode({"batch": batch, "expires": int(expires * 1_000_000_000)})
+        request = pull_request(batch, expires=_PULL_EXPIRES_S, max_bytes=self._pull_bytes)
         ended = asyncio.Event()
         delivered = 0
+        unacked: bytes | None = None  # the ack subject of the last write not yet acked
 
-        async def on_msg(msg: Msg) -> None:
-            nonlocal delivered
-            headers = msg.headers
-            if headers and _STATUS in headers:
-                if headers[_STATUS] != "100":  # 404/408/409: this pull request is over
+        async def burst_done() -> None:
+            nonlocal unacked
+            if unacked is not None:
+                await nc.publish(unacked.decode(), ACK)
+                unacked = None
+            self._wake_readers()
+            self._maybe_snapshot()
+
+        async def on_write(
+            subject: bytes, reply: bytes, data: bytes, headers: bytes | None
+        ) -> None:
+            nonlocal delivered, unacked
+            code = status(headers)
+            if code is not None:
+                if code != HEARTBEAT:  # 404/408/409: this pull request is over
+                    await burst_done()
                     ended.set()
                 return
             delivered += 1
-            outcome = self.state.apply(stored_write(msg))
+            try:
+                write, pending = delivered_write(subject, reply, data, headers)
+            except DeliveryError:
+                log.error("not a JetStream delivery on the actor's inbox: %r", subject)
+                return
+            outcome = self.state.apply(write)
             if outcome is not None:
                 await self._announce(outcome)
-            if sub.pending_msgs == 0 or delivered >= batch:
-                await msg.ack()
-                self._wake_readers()
-                self._maybe_snapshot()
+            unacked = reply
+            if pending == 0 or delivered >= batch:
+                await burst_done()
             if delivered >= batch:
                 ended.set()
 
-        inbox = self._nc.new_inbox()
-        sub = await self._nc.subscribe(inbox, cb=on_msg, pending_msgs_limit=4 * batch)
+        inbox = nc.new_inbox()
+        sub = await nc.subscribe_raw(inbox, on_write)
+        subject = pull_subject(WRITES_STREAM, ACTOR_DURABLE)
         try:
             while not self._stop.is_set():
                 self._maybe_snapshot()  # the time cadence, when no write comes
                 ended.clear()
                 delivered = 0
                 try:
-                    await self._nc.publish(_PULL_SUBJECT, request, reply=inbox)
+                    await nc.publish(subject, request, reply=inbox)
                     # A request lost to a reconnect never ends: ask again after its expiry.
-                    async with asyncio.timeout(expires + 0.5):
+                    async with asyncio.timeout(_PULL_EXPIRES_S + 0.5):
                         await ended.wait()
                 except TimeoutError:
                     continue
@@ -316,11 +388,12 @@ class StoreActor(Actor):
                     await asyncio.sleep(0.2)  # reconnecting: nothing to pull from yet
         finally:
             with contextlib.suppress(Exception):
-                await sub.unsubscribe()
+                await nc.unsubscribe_raw(sub)
 
     async def _announce(self, outcome: Outcome) -> None:
+        # No Nats-Msg-Id: the actor announces each write once (recovery announces only past
+        # the last stored event), and the header cost the actor and the server per event.
         write = outcome.write
-        headers = {HEADER_MSG_ID: f"evt-{write.seq}"}
         match outcome:
             case Applied(context=ctx, tenant=tenant, kind=kind):
                 evolution_id = ctx.evolution_id if ctx else write.subject.split(".")[3]
@@ -360,7 +433,7 @@ class StoreActor(Actor):
                 kind_token = kind if kind.isidentifier() else "invalid"
                 subject = error_subject(event.tenant, event.evolution_id, kind_token)
                 log.info("rejected seq %d: %s", write.seq, outcome.reason)
-        await self._nc.publish(subject, encode(event), headers=headers)
+        await self._nc.publish(subject, encode(event))
 
     async def _announce_pruned(
         self,
@@ -390,7 +463,6 @@ class StoreActor(Actor):
         await self._nc.publish(
             event_subject(gone.tenant, gone.evolution_id, PRUNED_KIND),
             encode(pruned),
-            headers={HEADER_MSG_ID: f"evt-{seq}-pruned-{gone.tenant}-{gone.evolution_id}"},
         )
 
     # -- reads -------------------------------------------------------------------------

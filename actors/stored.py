@@ -8,22 +8,24 @@ its own timestamp (the history shows it as ``stored_at``).
 
 from __future__ import annotations
 
-from collections.abc import Mapping
 from datetime import UTC, datetime
+from typing import Final
 
 from nats.aio.msg import Msg
 
 from actors.state import StoredWrite
+from broker.delivery import header, js_position
 from contracts.codec import HEADER_RECORDED_TIME, HEADER_WRITER
 
-__all__ = ["position", "recorded_time", "stored_write"]
+__all__ = ["delivered_write", "position", "recorded_time", "stored_write"]
+
+_WRITER: Final = HEADER_WRITER.encode()
+_RECORDED_TIME: Final = HEADER_RECORDED_TIME.encode()
 
 
-def recorded_time(headers: Mapping[str, str] | None) -> datetime | None:
-    """The recorded time of a re-published write; None if absent or not an aware RFC 3339 time."""
-    if not headers:
-        return None
-    raw = headers.get(HEADER_RECORDED_TIME)
+def recorded_time(raw: str | None) -> datetime | None:
+    """The recorded time of a re-published write (the ``Ctxstore-Recorded-Time`` header's
+    value); None if absent or not an aware RFC 3339 time."""
     if not raw:
         return None
     try:
@@ -33,33 +35,44 @@ def recorded_time(headers: Mapping[str, str] | None) -> datetime | None:
     return value if value.tzinfo is not None else None
 
 
-def position(msg: Msg) -> tuple[int, datetime, int]:
-    """(stream sequence, stored time, messages pending) of a message from a consumer.
+def _when(stamp_ns: int) -> datetime:
+    # Computed as nats-py computes ``msg.metadata.timestamp``, so every path (replay, live,
+    # history) gives the same value.
+    return datetime.fromtimestamp(stamp_ns / 1_000_000_000.0, UTC)
 
-    Read straight from the ack subject: nats-py's ``msg.metadata`` builds several objects per
-    message, which showed in the actor's profile. The time is computed as nats-py does, so
-    every path (replay, live, history) gives the same value."""
-    reply = msg.reply
-    tokens = reply.split(".")
-    if len(tokens) == 9:  # $JS.ACK.<stream>.<consumer>.<delivered>.<sseq>.<cseq>.<ts>.<pending>
-        seq, stamp, pending = tokens[5], tokens[7], tokens[8]
-    elif len(tokens) >= 11 and tokens[0] == "$JS":  # with <domain>.<account hash> after ACK
-        seq, stamp, pending = tokens[7], tokens[9], tokens[10]
-    else:
-        meta = msg.metadata  # raises NotJSMessageError with nats-py's own message
-        return meta.sequence.stream, meta.timestamp, meta.num_pending
-    when = datetime.fromtimestamp(int(stamp) / 1_000_000_000.0, UTC)
-    return int(seq), when, int(pending)
+
+def position(msg: Msg) -> tuple[int, datetime, int]:
+    """(stream sequence, stored time, messages pending) of a message from a consumer, read
+    from its ack subject (nats-py's ``msg.metadata`` builds several objects per message)."""
+    seq, stamp, pending = js_position((msg.reply or "").encode())
+    return seq, _when(stamp), pending
 
 
 def stored_write(msg: Msg, where: tuple[int, datetime, int] | None = None) -> StoredWrite:
-    """The write a consumer delivered; ``where`` is its ``position`` if already read."""
+    """The write a consumer delivered as a nats-py message; ``where`` is its ``position``
+    if already read."""
     seq, when, _ = where or position(msg)
     headers = msg.headers
     return StoredWrite(
         seq=seq,
-        time=recorded_time(headers) or when,
+        time=recorded_time(headers.get(HEADER_RECORDED_TIME) if headers else None) or when,
         subject=msg.subject,
         data=msg.data,
         writer=headers.get(HEADER_WRITER) if headers else None,
     )
+
+
+def delivered_write(
+    subject: bytes, reply: bytes, data: bytes, headers: bytes | None
+) -> tuple[StoredWrite, int]:
+    """The write a raw subscription received from a consumer, and how many messages the
+    consumer still had pending after it."""
+    seq, stamp, pending = js_position(reply)
+    write = StoredWrite(
+        seq=seq,
+        time=recorded_time(header(headers, _RECORDED_TIME)) or _when(stamp),
+        subject=subject.decode(),
+        data=data,
+        writer=header(headers, _WRITER),
+    )
+    return write, pending

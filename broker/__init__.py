@@ -1,7 +1,7 @@
 """NATS and JetStream: the embedded server, connections, streams and consumers."""
 
 from broker.config import ConfigError, StoreConfig
-from broker.connection import connect
+from broker.connection import BusClient, RawHandler, connect
 from broker.server import BrokerError, EmbeddedServer, find_server_binary
 from broker.streams import (
     ACTOR_DURABLE,
@@ -18,8 +18,10 @@ __all__ = [
     "EVENTS_STREAM",
     "WRITES_STREAM",
     "BrokerError",
+    "BusClient",
     "ConfigError",
     "EmbeddedServer",
+    "RawHandler",
     "StoreConfig",
     "actor_consumer_config",
     "connect",
