@@ -7,7 +7,7 @@ import asyncio
 from nats.aio.client import Client
 
 from actors import SharedContextStore, StoreActor
-from broker import WRITES_STREAM, EmbeddedServer, StoreConfig, connect
+from broker import ACTOR_DURABLE, WRITES_STREAM, EmbeddedServer, StoreConfig, connect
 
 
 async def test_restart_after_the_last_writes_were_deleted(
@@ -31,6 +31,10 @@ async def test_restart_after_the_last_writes_were_deleted(
     conn = await connect(server.url, name="actor-2")
     async with asyncio.timeout(10), StoreActor(conn, config) as actor:
         assert actor.state.applied_seq < tail.seq
+        assert actor.recovered_writes == 2  # the create and the analysis; the plan is gone
+        # Recovery reads through a consumer of its own, gone once the actor serves.
+        names = [c.name for c in await nc.jetstream().consumers_info(WRITES_STREAM)]
+        assert names == [ACTOR_DURABLE]
         async with SharedContextStore(config=config) as store:
             ctx = await store.get_context(eid)
     await conn.close()
