@@ -1,9 +1,10 @@
 """``SharedContextStore``: the client every agent uses.
 
 Writes are published to JetStream (durable once acknowledged; each carries a
-``Nats-Msg-Id``, reused on retry so it never applies twice), then confirmed with the actor,
-so a rejected write raises. Reads are NATS requests that carry the last sequence this client
-wrote: the actor answers once it has applied that far (read-your-writes).
+``Nats-Msg-Id``, reused on retry so it never applies twice), then confirmed by the actor's
+event for it (or, if that does not come, by asking the actor), so a rejected write raises.
+Reads are NATS requests that carry the last sequence this client wrote: the actor answers
+once it has applied that far (read-your-writes).
 
 Lifecycle: new -> open -> closed. It opens on ``async with`` or on first use, and a closed
 client stays closed. With no NATS URL (argument, config or ``NATS_URL``), it uses the server
@@ -39,6 +40,7 @@ from actors.bundles import (
     read_bundle,
     write_bundle,
 )
+from actors.confirmations import Confirmations
 from actors.errors import (
     ConflictError,
     ContextNotFoundError,
@@ -80,7 +82,9 @@ from contracts import (
     Status,
     SubjectError,
     Write,
+    WriteApplied,
     WriteKind,
+    WriteRejected,
     check_token,
     encode,
     query_subject,
@@ -96,6 +100,9 @@ __all__ = ["EXPORT_FORMAT", "SharedContextStore", "WriteReceipt", "get_context_s
 EXPORT_FORMAT: Final = BUNDLE_FORMAT
 _WRONG_LAST_SEQUENCE: Final = 10071
 _NO_RESPONDERS_ATTEMPTS: Final = 3
+# How long a confirmed write waits for its event before asking the actor: long enough for a
+# busy actor, short enough that a missed event costs little.
+_EVENT_GRACE_S: Final = 0.5
 T = TypeVar("T")
 
 
@@ -157,6 +164,7 @@ class SharedContextStore:
         self._home = home or default_home()
         self._state: Literal["new", "open", "closed"] = "new"
         self._nc: Client | None = None
+        self._confirmations: Confirmations | None = None
         self._local: LocalStack | None = None
         self._open_lock = asyncio.Lock()
         self._last_seq = 0
@@ -197,6 +205,7 @@ class SharedContextStore:
                     await self._local.start()
                     url = self._local.url
                 self._nc = await connect(url, name=self.name)
+                self._confirmations = Confirmations(self._nc, self.config.tenant)
             except (OSError, nats.errors.NoServersError, TimeoutError) as exc:
                 await self._close_local()
                 raise StoreUnavailableError(f"cannot reach NATS at {url}: {exc!r}") from exc
@@ -210,6 +219,9 @@ class SharedContextStore:
         """Close the connection (and the local server, if this client started one)."""
         self._state = "closed"
         nc, self._nc = self._nc, None
+        confirmations, self._confirmations = self._confirmations, None
+        if confirmations is not None:
+            await confirmations.aclose()
         if nc is not None:
             with contextlib.suppress(Exception):
                 await nc.drain()
@@ -283,6 +295,9 @@ class SharedContextStore:
         all_headers.update(headers or {})
         if expected_version is not None:
             all_headers.update(_guard(self.config.tenant, evolution_id, expected_version))
+        confirmations = self._confirmations if self.confirm_writes else None
+        if confirmations is not None:
+            await confirmations.listen(evolution_id)
         for attempt in range(1, attempts + 1):
             try:
                 ack = await js.publish(subject, data, headers=all_headers)
@@ -305,12 +320,24 @@ class SharedContextStore:
         self._last_seq = max(self._last_seq, ack.seq)
         receipt = WriteReceipt(evolution_id, ack.seq, bool(ack.duplicate))
         if self.confirm_writes:
-            outcome = await self._request(
-                Query.OUTCOME, OutcomeRequest(seq=ack.seq, min_seq=ack.seq), Decoders.outcome
-            )
-            if not outcome.applied:
-                raise error_for(outcome.code or "invalid", outcome.reason or "write rejected")
+            await self._confirm(ack.seq, None if ack.duplicate else confirmations)
         return receipt
+
+    async def _confirm(self, seq: int, confirmations: Confirmations | None) -> None:
+        """Raise if the actor rejected the write at ``seq``. Its event usually says so first
+        (see ``actors.confirmations``); otherwise the actor is asked."""
+        event = None if confirmations is None else await confirmations.outcome(seq, _EVENT_GRACE_S)
+        match event:
+            case WriteApplied():
+                return
+            case WriteRejected(code=code, reason=reason):
+                raise error_for(code, reason)
+        # No event in time (missed, or a duplicate publish whose event is long gone).
+        outcome = await self._request(
+            Query.OUTCOME, OutcomeRequest(seq=seq, min_seq=seq), Decoders.outcome
+        )
+        if not outcome.applied:
+            raise error_for(outcome.code or "invalid", outcome.reason or "write rejected")
 
     async def _version_conflict(
         self, exc: APIError, evolution_id: str, expected: int

@@ -1,0 +1,108 @@
+"""Confirmed writes learn their outcome from the actor's events: one round trip per write,
+not two; a missed event still ends in the actor's own answer."""
+
+from __future__ import annotations
+
+import pytest
+from nats.aio.client import Client
+from nats.aio.msg import Msg
+
+from actors import SharedContextStore, StoreActor
+from actors.confirmations import Confirmations
+from actors.errors import ContextNotFoundError
+from broker import StoreConfig
+from contracts import (
+    CreateContext,
+    Query,
+    WriteApplied,
+    WriteKind,
+    WriteRejected,
+    encode,
+    query_subject,
+    write_subject,
+)
+
+
+async def outcome_requests(nc: Client, config: StoreConfig) -> list[Msg]:
+    seen: list[Msg] = []
+
+    async def record(msg: Msg) -> None:
+        seen.append(msg)
+
+    await nc.subscribe(query_subject(config.tenant, Query.OUTCOME), cb=record)
+    await nc.flush()
+    return seen
+
+
+async def test_confirmed_writes_need_no_outcome_request(
+    store: SharedContextStore, nc: Client, config: StoreConfig
+) -> None:
+    asked = await outcome_requests(nc, config)
+    eid = await store.create_context("./p")
+    await store.update_phase("research")
+    await store.store_original_analysis(
+        files_analyzed=2, metrics={}, issues=[], improvements=[], evolution_id=eid
+    )
+    # A rejection is confirmed the same way, and raises.
+    with pytest.raises(ContextNotFoundError):
+        await store.store_original_analysis(
+            files_analyzed=2, metrics={}, issues=[], improvements=[], evolution_id="nobody"
+        )
+    await nc.flush()
+    assert asked == []
+    ctx = await store.get_context(eid)
+    assert ctx.original_analysis["files_analyzed"] == 2
+
+
+async def test_outcomes_come_as_events(actor: StoreActor, nc: Client, config: StoreConfig) -> None:
+    confirmations = Confirmations(nc, config.tenant)
+    js = nc.jetstream()
+    await confirmations.listen("evo-1")
+    created = await js.publish(
+        write_subject(config.tenant, "evo-1", WriteKind.CREATE),
+        b'{"type":"create","target_path":"./p"}',
+    )
+    applied = await confirmations.outcome(created.seq, grace=5.0)
+    assert isinstance(applied, WriteApplied)
+    assert (applied.seq, applied.evolution_id) == (created.seq, "evo-1")
+    bad = await js.publish(
+        write_subject(config.tenant, "evo-1", WriteKind.ORIGINAL_ANALYSIS), b'{"type": 1}'
+    )
+    rejected = await confirmations.outcome(bad.seq, grace=5.0)
+    assert isinstance(rejected, WriteRejected)
+    assert rejected.code == "invalid"
+    await confirmations.aclose()
+
+
+async def test_an_evolution_not_listened_to_gets_no_outcome(
+    actor: StoreActor, nc: Client, config: StoreConfig
+) -> None:
+    confirmations = Confirmations(nc, config.tenant, evolutions=1)
+    await confirmations.listen("evo-a")
+    await confirmations.listen("evo-b")  # evo-a's listener goes: one evolution is kept
+    ack = await nc.jetstream().publish(
+        write_subject(config.tenant, "evo-a", WriteKind.CREATE),
+        encode(CreateContext(target_path="./p")),
+    )
+    assert await confirmations.outcome(ack.seq, grace=0.3) is None
+    await confirmations.aclose()
+
+
+async def test_a_write_whose_event_is_missed_is_confirmed_by_the_actor(
+    store: SharedContextStore, nc: Client, config: StoreConfig
+) -> None:
+    eid = await store.create_context("./p")
+    confirmations = store._confirmations
+    assert confirmations is not None
+    # Lose the events behind the client's back, as a dropped subscription would.
+    for sub in confirmations._listeners[eid]:
+        await sub.unsubscribe()
+    asked = await outcome_requests(nc, config)
+    await store.store_original_analysis(
+        files_analyzed=3, metrics={}, issues=[], improvements=[], evolution_id=eid
+    )
+    with pytest.raises(ContextNotFoundError):
+        await store.update_phase("research", "nobody")
+    await nc.flush()
+    assert len(asked) == 1  # the rejection's listener is new; the analysis had to ask
+    assert (await store.get_context(eid)).original_analysis["files_analyzed"] == 3
