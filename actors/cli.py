@@ -70,7 +70,7 @@ async def cmd_serve(args: argparse.Namespace) -> int:
     if config.nats_url:
         nc = await connect(config.nats_url, name="ctxstore-actor", long_running=True)
         try:
-            async with StoreActor(nc, config) as actor:
+            async with StoreActor(nc, config, owns_process=True) as actor:
                 print(f"store actor serving {config.nats_url} (seq {actor.state.applied_seq})")
                 print(f"agents connect with: NATS_URL={config.nats_url}", flush=True)
                 await _wait_for_signal()

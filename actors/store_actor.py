@@ -136,7 +136,11 @@ class StoreActor(Actor):
         *,
         fetch_batch: int = 512,
         read_wait: float = 5.0,
+        owns_process: bool = False,
     ) -> None:
+        """``owns_process``: nothing else of note lives in this process (``ctxstore serve``),
+        so the actor may freeze what it holds out of the garbage collector's sight
+        (``gc.freeze()``, which cannot tell the actor's objects from anyone else's)."""
         super().__init__()
         if not isinstance(nc, BusClient):
             raise TypeError("StoreActor needs a connection from broker.connect (a BusClient)")
@@ -160,6 +164,7 @@ class StoreActor(Actor):
         self._stream_created: datetime | None = None
         self._snapshot_task: asyncio.Task[None] | None = None
         self._frozen_at = 0  # applied_seq at the last _freeze_survivors()
+        self._owns_process = owns_process
 
     # -- lifecycle ---------------------------------------------------------------------
 
@@ -235,7 +240,8 @@ class StoreActor(Actor):
                     # Frozen without a collection first: with the collector paused the
                     # whole replayed state is young, and a collection would walk all of it
                     # (0.2 s for 10,000 contexts). Replay makes no cycles of its own.
-                    gc.freeze()
+                    if self._owns_process:
+                        gc.freeze()
                 self._frozen_at = self.state.applied_seq
         finally:
             with contextlib.suppress(Exception):
@@ -258,6 +264,8 @@ class StoreActor(Actor):
         return floor
 
     def _maybe_freeze(self) -> None:
+        if not self._owns_process:
+            return
         applied, contexts = self.state.applied_seq, len(self.state.contexts)
         if applied - self._frozen_at < max(_FREEZE_EVERY, contexts):
             return

@@ -33,7 +33,7 @@ async def main(url: str) -> None:
     await echo_nc.subscribe(f"{ECHO_PREFIX}.*", cb=echo)
     await echo_nc.flush()
     nc = await connect(url, name="bench-actor", long_running=True)
-    async with StoreActor(nc, bench_config(url), read_wait=120.0):
+    async with StoreActor(nc, bench_config(url), read_wait=120.0, owns_process=True):
         print("ready", flush=True)
         await stop.wait()
     with contextlib.suppress(Exception):

@@ -86,7 +86,7 @@ async def _bare_replay(url: str, last: int) -> float:
 async def _actor_start(url: str, config: StoreConfig) -> tuple[float, int, int]:
     nc = await connect(url, name="bench-recover", long_running=True)
     started = time.perf_counter()
-    actor = StoreActor(nc, config)
+    actor = StoreActor(nc, config, owns_process=True)
     await asyncio.wait_for(actor.start(), timeout=600)
     elapsed = time.perf_counter() - started
     contexts = len(actor.state.contexts)
@@ -102,7 +102,7 @@ async def _snapshot_start(
     """Save one snapshot at the stream's end, then time start-ups that load it."""
     snap_config = config.model_copy(update={"snapshot_every": 10**9, "snapshot_interval": None})
     nc = await connect(url, name="bench-snapshot", long_running=True)
-    actor = StoreActor(nc, snap_config)
+    actor = StoreActor(nc, snap_config, owns_process=True)
     await actor.start()
     assert actor.snapshots is not None
     created = (await nc.jetstream().stream_info(WRITES_STREAM)).created
