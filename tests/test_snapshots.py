@@ -23,6 +23,7 @@ from workload import (
 from actors import SharedContextStore
 from actors.snapshots import (
     SNAPSHOT_BUCKET,
+    WRITES_PER_CONTEXT,
     SnapshotError,
     Snapshots,
     decode_snapshot,
@@ -125,17 +126,18 @@ async def test_snapshots_are_also_taken_on_a_time_cadence(
     assert await saved_names(nc) == [f"snapshot-{2:020d}"]
 
 
-async def test_the_counted_cadence_stretches_to_the_number_of_contexts(
+async def test_the_counted_cadence_stretches_with_the_number_of_contexts(
     config: StoreConfig, nc: Client
 ) -> None:
     # A snapshot encodes every context: taken every 100 writes with 5,000 contexts, it would
     # cost each write 50 contexts' worth of encoding.
     snapshots = Snapshots(nc.jetstream(), every(config, 100))
+    stretched = WRITES_PER_CONTEXT * 5_000
     assert not snapshots.due(99, contexts=10)
     assert snapshots.due(100, contexts=10)
     assert not snapshots.due(100, contexts=5_000)
-    assert not snapshots.due(4_999, contexts=5_000)
-    assert snapshots.due(5_000, contexts=5_000)
+    assert not snapshots.due(stretched - 1, contexts=5_000)
+    assert snapshots.due(stretched, contexts=5_000)
 
 
 @pytest.mark.parametrize(
