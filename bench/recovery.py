@@ -22,14 +22,23 @@ from actors.store_actor import StoreActor
 from bench.common import Figure, bench_config, encoded_writes, median, raw_connection, server
 from bench.payloads import small_writes
 from broker import WRITES_STREAM, StoreConfig, connect, provision
-from contracts import write_filter
+from contracts import AgentActivity, Write, write_filter
 
 __all__ = ["run_recovery"]
 
 WRITES_PER_CONTEXT = 10
 
 
-async def _fill(url: str, config: StoreConfig, contexts: int) -> int:
+def _history(c: int, extra: int) -> list[Write]:
+    """A compact evolution, then ``extra`` agent reports: a longer history, the same state."""
+    activity = ("started", "finished")
+    return [
+        *small_writes(c),
+        *(AgentActivity(agent=f"agent-{i % 5}", activity=activity[i % 2]) for i in range(extra)),
+    ]
+
+
+async def _fill(url: str, config: StoreConfig, contexts: int, extra: int = 0) -> int:
     writers = 2
     conns = [await raw_connection(url, f"bench-fill-{w}") for w in range(writers)]
     await provision(conns[0].jetstream(), config)
@@ -39,7 +48,7 @@ async def _fill(url: str, config: StoreConfig, contexts: int) -> int:
         pending = []
         for c in range(w, contexts, writers):
             for subject, data, headers in encoded_writes(
-                config.tenant, f"rec-{c}", small_writes(c), f"filler-{w}"
+                config.tenant, f"rec-{c}", _history(c, extra), f"filler-{w}"
             ):
                 pending.append(await js.publish_async(subject, data, headers=headers))
             if len(pending) >= 2000:
@@ -126,6 +135,30 @@ async def _snapshot_start(
     )
 
 
+async def _history_independence(tmp: Path, runs: int) -> Figure:
+    """Start-up from a snapshot of the same 1,000 contexts after 10 and after 100 writes each:
+    with snapshots, start-up must not depend on the length of the history."""
+    contexts, times, lasts = 1_000, [], []
+    for extra in (0, 90):
+        async with server(tmp, f"history-{extra}") as srv:
+            config = bench_config(srv.url, snapshot_every=None, snapshot_interval=None)
+            last = await _fill(srv.url, config, contexts, extra)
+            figure = await _snapshot_start(srv.url, config, contexts, last, 0.0, runs)
+            times.append(figure.value)
+            lasts.append(last)
+    ratio = times[1] / times[0]
+    return Figure(
+        f"start-up from a snapshot, {contexts:,} contexts, {lasts[1]:,} writes of history",
+        times[1],
+        "s",
+        times[0],
+        f"the same contexts after {lasts[0]:,} writes",
+        "independent of history (< 2x; a replay would take 10x)",
+        ratio < 2.0,
+        {"writes": lasts, "startup_s": times},
+    )
+
+
 def _snapshots_available() -> bool:
     return importlib.util.find_spec("actors.snapshots") is not None
 
@@ -180,6 +213,8 @@ async def run_recovery(tmp: Path, *, quick: bool, big: bool, full: bool) -> list
             )
             if _snapshots_available():
                 figures.append(await _snapshot_start(srv.url, config, contexts, last, s, runs))
+    if _snapshots_available():
+        figures.append(await _history_independence(tmp, runs))
     if not _snapshots_available():
         figures.append(
             Figure(
