@@ -1,7 +1,8 @@
 """The actor lifecycle every long-running part of the store shares.
 
 ``start()`` runs the actor in a task of its own and returns once ``on_start`` has finished
-(or raises what made it fail); ``aclose()`` stops it and waits. Every task the actor starts
+(or raises what made it fail); ``aclose()`` stops it and waits; ``wait()`` waits for it to
+stop, and raises what made it fail if a task it owns did. Every task the actor starts
 with ``spawn`` belongs to its task group and is cancelled when it stops, so nothing outlives
 it; ``on_stop`` then releases what ``on_start`` acquired.
 """
@@ -67,6 +68,12 @@ class Actor(ABC):
         if not self._ready.is_set():
             ready.cancel()
             await self._runner  # raises what stopped it
+
+    async def wait(self) -> None:
+        """Until the actor has stopped, by ``aclose()`` or because a task it owns failed;
+        raises that failure (an ``ExceptionGroup``)."""
+        if self._runner is not None:
+            await asyncio.shield(self._runner)
 
     async def aclose(self) -> None:
         self._stop.set()

@@ -65,6 +65,21 @@ async def _wait_for_signal() -> None:
             loop.remove_signal_handler(sig)
 
 
+async def _until_signal_or_stopped(actor: StoreActor) -> None:
+    """Until SIGINT/SIGTERM, or until the actor stops on its own: then raise why, so the
+    process exits non-zero and its supervisor restarts it (the restart replays)."""
+    signalled = asyncio.create_task(_wait_for_signal())
+    stopped = asyncio.create_task(actor.wait())
+    try:
+        await asyncio.wait({signalled, stopped}, return_when=asyncio.FIRST_COMPLETED)
+    finally:
+        signalled.cancel()
+        stopped.cancel()
+    if stopped.done() and not stopped.cancelled():
+        stopped.result()  # raises the failure
+        raise RuntimeError("the store actor stopped")
+
+
 async def cmd_serve(args: argparse.Namespace) -> int:
     config = StoreConfig.build(nats_url=args.nats_url, backend=args.backend)
     if config.nats_url:
@@ -73,7 +88,7 @@ async def cmd_serve(args: argparse.Namespace) -> int:
             async with StoreActor(nc, config, owns_process=True) as actor:
                 print(f"store actor serving {config.nats_url} (seq {actor.state.applied_seq})")
                 print(f"agents connect with: NATS_URL={config.nats_url}", flush=True)
-                await _wait_for_signal()
+                await _until_signal_or_stopped(actor)
         finally:
             await nc.close()
         return 0

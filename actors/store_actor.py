@@ -383,6 +383,7 @@ class StoreActor(Actor):
         ended = asyncio.Event()
         delivered = 0
         unacked: bytes | None = None  # the ack subject of the last write not yet acked
+        failure: list[Exception] = []
 
         async def burst_done() -> None:
             nonlocal unacked
@@ -397,6 +398,8 @@ class StoreActor(Actor):
             subject: bytes, reply: bytes, data: bytes, headers: bytes | None
         ) -> None:
             nonlocal delivered, unacked
+            if failure:
+                return  # nothing after the write that failed: the restart brings it again
             code = status(headers)
             if code is not None:
                 if code != HEARTBEAT:  # 404/408/409: this pull request is over
@@ -409,9 +412,16 @@ class StoreActor(Actor):
             except DeliveryError:
                 log.error("not a JetStream delivery on the actor's inbox: %r", subject)
                 return
-            outcome = self.state.apply(write)
-            if outcome is not None:
-                await self._announce(outcome)
+            try:
+                outcome = self.state.apply(write)
+                if outcome is not None:
+                    await self._announce(outcome)
+            except Exception as exc:
+                # A bug, not bad input (the fold turns bad input into a rejection). Stop
+                # rather than skip the write: it is not acked, so a restart applies it.
+                failure.append(exc)
+                ended.set()
+                return
             unacked = reply
             if pending == 0 or delivered >= batch:
                 await burst_done()
@@ -432,12 +442,15 @@ class StoreActor(Actor):
                     async with asyncio.timeout(_PULL_EXPIRES_S + 0.5):
                         await ended.wait()
                 except TimeoutError:
-                    continue
+                    pass
                 except (
                     nats.errors.ConnectionClosedError,
                     nats.errors.ConnectionReconnectingError,
                 ):
                     await asyncio.sleep(0.2)  # reconnecting: nothing to pull from yet
+                if failure:
+                    log.error("applying seq %d failed: stopping", self.state.applied_seq + 1)
+                    raise failure[0]
         finally:
             with contextlib.suppress(Exception):
                 await nc.unsubscribe_raw(sub)
