@@ -51,6 +51,7 @@ from broker import (
 from broker.delivery import (
     ACK,
     HEARTBEAT,
+    NO_RESPONDERS,
     DeliveryError,
     pull_request,
     pull_subject,
@@ -83,6 +84,7 @@ log = logging.getLogger("ctxstore.actor")
 ENCODED_CACHE_SIZE = 1024
 _PULL_EXPIRES_S = 1.0
 _PULL_BYTES = 8 << 20
+_RESTORE_WAIT_S = 0.5
 _FREEZE_EVERY = 10_000
 _REPLAY_IDLE_S = 60.0  # the server removes a recovery consumer left behind by a crash
 SERVICE_NAME = "ctxstore"
@@ -330,7 +332,11 @@ class StoreActor(Actor):
             if finished:
                 return
             code = status(headers)
-            if code is not None:
+            if code == NO_RESPONDERS:
+                failure.append(DeliveryError("the recovery consumer is gone"))
+                finished = True
+                wake.set()
+            elif code is not None:
                 if code != HEARTBEAT:  # expired, or hit its byte limit
                     wake.set()
                 return
@@ -384,6 +390,7 @@ class StoreActor(Actor):
         delivered = 0
         unacked: bytes | None = None  # the ack subject of the last write not yet acked
         failure: list[Exception] = []
+        missing = False  # the durable consumer is gone (deleted by hand, lost with a server)
 
         async def burst_done() -> None:
             nonlocal unacked
@@ -397,7 +404,7 @@ class StoreActor(Actor):
         async def on_write(
             subject: bytes, reply: bytes, data: bytes, headers: bytes | None
         ) -> None:
-            nonlocal delivered, unacked
+            nonlocal delivered, unacked, missing
             if failure:
                 return  # nothing after the write that failed: the restart brings it again
             code = status(headers)
@@ -405,6 +412,7 @@ class StoreActor(Actor):
                 if code != HEARTBEAT:  # 404/408/409: this pull request is over
                     await burst_done()
                     ended.set()
+                    missing = missing or code == NO_RESPONDERS
                 return
             delivered += 1
             try:
@@ -451,9 +459,22 @@ class StoreActor(Actor):
                 if failure:
                     log.error("applying seq %d failed: stopping", self.state.applied_seq + 1)
                     raise failure[0]
+                if missing:
+                    missing = False
+                    await self._restore_consumer()
         finally:
             with contextlib.suppress(Exception):
                 await nc.unsubscribe_raw(sub)
+
+    async def _restore_consumer(self) -> None:
+        """Provision the durable consumer again. It delivers the stream from its start: the
+        writes already applied are skipped by sequence, before any decoding."""
+        log.warning("the actor's consumer is gone: creating it again")
+        await asyncio.sleep(_RESTORE_WAIT_S)  # not in a hot loop if JetStream is not ready
+        try:
+            await provision(self._nc.jetstream(), self._config)
+        except Exception as exc:
+            log.warning("provisioning failed (%r); retrying", exc)
 
     async def _announce(self, outcome: Outcome) -> None:
         # No Nats-Msg-Id: the actor announces each write once (recovery announces only past

@@ -16,6 +16,7 @@ import msgspec
 __all__ = [
     "ACK",
     "HEARTBEAT",
+    "NO_RESPONDERS",
     "DeliveryError",
     "header",
     "js_position",
@@ -26,6 +27,7 @@ __all__ = [
 
 ACK: Final = b"+ACK"
 HEARTBEAT: Final = b"100"  # a status that does not end a pull request
+NO_RESPONDERS: Final = b"503"  # no consumer took the request: it does not exist (any more)
 _STATUS_AT: Final = len(b"NATS/1.0 ")
 _ACK_TOKENS_V1: Final = 9  # $JS.ACK.<stream>.<consumer>.<delivered>.<sseq>.<cseq>.<ts>.<pending>
 _ACK_TOKENS_V2: Final = 11  # with <domain>.<account hash> after ACK (and a trailing token)

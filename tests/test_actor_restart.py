@@ -40,3 +40,16 @@ async def test_restart_after_the_last_writes_were_deleted(
     await conn.close()
     assert ctx.original_analysis == expected.original_analysis
     assert ctx.improvement_plan == {}  # its write is gone from the log, so from the state
+
+
+async def test_the_actor_recreates_its_consumer_when_it_is_deleted_under_it(
+    store: SharedContextStore, nc: Client
+) -> None:
+    eid = await store.create_context("./p")
+    await nc.jetstream().delete_consumer(WRITES_STREAM, ACTOR_DURABLE)
+    # Confirmed: it returns only once the actor has applied it.
+    async with asyncio.timeout(15):
+        await store.update_phase("research")
+    ctx = await store.get_context(eid)
+    assert ctx.current_phase == "research"
+    assert ctx.version == store.last_seq
