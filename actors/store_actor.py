@@ -155,7 +155,7 @@ class StoreActor(Actor):
         self.state = StoreState(Limits(config.max_payload, config.max_contexts))
         self._waiters: list[tuple[int, int, asyncio.Future[None]]] = []
         self._tiebreak = itertools.count()
-        self._encoded: OrderedDict[tuple[str, str], tuple[int, bytes]] = OrderedDict()
+        self._replies: OrderedDict[tuple[str, str, Query], tuple[int, bytes]] = OrderedDict()
         self._service: Service | None = None
         self.recovered_writes = 0
         # Recovery announces the writes it replays past what was announced before (a crash
@@ -623,23 +623,25 @@ class StoreActor(Actor):
             raise _QueryError(ErrorCode.NOT_FOUND, f"no {what} in tenant {tenant}")
         return ctx
 
-    def _encoded_context(self, ctx: EvolutionContext) -> bytes:
-        # Each version is encoded once however often it is read; only the most recently read
-        # contexts are kept encoded, so the cache cannot double the store's memory.
-        key = (ctx.tenant, ctx.evolution_id)
-        cached = self._encoded.get(key)
+    def _encoded(self, ctx: EvolutionContext, view: Query, render: Callable[[], Any]) -> bytes:
+        # Each version is encoded once per view (the context, its comparison) however often
+        # it is read; only the most recently read are kept, so the cache cannot double the
+        # store's memory.
+        key = (ctx.tenant, ctx.evolution_id, view)
+        cached = self._replies.get(key)
         if cached is not None and cached[0] == ctx.version:
-            self._encoded.move_to_end(key)
+            self._replies.move_to_end(key)
             return cached[1]
-        data = encode(ctx)
-        self._encoded[key] = (ctx.version, data)
-        self._encoded.move_to_end(key)
-        if len(self._encoded) > ENCODED_CACHE_SIZE:
-            self._encoded.popitem(last=False)
+        data = encode(render())
+        self._replies[key] = (ctx.version, data)
+        self._replies.move_to_end(key)
+        if len(self._replies) > ENCODED_CACHE_SIZE:
+            self._replies.popitem(last=False)
         return data
 
     def _get(self, tenant: str, body: Any) -> bytes:
-        return self._encoded_context(self._context(tenant, body.evolution_id))
+        ctx = self._context(tenant, body.evolution_id)
+        return self._encoded(ctx, Query.GET, lambda: ctx)
 
     def _list(self, tenant: str, body: Any) -> bytes:
         summaries = sorted(
@@ -649,7 +651,8 @@ class StoreActor(Actor):
         return encode(ContextList(contexts=summaries, applied_seq=self.state.applied_seq))
 
     def _compare(self, tenant: str, body: Any) -> bytes:
-        return encode(compare(self._context(tenant, body.evolution_id)))
+        ctx = self._context(tenant, body.evolution_id)
+        return self._encoded(ctx, Query.COMPARE, lambda: compare(ctx))
 
     def _outcome(self, tenant: str, body: Any) -> bytes:
         rejected = self.state.rejection(body.seq)

@@ -293,6 +293,13 @@ async def test_get_comparison_data_gives_before_plan_after_implementation(
     other = await store.create_context("./other")
     assert (await store.get_comparison_data(eid))["plan"] == PLAN
     assert (await store.get_comparison_data(other))["plan"] == {}
+    # Read once, then written: the next read shows the write (replies are kept per version).
+    await store.store_improvement_plan(
+        tasks=[], priorities=[], dependencies={}, estimated_impact=0.2, evolution_id=eid
+    )
+    again = await store.get_comparison_data(eid)
+    assert again["plan"]["estimated_impact"] == 0.2
+    assert again["version"] == store.last_seq
 
 
 async def test_get_all_contexts_lists_summaries_oldest_first(
