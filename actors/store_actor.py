@@ -45,18 +45,11 @@ from broker import (
     EVENTS_STREAM,
     WRITES_STREAM,
     BusClient,
+    RawHandler,
     StoreConfig,
     provision,
 )
-from broker.delivery import (
-    ACK,
-    HEARTBEAT,
-    NO_RESPONDERS,
-    DeliveryError,
-    pull_request,
-    pull_subject,
-    status,
-)
+from broker.delivery import ACK, NO_RESPONDERS, DeliveryError, Puller
 from contracts import (
     PRUNED_KIND,
     ContextList,
@@ -316,81 +309,47 @@ class StoreActor(Actor):
 
     async def _replay(self, consumer: str, last: int, announced: int) -> None:
         """Apply every write the recovery consumer delivers, up to ``last``."""
-        nc = self._nc
-        request = pull_request(
-            self._fetch_batch, expires=_PULL_EXPIRES_S, max_bytes=self._pull_bytes
-        )
-        wake = asyncio.Event()  # the pull request is over, or the replay is
-        finished = False
-        received = 0
-        failure: list[BaseException] = []
 
         async def on_write(
             subject: bytes, reply: bytes, data: bytes, headers: bytes | None
         ) -> None:
-            nonlocal received, finished
-            if finished:
-                return
-            code = status(headers)
-            if code == NO_RESPONDERS:
-                failure.append(DeliveryError("the recovery consumer is gone"))
-                finished = True
-                wake.set()
-            elif code is not None:
-                if code != HEARTBEAT:  # expired, or hit its byte limit
-                    wake.set()
-                return
-            try:
-                write, pending = delivered_write(subject, reply, data, headers)
-                outcome = self.state.apply(write)
-                self.recovered_writes += 1
-                if outcome is not None and write.seq > announced:
-                    await self._announce(outcome)
-                    self.reannounced += 1
-            except Exception as exc:
-                failure.append(exc)
-                finished = True
-                wake.set()
-                return
-            received += 1
+            write, pending = delivered_write(subject, reply, data, headers)
+            outcome = self.state.apply(write)
+            self.recovered_writes += 1
+            if outcome is not None and write.seq > announced:
+                await self._announce(outcome)
+                self.reannounced += 1
             if write.seq >= last or pending == 0:
-                finished = True
-                wake.set()
-            elif received >= self._fetch_batch:
-                wake.set()
+                puller.stop()
 
-        inbox = nc.new_inbox()
-        sub = await nc.subscribe_raw(inbox, on_write)
-        subject = pull_subject(WRITES_STREAM, consumer)
-        try:
-            while not finished:
-                wake.clear()
-                received = 0
-                await nc.publish(subject, request, reply=inbox)
+        async with self._puller(consumer, on_write) as puller:
+            while not puller.stopped:
                 async with asyncio.timeout(_PULL_EXPIRES_S + self._read_wait):
-                    await wake.wait()
-        finally:
-            with contextlib.suppress(Exception):
-                await nc.unsubscribe_raw(sub)
-        if failure:
-            raise failure[0]
+                    if await puller.pull() == NO_RESPONDERS:
+                        raise DeliveryError("the recovery consumer is gone")
+
+    def _puller(self, consumer: str, handle: RawHandler) -> Puller:
+        return Puller(
+            self._nc,
+            WRITES_STREAM,
+            consumer,
+            handle,
+            batch=self._fetch_batch,
+            max_bytes=self._pull_bytes,
+            expires=_PULL_EXPIRES_S,
+        )
 
     async def _consume(self) -> None:
         """Pull writes in batches from the durable consumer onto a raw subscription.
 
         Each write is applied as it arrives, in stream order, inside the connection's read
-        loop (``BusClient.subscribe_raw``). The consumer acks "all up to", so one ack at the
-        end of each burst covers it; a crash before it only brings the burst again, and
-        applied sequences are skipped."""
+        loop (``Puller``). The consumer acks "all up to", so one ack at the end of each
+        burst covers it; a crash before it only brings the burst again, and applied
+        sequences are skipped. A write the fold fails on (a bug: bad input becomes a
+        rejection) stops the actor rather than being skipped: it is not acked, so a restart
+        applies it."""
         nc = self._nc
-        batch = self._fetch_batch
-        # Short-lived requests: one lost to a reconnect is replaced within a second or two.
-        request = pull_request(batch, expires=_PULL_EXPIRES_S, max_bytes=self._pull_bytes)
-        ended = asyncio.Event()
-        delivered = 0
         unacked: bytes | None = None  # the ack subject of the last write not yet acked
-        failure: list[Exception] = []
-        missing = False  # the durable consumer is gone (deleted by hand, lost with a server)
 
         async def burst_done() -> None:
             nonlocal unacked
@@ -404,17 +363,7 @@ class StoreActor(Actor):
         async def on_write(
             subject: bytes, reply: bytes, data: bytes, headers: bytes | None
         ) -> None:
-            nonlocal delivered, unacked, missing
-            if failure:
-                return  # nothing after the write that failed: the restart brings it again
-            code = status(headers)
-            if code is not None:
-                if code != HEARTBEAT:  # 404/408/409: this pull request is over
-                    await burst_done()
-                    ended.set()
-                    missing = missing or code == NO_RESPONDERS
-                return
-            delivered += 1
+            nonlocal unacked
             try:
                 write, pending = delivered_write(subject, reply, data, headers)
             except DeliveryError:
@@ -424,47 +373,33 @@ class StoreActor(Actor):
                 outcome = self.state.apply(write)
                 if outcome is not None:
                     await self._announce(outcome)
-            except Exception as exc:
-                # A bug, not bad input (the fold turns bad input into a rejection). Stop
-                # rather than skip the write: it is not acked, so a restart applies it.
-                failure.append(exc)
-                ended.set()
-                return
+            except Exception:
+                log.exception("applying seq %d failed: stopping", write.seq)
+                raise
             unacked = reply
-            if pending == 0 or delivered >= batch:
+            if pending == 0:
                 await burst_done()
-            if delivered >= batch:
-                ended.set()
 
-        inbox = nc.new_inbox()
-        sub = await nc.subscribe_raw(inbox, on_write)
-        subject = pull_subject(WRITES_STREAM, ACTOR_DURABLE)
-        try:
+        async with self._puller(ACTOR_DURABLE, on_write) as puller:
             while not self._stop.is_set():
                 self._maybe_snapshot()  # the time cadence, when no write comes
-                ended.clear()
-                delivered = 0
                 try:
-                    await nc.publish(subject, request, reply=inbox)
                     # A request lost to a reconnect never ends: ask again after its expiry.
                     async with asyncio.timeout(_PULL_EXPIRES_S + 0.5):
-                        await ended.wait()
-                except TimeoutError:
-                    pass
+                        code = await puller.pull()
                 except (
+                    TimeoutError,
                     nats.errors.ConnectionClosedError,
                     nats.errors.ConnectionReconnectingError,
-                ):
-                    await asyncio.sleep(0.2)  # reconnecting: nothing to pull from yet
-                if failure:
-                    log.error("applying seq %d failed: stopping", self.state.applied_seq + 1)
-                    raise failure[0]
-                if missing:
-                    missing = False
+                ) as exc:
+                    if puller.stopped:
+                        raise  # from a write that failed, not from a lost request
+                    if not isinstance(exc, TimeoutError):
+                        await asyncio.sleep(0.2)  # reconnecting: nothing to pull from yet
+                    continue
+                await burst_done()  # the batch came whole, or the request ended
+                if code == NO_RESPONDERS:  # the consumer is gone (deleted, lost with a server)
                     await self._restore_consumer()
-        finally:
-            with contextlib.suppress(Exception):
-                await nc.unsubscribe_raw(sub)
 
     async def _restore_consumer(self) -> None:
         """Provision the durable consumer again. It delivers the stream from its start: the
