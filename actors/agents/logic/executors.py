@@ -152,14 +152,20 @@ def _symbol(task: Mapping[str, Any]) -> str:
     return symbol if isinstance(symbol, str) and symbol else MODULE_SYMBOL
 
 
-class DocstringExecutor:
+class _ActionExecutor:
+    """An executor for the fixed set of task actions it names in ``actions``."""
+
+    actions: frozenset[str] = frozenset()
+
+    def supports(self, action: str) -> bool:
+        """Whether ``action`` is one of ``actions``."""
+        return action in self.actions
+
+
+class DocstringExecutor(_ActionExecutor):
     """Adds a generated one-line docstring to a module, class or function lacking one."""
 
     actions = frozenset({"add_docstring"})
-
-    def supports(self, action: str) -> bool:
-        """Whether ``action`` is ``add_docstring``."""
-        return action in self.actions
 
     def apply(self, task: Mapping[str, Any], workdir: Path) -> Change | Skip:
         """Insert the docstring as the first statement of the target's body."""
@@ -263,14 +269,10 @@ def _insert_docstring(source: SourceText, node: ast.Module | DefinitionNode, sum
     return "".join(lines)
 
 
-class ReturnNoneExecutor:
+class ReturnNoneExecutor(_ActionExecutor):
     """Adds ``-> None`` to a function that clearly returns nothing."""
 
     actions = frozenset({"add_return_annotation"})
-
-    def supports(self, action: str) -> bool:
-        """Whether ``action`` is ``add_return_annotation``."""
-        return action in self.actions
 
     def apply(self, task: Mapping[str, Any], workdir: Path) -> Change | Skip:
         """Insert `` -> None`` after the closing parenthesis of the parameters."""
