@@ -33,6 +33,7 @@ from actors.state import Limits, StoredWrite, StoreState
 from broker import WRITES_STREAM, EmbeddedServer, StoreConfig
 from contracts import (
     Decoders,
+    EvolutionContext,
     OutcomeRequest,
     Query,
     encode,
@@ -56,6 +57,27 @@ async def load(
             *(write_as(c, e, writes, expected) for c, e in zip(group, owned, strict=True))
         )
     return expected
+
+
+async def snapshotted(
+    server: EmbeddedServer,
+    config: StoreConfig,
+    nc: Client,
+    *,
+    saved_by: int,
+    clients: int = 3,
+    writes: int = 200,
+) -> tuple[Expected, dict[str, EvolutionContext], int]:
+    """Load with an actor running until it has stored a snapshot at ``saved_by`` or later.
+    Returns what was acknowledged, the contexts as the actor held them, and the sequence
+    of the newest snapshot it stored."""
+    async with running_actor(server, config, "actor-1") as first:
+        expected = await load(server, config, clients=clients, writes=writes)
+        before = await contexts_at(nc, expected.max_seq)
+        assert first.snapshots is not None
+        async with asyncio.timeout(10):
+            await first.snapshots.wait_saved(saved_by)
+    return expected, before, first.snapshots.saved_seq
 
 
 async def bucket(nc: Client) -> ObjectStore:
@@ -84,14 +106,7 @@ async def test_start_up_from_a_snapshot_replays_only_the_writes_after_it(
     server: EmbeddedServer, config: StoreConfig, nc: Client
 ) -> None:
     config = every(config, 500)
-    async with running_actor(server, config, "actor-1") as first:
-        expected = await load(server, config)
-        await contexts_at(nc, expected.max_seq)
-        assert first.snapshots is not None
-        async with asyncio.timeout(10):
-            await first.snapshots.wait_saved(500)
-        before = await contexts_at(nc, expected.max_seq)
-    saved = first.snapshots.saved_seq
+    expected, before, saved = await snapshotted(server, config, nc, saved_by=500)
     assert saved >= 500
     assert 1 <= len(await saved_names(nc)) <= 2  # the newest two are kept
 
@@ -149,13 +164,7 @@ async def test_a_corrupt_snapshot_falls_back_to_a_full_replay(
     server: EmbeddedServer, config: StoreConfig, nc: Client, garbage: bytes
 ) -> None:
     config = every(config, 300)
-    async with running_actor(server, config, "actor-1") as first:
-        expected = await load(server, config, clients=2, writes=200)
-        await contexts_at(nc, expected.max_seq)
-        assert first.snapshots is not None
-        async with asyncio.timeout(10):
-            await first.snapshots.wait_saved(300)
-        before = await contexts_at(nc, expected.max_seq)
+    expected, before, _ = await snapshotted(server, config, nc, saved_by=300, clients=2)
     store = await bucket(nc)
     names = await saved_names(nc)
     for name in names:  # every snapshot is garbage now
@@ -175,13 +184,7 @@ async def test_a_corrupt_newest_snapshot_falls_back_to_the_one_before(
     server: EmbeddedServer, config: StoreConfig, nc: Client
 ) -> None:
     config = every(config, 200)
-    async with running_actor(server, config, "actor-1") as first:
-        expected = await load(server, config, clients=2, writes=300)
-        await contexts_at(nc, expected.max_seq)
-        assert first.snapshots is not None
-        async with asyncio.timeout(10):
-            await first.snapshots.wait_saved(400)
-        before = await contexts_at(nc, expected.max_seq)
+    expected, before, _ = await snapshotted(server, config, nc, saved_by=400, clients=2, writes=300)
     names = await saved_names(nc)
     assert len(names) == 2
     store = await bucket(nc)
@@ -203,12 +206,7 @@ async def test_a_snapshot_of_another_stream_is_not_used(
     server: EmbeddedServer, config: StoreConfig, nc: Client
 ) -> None:
     config = every(config, 100)
-    async with running_actor(server, config, "actor-1") as first:
-        expected = await load(server, config, clients=1, writes=150)
-        await contexts_at(nc, expected.max_seq)
-        assert first.snapshots is not None
-        async with asyncio.timeout(10):
-            await first.snapshots.wait_saved(100)
+    await snapshotted(server, config, nc, saved_by=100, clients=1, writes=150)
     # The write stream is deleted and recreated (same name): the old snapshot is not its.
     await nc.jetstream().delete_stream(WRITES_STREAM)
     async with running_actor(server, config, "actor-2") as second:
@@ -226,12 +224,7 @@ async def test_a_snapshot_taken_under_other_limits_is_not_used(
     server: EmbeddedServer, config: StoreConfig, nc: Client
 ) -> None:
     config = every(config, 50)
-    async with running_actor(server, config, "actor-1") as first:
-        expected = await load(server, config, clients=1, writes=60)
-        await contexts_at(nc, expected.max_seq)
-        assert first.snapshots is not None
-        async with asyncio.timeout(10):
-            await first.snapshots.wait_saved(50)
+    expected, _, _ = await snapshotted(server, config, nc, saved_by=50, clients=1, writes=60)
     other = config.model_copy(update={"max_contexts": 500})
     async with running_actor(server, other, "actor-2") as second:
         loaded = second.snapshot_loaded
