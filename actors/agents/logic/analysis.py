@@ -7,11 +7,10 @@ improvements=)``; every value is plain JSON.
 from __future__ import annotations
 
 import ast
-import copy
 import io
 import tokenize
 from collections.abc import Sequence
-from dataclasses import dataclass, field
+from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -105,14 +104,7 @@ class AnalysisResult:
 
     def to_dict(self) -> JSON:
         """A deep copy as the plain dict the store holds (and ``store_kwargs`` expects)."""
-        return copy.deepcopy(
-            {
-                "files_analyzed": self.files_analyzed,
-                "metrics": self.metrics,
-                "issues": self.issues,
-                "improvements": self.improvements,
-            }
-        )
+        return asdict(self)
 
     def store_kwargs(self) -> JSON:
         """Keyword arguments for ``store_original_analysis``."""

@@ -8,9 +8,8 @@ available (``after`` holds bare metrics), which the evidence then says.
 
 from __future__ import annotations
 
-import copy
 from collections.abc import Mapping
-from dataclasses import dataclass
+from dataclasses import asdict, dataclass
 from typing import Any
 
 from .analysis import AnalysisResult
@@ -39,13 +38,7 @@ class EvaluationResult:
 
     def to_dict(self) -> JSON:
         """A deep copy as the plain dict the store holds."""
-        return copy.deepcopy(
-            {
-                "goals_achieved": self.goals_achieved,
-                "metrics_comparison": self.metrics_comparison,
-                "success_rate": self.success_rate,
-            }
-        )
+        return asdict(self)
 
     def store_kwargs(self) -> JSON:
         """Keyword arguments for ``store_evaluation_results``."""

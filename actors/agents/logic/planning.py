@@ -14,10 +14,9 @@ Ordering rules (deterministic):
 
 from __future__ import annotations
 
-import copy
 import heapq
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import asdict, dataclass
 from typing import Any
 
 __all__ = ["ACTION_EFFECTS", "PlanResult", "plan_improvements"]
@@ -68,14 +67,7 @@ class PlanResult:
 
     def to_dict(self) -> JSON:
         """A deep copy as the plain dict the store holds."""
-        return copy.deepcopy(
-            {
-                "tasks": self.tasks,
-                "priorities": self.priorities,
-                "dependencies": self.dependencies,
-                "estimated_impact": self.estimated_impact,
-            }
-        )
+        return asdict(self)
 
     def store_kwargs(self) -> JSON:
         """Keyword arguments for ``store_improvement_plan``."""

@@ -7,10 +7,9 @@ raises, leaves the copy exactly as the last rollback point (it is restored).
 
 from __future__ import annotations
 
-import copy as copy_module
 import heapq
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import asdict, dataclass
 from typing import Any
 
 from .executors import Change, Executor, Skip
@@ -32,14 +31,7 @@ class ImplementationResult:
 
     def to_dict(self) -> JSON:
         """Every field as plain data."""
-        return copy_module.deepcopy(
-            {
-                "modified_files": self.modified_files,
-                "changes": self.changes,
-                "rollback_points": self.rollback_points,
-                "skipped": self.skipped,
-            }
-        )
+        return asdict(self)
 
     def store_kwargs(self) -> JSON:
         """Keyword arguments for ``store_implementation_log`` (skips are in ``changes``)."""

@@ -6,11 +6,10 @@ shipped ``CatalogueSource`` answers from a curated JSON catalogue, offline.
 
 from __future__ import annotations
 
-import copy
 import json
 import re
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any, Protocol
 
@@ -50,13 +49,7 @@ class ResearchResult:
 
     def to_dict(self) -> JSON:
         """A deep copy as the plain dict the store holds."""
-        return copy.deepcopy(
-            {
-                "best_practices": self.best_practices,
-                "references": self.references,
-                "patterns": self.patterns,
-            }
-        )
+        return asdict(self)
 
     def store_kwargs(self) -> JSON:
         """Keyword arguments for ``store_external_research``."""
