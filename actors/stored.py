@@ -17,7 +17,7 @@ from actors.state import StoredWrite
 from broker.delivery import header, js_position
 from contracts.codec import HEADER_RECORDED_TIME, HEADER_WRITER
 
-__all__ = ["delivered_write", "position", "recorded_time", "stored_write"]
+__all__ = ["delivered_write", "recorded_time", "stored_write"]
 
 _WRITER: Final = HEADER_WRITER.encode()
 _RECORDED_TIME: Final = HEADER_RECORDED_TIME.encode()
@@ -41,21 +41,14 @@ def _when(stamp_ns: int) -> datetime:
     return datetime.fromtimestamp(stamp_ns / 1_000_000_000.0, UTC)
 
 
-def position(msg: Msg) -> tuple[int, datetime, int]:
-    """(stream sequence, stored time, messages pending) of a message from a consumer, read
-    from its ack subject (nats-py's ``msg.metadata`` builds several objects per message)."""
-    seq, stamp, pending = js_position((msg.reply or "").encode())
-    return seq, _when(stamp), pending
-
-
-def stored_write(msg: Msg, where: tuple[int, datetime, int] | None = None) -> StoredWrite:
-    """The write a consumer delivered as a nats-py message; ``where`` is its ``position``
-    if already read."""
-    seq, when, _ = where or position(msg)
+def stored_write(msg: Msg) -> StoredWrite:
+    """The write a consumer delivered as a nats-py message. Its position is read from the
+    ack subject (nats-py's ``msg.metadata`` builds several objects per message)."""
+    seq, stamp, _ = js_position((msg.reply or "").encode())
     headers = msg.headers
     return StoredWrite(
         seq=seq,
-        time=recorded_time(headers.get(HEADER_RECORDED_TIME) if headers else None) or when,
+        time=recorded_time(headers.get(HEADER_RECORDED_TIME) if headers else None) or _when(stamp),
         subject=msg.subject,
         data=msg.data,
         writer=headers.get(HEADER_WRITER) if headers else None,
