@@ -34,7 +34,7 @@ import zlib
 from collections import OrderedDict
 from dataclasses import dataclass
 from datetime import datetime
-from typing import Final
+from typing import Final, Generic, TypeVar
 
 import msgspec
 from nats.js import JetStreamContext
@@ -70,6 +70,9 @@ WRITES_PER_CONTEXT: Final = 4  # the counted cadence is at least this many write
 _YIELD_BYTES: Final = 512 * 1024  # encoded between two turns of the event loop: a few ms
 
 
+C = TypeVar("C")
+
+
 class SnapshotError(ValueError):
     """A snapshot that cannot be used; the message says why."""
 
@@ -89,32 +92,22 @@ class _Rejection(msgspec.Struct, array_like=True, frozen=True):
     version: int  # the context's version after the rejection; 0: no such context
 
 
-class _Body(msgspec.Struct, frozen=True, kw_only=True):
-    format: int
-    stream_created: datetime
-    applied_seq: int
-    max_payload: int
-    max_contexts: int | None
-    contexts: list[EvolutionContext]  # in the state's (creation) order: pruning depends on it
-    latest: dict[str, str]
-    rejections: list[_Rejection]
-
-
-class _BodyOut(msgspec.Struct, frozen=True, kw_only=True):
-    """``_Body`` as written: the same fields, the contexts already encoded."""
+class _Body(msgspec.Struct, Generic[C], frozen=True, kw_only=True):
+    """Read with the contexts decoded (``list[EvolutionContext]``), written with them
+    already encoded one by one (``msgspec.Raw``)."""
 
     format: int
     stream_created: datetime
     applied_seq: int
     max_payload: int
     max_contexts: int | None
-    contexts: msgspec.Raw
+    contexts: C  # in the state's (creation) order: pruning depends on it
     latest: dict[str, str]
     rejections: list[_Rejection]
 
 
 _encoder = msgspec.msgpack.Encoder()
-_decoder = msgspec.msgpack.Decoder(_Body)
+_decoder = msgspec.msgpack.Decoder(_Body[list[EvolutionContext]])
 
 
 @dataclass(frozen=True, slots=True)
@@ -146,7 +139,7 @@ def _body(captured: _Captured, stream_created: datetime, contexts: list[bytes]) 
     array = bytearray(b"\xdd" + len(contexts).to_bytes(4, "big"))
     for encoded in contexts:
         array += encoded
-    body = _BodyOut(
+    body = _Body[msgspec.Raw](
         format=FORMAT,
         stream_created=stream_created,
         applied_seq=captured.applied_seq,
