@@ -31,9 +31,9 @@ from typing import Any
 
 import pytest
 
-from actors.bundles import ReplayResult
 from actors.client import SharedContextStore
-from actors.store_actor import StoreActor
+from actors.core.bundles import ReplayResult
+from actors.store.actor import StoreActor
 from broker import EmbeddedServer, StoreConfig, connect
 
 __all__ = [

@@ -11,7 +11,7 @@ import signal
 
 from nats.aio.msg import Msg
 
-from actors.store_actor import StoreActor
+from actors.store.actor import StoreActor
 from bench.common import ECHO_PREFIX, bench_config
 from broker import connect
 

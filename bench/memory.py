@@ -36,8 +36,8 @@ def _rss() -> int:
 
 
 def probe(contexts: int, scaled: bool, trace: bool) -> dict[str, float]:
-    from actors.state import Limits, StoredWrite, StoreState
-    from actors.store_actor import ENCODED_CACHE_SIZE
+    from actors.core.fold import Limits, StoredWrite, StoreState
+    from actors.store.actor import ENCODED_CACHE_SIZE
     from bench.payloads import evolution_writes
     from contracts import encode, write_subject
 

@@ -1,6 +1,6 @@
 """Figure 6: research + analysis run in parallel against one after the other.
 
-Uses the evolution pipeline (``actors.engine``) on ``examples/sample_project``, asking the
+Uses the evolution pipeline (``actors.evolution.engine``) on ``examples/sample_project``, asking the
 agents through the bus exactly as ``run_evolution`` does, once with both requests in flight
 together and once in turn; rounds alternate, medians. Twice: with each agent in a process of
 its own (``ctxstore agent NAME``, as deployed: the target's figure), and with the engine's
@@ -26,7 +26,7 @@ SAMPLE = Path(__file__).resolve().parent.parent / "examples" / "sample_project"
 
 
 async def run_parallel(tmp: Path, *, quick: bool) -> list[Figure]:
-    if importlib.util.find_spec("actors.engine") is None or not SAMPLE.is_dir():
+    if importlib.util.find_spec("actors.evolution.engine") is None or not SAMPLE.is_dir():
         return [
             Figure(
                 "research + analysis, parallel / sequential",
@@ -86,8 +86,8 @@ async def _agent_processes(url: str, names: tuple[str, ...]) -> AsyncIterator[No
 
 async def _measure(url: str, tmp: Path, rounds: int, *, remote: bool) -> Figure:
     from actors import SharedContextStore
-    from actors.agents.roles import OPTION_APPLY, OPTION_WORKDIR
-    from actors.engine import CodeAnalysisAgent, EvolutionEngine, ResearchAgent
+    from actors.evolution.agents.roles import OPTION_APPLY, OPTION_WORKDIR
+    from actors.evolution.engine import CodeAnalysisAgent, EvolutionEngine, ResearchAgent
 
     par: list[float] = []
     seq: list[float] = []

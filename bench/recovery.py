@@ -18,7 +18,7 @@ from pathlib import Path
 from nats.aio.msg import Msg
 from nats.js.api import ConsumerConfig, DeliverPolicy
 
-from actors.store_actor import StoreActor
+from actors.store.actor import StoreActor
 from bench.common import Figure, bench_config, encoded_writes, median, raw_connection, server
 from bench.payloads import small_writes
 from broker import WRITES_STREAM, StoreConfig, connect, provision
@@ -160,7 +160,7 @@ async def _history_independence(tmp: Path, runs: int) -> Figure:
 
 
 def _snapshots_available() -> bool:
-    return importlib.util.find_spec("actors.snapshots") is not None
+    return importlib.util.find_spec("actors.store.snapshots") is not None
 
 
 async def run_recovery(tmp: Path, *, quick: bool, big: bool, full: bool) -> list[Figure]:

@@ -15,7 +15,7 @@ server process does not). The cost: awaited publishes fell from about 5k/s to ab
 on the machines this was measured on. A server given by URL has its own setting.
 
 ``ttl_seconds``: the store actor deletes a context whose last write is older than this, from
-its state (a ``delete`` write in the log) and from the stream (see ``actors.retention``).
+its state (a ``delete`` write in the log) and from the stream (see ``actors.store.retention``).
 """
 
 from __future__ import annotations
@@ -27,7 +27,7 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 
-from contracts import DEFAULT_MAX_PAYLOAD, DEFAULT_TENANT, check_token
+from contracts import DEFAULT_MAX_PAYLOAD, DEFAULT_TENANT, ConfigError, check_token
 
 __all__ = ["ConfigError", "StoreConfig"]
 
@@ -50,10 +50,6 @@ def _describe(loc: tuple[int | str, ...], msg: str, variables: Mapping[str, str]
     name = ".".join(str(p) for p in loc)
     var = variables.get(name)
     return f"{name} ({var}): {msg}" if var else f"{name}: {msg}"
-
-
-class ConfigError(ValueError):
-    """A configuration value that cannot be used; the message names the setting."""
 
 
 class StoreConfig(BaseModel):

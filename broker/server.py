@@ -19,14 +19,12 @@ from collections import deque
 from pathlib import Path
 from types import TracebackType
 
+from contracts.errors import BrokerError
+
 __all__ = ["BrokerError", "EmbeddedServer", "find_server_binary"]
 
 _LISTENING = re.compile(rb"Listening for client connections on [^\s]+:(\d+)")
 _READY = b"Server is ready"
-
-
-class BrokerError(RuntimeError):
-    """The embedded server could not be started or reached."""
 
 
 def find_server_binary() -> str:

@@ -70,7 +70,8 @@ class Query(StrEnum):
 def check_token(value: str, what: str) -> str:
     """Return ``value`` if it is a valid subject token (letters, digits, ``_``, ``-``; 1-64)."""
     if not isinstance(value, str) or not _TOKEN.match(value):
-        raise SubjectError(f"{what} {value!r} is invalid: use 1-64 letters, digits, '_' or '-'")
+        shown = _shown(value) if isinstance(value, str) else type(value).__name__
+        raise SubjectError(f"{what} {shown} is invalid: use 1-64 letters, digits, '_' or '-'")
     return value
 
 
@@ -103,7 +104,7 @@ def event_subject_of(stored_write_subject: str) -> str:
     """The event subject for a write stored on ``stored_write_subject``, a write subject the
     store has already parsed and checked (the hot path: no second validation)."""
     if not stored_write_subject.startswith(_WRITE_PREFIX):
-        raise SubjectError(f"not a write subject: {stored_write_subject!r}")
+        raise SubjectError(f"not a write subject: {_shown(stored_write_subject)}")
     return _EVENT_PREFIX + stored_write_subject[len(_WRITE_PREFIX) :]
 
 
@@ -155,16 +156,38 @@ class WriteSubject:
 
     @classmethod
     def parse(cls, subject: str) -> WriteSubject:
+        """The tokens of a write subject; ``SubjectError`` if it has not the write layout.
+        The tokens are not checked (see ``check``): an invalid one is a reason to reject."""
+        found = cls.try_parse(subject)
+        if found is None:
+            raise SubjectError(f"not a write subject: {_shown(subject)}")
+        return found
+
+    @classmethod
+    def try_parse(cls, subject: str) -> WriteSubject | None:
         parts = subject.split(".")
         if len(parts) != 5 or parts[0] != ROOT or parts[1] != Channel.WRITE:
-            raise SubjectError(f"not a write subject: {subject!r}")
+            return None
         # Interned: a tenant or kind is held once, not once per context in memory.
         return cls(tenant=sys.intern(parts[2]), evolution_id=parts[3], kind=sys.intern(parts[4]))
+
+    def check(self) -> WriteSubject:
+        """Self, if tenant and evolution id are valid tokens; else ``SubjectError``."""
+        check_token(self.tenant, "tenant")
+        check_token(self.evolution_id, "evolution_id")
+        return self
+
+
+def _shown(value: str, limit: int = 200) -> str:
+    """``repr`` of what a caller sent, cut to ``limit`` characters: errors echo input, and
+    an echo must never make a reply too large to send."""
+    text = repr(value)
+    return text if len(text) <= limit else f"{text[:limit]}... ({len(value)} characters)"
 
 
 def query_tenant(subject: str) -> str:
     """The tenant token of a query subject."""
     parts = subject.split(".")
     if len(parts) != 4 or parts[0] != ROOT or parts[1] != Channel.QUERY:
-        raise SubjectError(f"not a query subject: {subject!r}")
+        raise SubjectError(f"not a query subject: {_shown(subject)}")
     return check_token(parts[2], "tenant")

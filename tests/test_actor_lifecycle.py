@@ -8,7 +8,7 @@ import asyncio
 
 import pytest
 
-from actors.actor import Actor, ActorStopped
+from actors.runtime.actor import Actor, ActorStopped
 
 
 class Worker(Actor):

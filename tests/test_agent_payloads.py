@@ -2,8 +2,8 @@
 
 from __future__ import annotations
 
-from actors.agents.roles import fit_analysis, fit_changes
-from actors.agents.rollback import compact_log, expand_points
+from actors.evolution.agents.roles import fit_analysis, fit_changes
+from actors.evolution.agents.rollback import compact_log, expand_points
 from contracts import encode
 
 

@@ -17,11 +17,10 @@ import msgspec
 import pytest
 from nats.aio.client import Client
 
-from actors import ConflictError, InvalidWriteError, SharedContextStore, StoreActor
-from actors.bundles import BundleError
+from actors import ConflictError, SharedContextStore, StoreActor
 from actors.cli import main
 from broker import WRITES_STREAM, EmbeddedServer, StoreConfig, connect
-from contracts import EvolutionContext, Stage, Status, WriteKind, write_subject
+from contracts import BundleError, EvolutionContext, Stage, Status, WriteKind, write_subject
 from contracts.bundle import GENESIS, chain_hash
 from contracts.history import HistoryEntry
 
@@ -347,7 +346,7 @@ async def test_a_malformed_or_truncated_file_is_rejected_and_writes_nothing(
     bad = tmp_path / "bad.bin"
     bad.write_bytes(corrupt(raw))
     before = await last_seq(nc)
-    with pytest.raises(InvalidWriteError, match=message):
+    with pytest.raises(BundleError, match=message):
         await store.import_context(bad, evolution_id="evo-imported")
     assert await last_seq(nc) == before
 

@@ -13,6 +13,7 @@ import pytest
 from nats.aio.client import Client
 
 from actors import (
+    BundleError,
     ConflictError,
     ContextNotFoundError,
     ContextStoreError,
@@ -448,17 +449,17 @@ async def test_import_of_a_malformed_file_raises_and_writes_nothing(
     bad = tmp_path / "bad.json"
     write_text(bad, corrupt(read_text(path)))
     before = await stream_last_seq(nc)
-    with pytest.raises(InvalidWriteError):
+    with pytest.raises(BundleError):
         await store.import_context(bad, evolution_id="evo-imported")
     assert await stream_last_seq(nc) == before
     with pytest.raises(ContextNotFoundError):
         await store.get_context("evo-imported")
 
 
-async def test_import_of_a_missing_file_raises_invalid(
+async def test_import_of_a_missing_file_raises_a_bundle_error(
     store: SharedContextStore, tmp_path: Path
 ) -> None:
-    with pytest.raises(InvalidWriteError, match="cannot read"):
+    with pytest.raises(BundleError, match="cannot read"):
         await store.import_context(tmp_path / "nope.json")
 
 

@@ -8,8 +8,7 @@ from nats.aio.client import Client
 from nats.aio.msg import Msg
 
 from actors import SharedContextStore, StoreActor
-from actors.confirmations import Confirmations
-from actors.errors import ContextNotFoundError
+from actors.client.confirmations import Confirmations
 from broker import StoreConfig
 from contracts import (
     CreateContext,
@@ -21,6 +20,7 @@ from contracts import (
     query_subject,
     write_subject,
 )
+from contracts.errors import ContextNotFoundError
 
 
 async def outcome_requests(nc: Client, config: StoreConfig) -> list[Msg]:

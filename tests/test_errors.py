@@ -24,7 +24,6 @@ from actors import (
     StoreTimeoutError,
     StoreUnavailableError,
 )
-from actors.errors import CapacityError, ConflictError, error_for
 from broker import WRITES_STREAM, EmbeddedServer, StoreConfig, provision
 from contracts import (
     Decoders,
@@ -37,6 +36,7 @@ from contracts import (
     query_subject,
     write_subject,
 )
+from contracts.errors import CapacityError, ConflictError, error_for
 
 VALID_ANALYSIS = (
     b'{"type": "original_analysis", "files_analyzed": 10, "metrics": {"complexity": 3.5},'

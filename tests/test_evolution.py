@@ -16,8 +16,8 @@ from nats.aio.msg import Msg
 from nats.js.api import ConsumerConfig, DeliverPolicy
 
 from actors import EvolutionConfig, EvolutionEngine, SharedContextStore, StoreActor
-from actors.agents.logic import ResearchResult
-from actors.agents.rollback import restore_point
+from actors.evolution.agents.logic import ResearchResult
+from actors.evolution.agents.rollback import restore_point
 from broker import WRITES_STREAM, EmbeddedServer
 from contracts import (
     AgentActivity,

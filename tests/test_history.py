@@ -12,7 +12,7 @@ from nats.aio.client import Client
 
 from actors import ContextNotFoundError, SharedContextStore
 from actors.cli import main
-from actors.history import diff_contexts
+from actors.core.timeline import diff_contexts
 from contracts import EvolutionContext, Stage, Status, WriteKind, write_subject
 from contracts.history import Change
 

@@ -22,8 +22,8 @@ from actors import (
     ContextNotFoundError,
     SharedContextStore,
 )
-from actors.local import LocalStack
-from actors.retention import TTL_WRITER, expire, expired
+from actors.store.local import LocalStack
+from actors.store.retention import TTL_WRITER, expire, expired
 from broker import EVENTS_STREAM, WRITES_STREAM, EmbeddedServer, StoreConfig, provision
 from contracts import (
     ContextPruned,

@@ -30,7 +30,7 @@ from workload import (
     writers,
 )
 
-from actors.snapshots import SNAPSHOT_BUCKET
+from actors.store.snapshots import SNAPSHOT_BUCKET
 from broker import EVENTS_STREAM, EmbeddedServer, StoreConfig
 from contracts import Decoders, WriteApplied, event_filter
 

@@ -21,7 +21,8 @@ from workload import (
 )
 
 from actors import SharedContextStore
-from actors.snapshots import (
+from actors.core.fold import Limits, StoredWrite, StoreState
+from actors.store.snapshots import (
     SNAPSHOT_BUCKET,
     WRITES_PER_CONTEXT,
     SnapshotError,
@@ -29,7 +30,6 @@ from actors.snapshots import (
     decode_snapshot,
     encode_snapshot,
 )
-from actors.state import Limits, StoredWrite, StoreState
 from broker import WRITES_STREAM, EmbeddedServer, StoreConfig
 from contracts import (
     Decoders,

@@ -7,7 +7,7 @@ from datetime import UTC, datetime, timedelta
 import msgspec
 import pytest
 
-from actors.state import Applied, Limits, Rejected, StoredWrite, StoreState, compare, summarize
+from actors.core.fold import Applied, Limits, Rejected, StoredWrite, StoreState, compare, summarize
 from contracts import (
     AgentActivity,
     CreateContext,

@@ -15,7 +15,7 @@ from typing import Any
 import pytest
 
 from actors import InvalidWriteError, SharedContextStore, StoreActor
-from actors.watch import Watch
+from actors.client.watch import Watch
 from broker import EmbeddedServer, StoreConfig, connect
 from contracts import Stage, WriteApplied
 

@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pytest
 
-from actors.agents.logic import AnalysisResult, analyze_project
+from actors.evolution.agents.logic import AnalysisResult, analyze_project
 
 MOD = '''\
 """Module doc."""

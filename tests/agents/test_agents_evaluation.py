@@ -6,7 +6,7 @@ import json
 from pathlib import Path
 from typing import Any
 
-from actors.agents.logic import analyze_project, compare_metrics, evaluate
+from actors.evolution.agents.logic import analyze_project, compare_metrics, evaluate
 
 
 def task(task_id: str, action: str, file: str, symbol: str | None) -> dict[str, Any]:

@@ -9,7 +9,7 @@ from typing import Any
 
 import pytest
 
-from actors.agents.logic import Change, DocstringExecutor, ReturnNoneExecutor, Skip
+from actors.evolution.agents.logic import Change, DocstringExecutor, ReturnNoneExecutor, Skip
 
 
 def task(action: str, file: str, symbol: str | None, line: int = 0) -> dict[str, Any]:

@@ -15,7 +15,7 @@ from typing import Any
 
 import pytest
 
-from actors.agents.logic import (
+from actors.evolution.agents.logic import (
     CatalogueSource,
     WorkingCopy,
     analyze_project,

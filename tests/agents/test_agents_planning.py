@@ -5,7 +5,7 @@ from __future__ import annotations
 import json
 from typing import Any
 
-from actors.agents.logic import plan_improvements
+from actors.evolution.agents.logic import plan_improvements
 
 
 def improvement(

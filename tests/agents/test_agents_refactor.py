@@ -10,7 +10,7 @@ from typing import Any
 
 import pytest
 
-from actors.agents.logic import (
+from actors.evolution.agents.logic import (
     Change,
     Skip,
     WorkingCopy,

@@ -6,8 +6,8 @@ import json
 from pathlib import Path
 from typing import Any
 
-from actors.agents.logic import CatalogueSource, load_catalogue, scan_project_facts
-from actors.agents.logic.research import DEFAULT_CATALOGUE
+from actors.evolution.agents.logic import CatalogueSource, load_catalogue, scan_project_facts
+from actors.evolution.agents.logic.research import DEFAULT_CATALOGUE
 
 FACTS_TYPED_TESTED = {"uses_type_hints": True, "has_tests": True, "uses_asyncio": False}
 FACTS_BARE = {"uses_type_hints": False, "has_tests": False, "uses_asyncio": False}

@@ -1,8 +1,8 @@
-"""History and time travel, read straight from the write stream.
+"""History and time travel as pure folds of one context's writes (no I/O).
 
-``load_timeline`` reads every write of one context (its subjects ``ctxstore.write.<tenant>.<id>.*``)
-with an ordered consumer; ``Timeline`` folds the pure ``StoreState`` over them, so the context
-at any sequence or time is exactly what the store held then.
+``Timeline`` folds the pure ``StoreState`` over the writes of one context (read from the
+write stream by ``actors.client.history.load_timeline``), so the context at any sequence or
+time is exactly what the store held then; ``diff_contexts`` says what changed between two.
 
 Why fold rather than the batched Direct Get (``multi_last`` with ``up_to_seq``): the last write
 of each phase subject gives the phase data, but not ``error_log`` (it accumulates over every
@@ -18,41 +18,24 @@ rejected-write events (``ctxstore.error.<tenant>.<id>.*``, kept for the events s
 
 from __future__ import annotations
 
-import asyncio
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Any, Final
 
 import msgspec
-import nats.errors
-from nats.aio.client import Client
-from nats.aio.msg import Msg
-from nats.js.api import ConsumerConfig, DeliverPolicy
 
-from actors.errors import StoreTimeoutError
-from actors.state import Applied, Limits, Outcome, Rejected, StoredWrite, StoreState
-from actors.stored import stored_write
-from broker import EVENTS_STREAM, WRITES_STREAM
-from contracts import (
-    Decoders,
-    ErrorCode,
-    EvolutionContext,
-    WriteKind,
-    WriteRejected,
-    write_filter,
-)
+from actors.core.fold import Applied, Limits, Outcome, Rejected, StoredWrite, StoreState
+from contracts import ErrorCode, EvolutionContext, WriteKind, WriteSubject
 from contracts.history import Change, HistoryEntry
-from contracts.subjects import error_filter
 
 __all__ = [
     "METADATA_FIELDS",
     "Point",
     "Recorded",
+    "Step",
     "Timeline",
     "diff_contexts",
-    "load_timeline",
-    "read_messages",
 ]
 
 Point = int | datetime
@@ -60,55 +43,6 @@ Point = int | datetime
 
 METADATA_FIELDS: Final = frozenset({"version", "updated_at", "phase_versions"})
 """Fields that change with every write; ``diff_contexts`` skips them unless asked."""
-
-
-async def read_messages(
-    nc: Client,
-    stream: str,
-    subject_filter: str,
-    *,
-    up_to_seq: int | None = None,
-    idle_timeout: float = 5.0,
-) -> list[Msg]:
-    """Every message of ``stream`` under ``subject_filter`` stored so far (up to ``up_to_seq``),
-    in stream order, with an ordered consumer."""
-    js = nc.jetstream(timeout=idle_timeout)
-    info = await js.stream_info(stream)
-    last = info.state.last_seq
-    if up_to_seq is not None:
-        last = min(last, up_to_seq)
-    if info.state.messages == 0 or last < info.state.first_seq:
-        return []
-    sub = await js.subscribe(
-        subject_filter,
-        stream=stream,
-        ordered_consumer=True,
-        config=ConsumerConfig(deliver_policy=DeliverPolicy.ALL),
-        pending_msgs_limit=-1,
-        pending_bytes_limit=-1,
-    )
-    out: list[Msg] = []
-    try:
-        consumer = await sub.consumer_info()
-        delivered = consumer.delivered.consumer_seq if consumer.delivered else 0
-        if consumer.num_pending == 0 and delivered == 0:
-            return out
-        while True:
-            try:
-                msg = await sub.next_msg(timeout=idle_timeout)
-            except nats.errors.TimeoutError:
-                raise StoreTimeoutError(
-                    f"reading {subject_filter} from {stream} stalled after {len(out)} messages"
-                ) from None
-            meta = msg.metadata
-            if meta.sequence.stream > last:
-                break
-            out.append(msg)
-            if meta.sequence.stream >= last or meta.num_pending == 0:
-                break
-    finally:
-        await sub.unsubscribe()
-    return out
 
 
 @dataclass(frozen=True, slots=True)
@@ -156,7 +90,7 @@ class Timeline:
                     rec.write,
                     self.tenant,
                     self.evolution_id,
-                    rec.write.subject.rsplit(".", 1)[-1],
+                    WriteSubject.parse(rec.write.subject).kind,
                     ErrorCode.CAPACITY,
                     rec.capacity_reason,
                     state.contexts.get(key),
@@ -187,7 +121,7 @@ def _within(write: StoredWrite, until: Point | None) -> bool:
 
 def _entry(step: Step) -> HistoryEntry:
     write = step.recorded.write
-    kind = write.subject.rsplit(".", 1)[-1]
+    kind = WriteSubject.parse(write.subject).kind
     ctx = step.context
     common: dict[str, Any] = dict(
         seq=write.seq,
@@ -206,49 +140,6 @@ def _entry(step: Step) -> HistoryEntry:
             return HistoryEntry(**common, applied=True, stage=stage)
     # A redelivery cannot occur in a single read; kept total for the type checker.
     return HistoryEntry(**common, applied=False, code="duplicate", reason="sequence seen twice")
-
-
-async def load_timeline(
-    nc: Client,
-    tenant: str,
-    evolution_id: str,
-    *,
-    max_payload: int,
-    up_to_seq: int | None = None,
-    read_timeout: float = 5.0,
-) -> Timeline:
-    """Read one context's writes from the stream (and its capacity rejections from the
-    events stream) into a ``Timeline``."""
-    writes, errors = await asyncio.gather(
-        read_messages(
-            nc,
-            WRITES_STREAM,
-            write_filter(tenant, evolution_id),
-            up_to_seq=up_to_seq,
-            idle_timeout=read_timeout,
-        ),
-        read_messages(
-            nc, EVENTS_STREAM, error_filter(tenant, evolution_id), idle_timeout=read_timeout
-        ),
-    )
-    capacity: dict[int, str] = {}
-    for msg in errors:
-        try:
-            event = Decoders.event.decode(msg.data)
-        except (msgspec.ValidationError, msgspec.DecodeError):
-            continue
-        if isinstance(event, WriteRejected) and event.code == ErrorCode.CAPACITY:
-            capacity[event.seq] = event.reason
-    records = [
-        Recorded(
-            write=(w := stored_write(msg)),
-            stored_at=msg.metadata.timestamp,
-            capacity_reason=capacity.get(w.seq),
-        )
-        for msg in writes
-        if len(msg.subject.split(".")) == 5  # the context's own subjects, no deeper tokens
-    ]
-    return Timeline(tenant, evolution_id, records, max_payload=max_payload)
 
 
 # -- diff ----------------------------------------------------------------------------------

@@ -1,17 +1,11 @@
-"""Export/import bundles: a context with its whole write history, under a hash chain.
+"""Export/import bundles, the pure half: build, check and compare (no I/O).
 
-The format is documented in ``contracts/bundle.py``. Exports are built from the write stream
-(``actors.history``), so the context in a bundle is exactly the fold of the writes in it.
-
-Import re-publishes the recorded writes in order, raw bodies and writers unchanged, under the
-target id, each with ``Ctxstore-Recorded-Time`` (the store takes it as the write's time, so
-``created_at``/``updated_at`` are the original ones). Before anything is published the file
-is validated in full: gzip and JSON structure, format and version, the hash chain, the count
-and head, the context hash, every write's size against this store's limit, and (strict mode)
-that folding the writes gives the recorded context. Each publish is guarded by the server's
-expected-last-subject-sequence check over all of the id's subjects, so no other writer's
-write can interleave: the first expects the id to be empty (or the delete that replaces it),
-each next one expects the previous one.
+The format is documented in ``contracts/bundle.py``. A bundle is built from a context's
+``Timeline`` (its writes as stored), so the context in a bundle is exactly the fold of the
+writes in it. Before an import publishes anything (``actors.client.bundles``) the file is
+validated in full here: gzip and JSON structure, format and version, the hash chain, the
+count and head, the context hash, every write's size against the store's limit, and that
+folding the writes gives the recorded context.
 """
 
 from __future__ import annotations
@@ -19,47 +13,24 @@ from __future__ import annotations
 import base64
 import binascii
 import gzip
-import os
 import re
 import zlib
 from collections.abc import Iterable
 from dataclasses import dataclass
 from datetime import UTC, datetime
-from pathlib import Path
 from typing import Final
 
 import msgspec
-import nats.errors
-from nats.aio.client import Client
-from nats.js.errors import APIError
 
-from actors.errors import (
-    CapacityError,
-    ConflictError,
+from actors.core.fold import Applied, Limits, StoredWrite, StoreState
+from actors.core.timeline import Timeline, diff_contexts
+from contracts import (
+    BundleError,
     ContextNotFoundError,
     ContextStoreError,
-    InvalidWriteError,
-    StoreTimeoutError,
-    error_for,
-)
-from actors.history import Timeline, diff_contexts, load_timeline
-from actors.state import Applied, Limits, StoredWrite, StoreState
-from broker import StoreConfig
-from contracts import (
-    HEADER_EXPECTED_LAST_SUBJECT_SEQ,
-    HEADER_EXPECTED_LAST_SUBJECT_SEQ_SUBJECT,
-    HEADER_MSG_ID,
-    HEADER_WRITER,
-    Decoders,
-    DeleteContext,
     ErrorCode,
     EvolutionContext,
-    OutcomeRequest,
-    Query,
-    WriteKind,
     encode,
-    query_subject,
-    write_filter,
     write_subject,
 )
 from contracts.bundle import (
@@ -71,12 +42,9 @@ from contracts.bundle import (
     chain_hash,
     context_hash,
 )
-from contracts.codec import HEADER_RECORDED_TIME
-from contracts.errors import service_error
 from contracts.history import Change
 
 __all__ = [
-    "BundleError",
     "Published",
     "ReplayResult",
     "as_recorded",
@@ -86,19 +54,12 @@ __all__ = [
     "describe",
     "encode_bundle",
     "ensure_imported",
-    "publish_bundle",
-    "read_bundle",
-    "write_bundle",
+    "raw_body",
 ]
 
 _GZIP_MAGIC: Final = b"\x1f\x8b"
-_WRONG_LAST_SEQUENCE: Final = 10071
 _SEQ_IN_LOG = re.compile(r"^seq (\d+) ")
 _decoder: Final = msgspec.json.Decoder(Bundle)
-
-
-class BundleError(InvalidWriteError):
-    """A bundle file that cannot be imported: the message says what is wrong with it."""
 
 
 # -- export --------------------------------------------------------------------------------
@@ -153,23 +114,7 @@ def encode_bundle(bundle: Bundle, *, compress: bool) -> bytes:
     return gzip.compress(data, mtime=0) if compress else data
 
 
-def write_bundle(bundle: Bundle, path: Path, *, compress: bool) -> Path:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-    tmp.write_bytes(encode_bundle(bundle, compress=compress))
-    tmp.replace(path)
-    return path
-
-
 # -- validation ----------------------------------------------------------------------------
-
-
-def read_bundle(path: str | os.PathLike[str]) -> Bundle:
-    try:
-        raw = Path(path).read_bytes()
-    except OSError as exc:
-        raise BundleError(f"cannot read {path}: {exc.strerror}") from None
-    return decode_bundle(raw, source=str(path))
 
 
 def decode_bundle(raw: bytes, *, source: str = "bundle") -> Bundle:
@@ -218,7 +163,7 @@ def decode_bundle(raw: bytes, *, source: str = "bundle") -> Bundle:
                 f"(hash {write.hash[:12]}..., expected {expected[:12]}...)"
             )
         prev = write.hash
-        _raw_body(write, where)
+        raw_body(write, where)
     if bundle.head != prev:
         raise BundleError(
             f"{source}: head {bundle.head[:12]}... does not match the last write's hash "
@@ -229,7 +174,8 @@ def decode_bundle(raw: bytes, *, source: str = "bundle") -> Bundle:
     return bundle
 
 
-def _raw_body(write: BundleWrite, where: str = "write") -> bytes:
+def raw_body(write: BundleWrite, where: str = "write") -> bytes:
+    """A recorded write's body as it was published."""
     if write.body is not None:
         return write.body.encode("utf-8")
     try:
@@ -243,7 +189,7 @@ def _stored(bundle: Bundle, write: BundleWrite) -> StoredWrite:
         seq=write.seq,
         time=write.time,
         subject=write_subject(bundle.tenant, bundle.evolution_id, write.kind),
-        data=_raw_body(write),
+        data=raw_body(write),
         writer=write.writer,
     )
 
@@ -252,7 +198,7 @@ def check_consistent(bundle: Bundle, *, max_payload: int) -> None:
     """Strict check: folding the bundle's writes gives its context and its outcomes, and
     every write fits this store's payload limit."""
     for write in bundle.writes:
-        size = len(_raw_body(write))
+        size = len(raw_body(write))
         if size > max_payload:
             raise BundleError(
                 f"write seq {write.seq} ({write.kind}) is {size} bytes, over this store's "
@@ -298,93 +244,6 @@ class Published:
     evolution_id: str
     last_seq: int
     seq_map: dict[int, int]  # new sequence -> recorded sequence
-
-
-async def publish_bundle(
-    nc: Client,
-    config: StoreConfig,
-    bundle: Bundle,
-    evolution_id: str,
-    *,
-    replace: bool,
-    msg_prefix: str,
-    confirm_first: bool = True,
-) -> Published:
-    """Re-publish the bundle's writes under ``evolution_id`` (validated beforehand)."""
-    tenant = config.tenant
-    current = await load_timeline(
-        nc,
-        tenant,
-        evolution_id,
-        max_payload=config.max_payload,
-        read_timeout=config.request_timeout,
-    )
-    exists = current.context_at() is not None
-    if exists and not replace:
-        raise ConflictError(
-            f"context {evolution_id} already exists: import with replace=True (--replace) "
-            f"or under a new id (--as ID)"
-        )
-    js = nc.jetstream(timeout=config.request_timeout)
-    subject_filter = write_filter(tenant, evolution_id)
-    expected = current.last_seq
-
-    async def publish(subject: str, data: bytes, headers: dict[str, str]) -> int:
-        headers[HEADER_EXPECTED_LAST_SUBJECT_SEQ] = str(expected)
-        headers[HEADER_EXPECTED_LAST_SUBJECT_SEQ_SUBJECT] = subject_filter
-        for attempt in range(3):
-            try:
-                ack = await js.publish(subject, data, headers=headers)
-                return int(ack.seq)
-            except nats.errors.TimeoutError:
-                if attempt == 2:
-                    raise StoreTimeoutError(f"no acknowledgement for {subject}") from None
-            except APIError as exc:
-                if exc.err_code == _WRONG_LAST_SEQUENCE:
-                    raise ConflictError(
-                        f"another writer wrote to {evolution_id} during the import "
-                        f"({len(seq_map)} of {len(bundle.writes)} writes were imported)"
-                    ) from None
-                raise error_for("internal", f"JetStream refused {subject}: {exc}") from None
-        raise AssertionError("unreachable")
-
-    seq_map: dict[int, int] = {}
-    if exists:
-        body = encode(DeleteContext(reason=f"replaced by import of bundle {bundle.head[:16]}"))
-        headers = {HEADER_MSG_ID: f"{msg_prefix}-delete", HEADER_WRITER: "ctxstore-import"}
-        expected = await publish(
-            write_subject(tenant, evolution_id, WriteKind.DELETE), body, headers
-        )
-    for i, write in enumerate(bundle.writes):
-        headers = {
-            HEADER_MSG_ID: f"{msg_prefix}-{write.seq}",
-            HEADER_RECORDED_TIME: write.time.isoformat(),
-        }
-        if write.writer is not None:
-            headers[HEADER_WRITER] = write.writer
-        subject = write_subject(tenant, evolution_id, write.kind)
-        expected = await publish(subject, _raw_body(write), headers)
-        seq_map[expected] = write.seq
-        if i == 0 and confirm_first:
-            await _confirm_first(nc, config, expected, write)
-    return Published(evolution_id, expected, seq_map)
-
-
-async def _confirm_first(nc: Client, config: StoreConfig, seq: int, write: BundleWrite) -> None:
-    """Stop early if the store refused to create the context (e.g. it is full)."""
-    msg = await nc.request(
-        query_subject(config.tenant, Query.OUTCOME),
-        encode(OutcomeRequest(seq=seq, min_seq=seq)),
-        timeout=config.request_timeout,
-    )
-    if service_error(msg.headers, msg.data) is not None:
-        return  # the outcome is checked again on the imported context
-    outcome = Decoders.outcome.decode(msg.data)
-    if not outcome.applied and write.applied:
-        error = error_for(outcome.code or "invalid", outcome.reason or "refused")
-        if isinstance(error, CapacityError):
-            raise CapacityError(f"{outcome.reason}; nothing else of the bundle was imported")
-        raise error
 
 
 def as_recorded(ctx: EvolutionContext, bundle: Bundle, published: Published) -> EvolutionContext:

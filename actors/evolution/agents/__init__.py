@@ -1,7 +1,7 @@
 """The five evolution agents, as actors on the bus, and the host that serves them."""
 
-from actors.agents.base import Agent, AgentHost
-from actors.agents.roles import (
+from actors.evolution.agents.base import Agent, AgentHost
+from actors.evolution.agents.roles import (
     AGENT_NAMES,
     CodeAnalysisAgent,
     EvaluatorAgent,

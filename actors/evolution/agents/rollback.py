@@ -11,7 +11,7 @@ from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
-from actors.agents.logic import restore_files
+from actors.evolution.agents.logic import restore_files
 
 __all__ = ["blob_folder", "compact_log", "expand_points", "restore_point"]
 

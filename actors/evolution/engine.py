@@ -26,9 +26,11 @@ import msgspec
 import nats.errors
 from nats.aio.client import Client
 
-from actors.agents.base import AgentHost
-from actors.agents.logic import Executor, ResearchSource
-from actors.agents.roles import (
+from actors.client import SharedContextStore, get_context_store
+from actors.client.local import default_home
+from actors.evolution.agents.base import AgentHost
+from actors.evolution.agents.logic import Executor, ResearchSource
+from actors.evolution.agents.roles import (
     OPTION_APPLY,
     OPTION_WORKDIR,
     CodeAnalysisAgent,
@@ -37,8 +39,6 @@ from actors.agents.roles import (
     RefactorAgent,
     ResearchAgent,
 )
-from actors.client import SharedContextStore, get_context_store
-from actors.local import default_home
 from broker import connect
 from contracts import (
     AgentReply,
@@ -49,9 +49,9 @@ from contracts import (
     agent_subject,
     encode,
 )
-from contracts.errors import service_error
+from contracts.errors import AgentError, service_error
 
-__all__ = ["AgentFailure", "EvolutionConfig", "EvolutionEngine", "EvolutionResult", "Progress"]
+__all__ = ["EvolutionConfig", "EvolutionEngine", "EvolutionResult", "Progress"]
 
 _REPLY = msgspec.json.Decoder(AgentReply)
 
@@ -104,12 +104,6 @@ class EvolutionResult:
             "success_rate": self.success_rate,
             "comparison": self.comparison,
         }
-
-
-class AgentFailure(Exception):
-    def __init__(self, agent: str, message: str) -> None:
-        super().__init__(f"{agent}: {message}")
-        self.agent = agent
 
 
 class EvolutionEngine:
@@ -211,12 +205,12 @@ class EvolutionEngine:
         try:
             msg = await nc.request(subject, body, timeout=patience)
         except nats.errors.NoRespondersError:
-            raise AgentFailure(agent, "no agent is running to take the request") from None
+            raise AgentError(agent, "no agent is running to take the request") from None
         except nats.errors.TimeoutError:
-            raise AgentFailure(agent, f"no answer within {patience}s") from None
+            raise AgentError(agent, f"no answer within {patience}s") from None
         err = service_error(msg.headers, msg.data)
         if err is not None:
-            raise AgentFailure(agent, err.message)
+            raise AgentError(agent, err.message)
         return _REPLY.decode(msg.data)
 
     async def run_evolution(self, config: EvolutionConfig) -> EvolutionResult:
@@ -273,6 +267,6 @@ def _absolute(path: str | os.PathLike[str]) -> str:
 
 
 def _describe(exc: BaseException) -> str:
-    if isinstance(exc, AgentFailure):
+    if isinstance(exc, AgentError):
         return str(exc)
     return f"{type(exc).__name__}: {exc}"

@@ -16,55 +16,25 @@ from types import TracebackType
 
 from nats.aio.client import Client
 
-from actors.store_actor import StoreActor
+from actors.client.local import RECORD
+from actors.store.actor import StoreActor
 from broker import EmbeddedServer, StoreConfig, connect
 
-__all__ = ["LocalStack", "default_home", "discover_server", "forget_server", "record_server"]
-
-_RECORD = "server.json"
-
-
-def default_home() -> Path:
-    """``$CTXSTORE_HOME``, else ``$XDG_DATA_HOME/ctxstore``, else ``~/.local/share/ctxstore``."""
-    explicit = os.environ.get("CTXSTORE_HOME")
-    if explicit:
-        return Path(explicit).expanduser()
-    data = os.environ.get("XDG_DATA_HOME") or str(Path.home() / ".local" / "share")
-    return Path(data) / "ctxstore"
-
-
-def _alive(pid: int) -> bool:
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:
-        return True
-    return True
-
-
-def discover_server(home: Path) -> str | None:
-    """The URL of a server recorded in ``home`` whose process still runs."""
-    try:
-        record = json.loads((home / _RECORD).read_text(encoding="utf-8"))
-        url, pid = str(record["url"]), int(record["pid"])
-    except (OSError, ValueError, KeyError, TypeError):
-        return None
-    return url if _alive(pid) else None
+__all__ = ["LocalStack", "forget_server", "record_server"]
 
 
 def record_server(home: Path, url: str) -> None:
     home.mkdir(parents=True, exist_ok=True)
-    tmp = home / f".{_RECORD}.{os.getpid()}"
+    tmp = home / f".{RECORD}.{os.getpid()}"
     tmp.write_text(json.dumps({"url": url, "pid": os.getpid()}), encoding="utf-8")
-    tmp.replace(home / _RECORD)
+    tmp.replace(home / RECORD)
 
 
 def forget_server(home: Path) -> None:
     with contextlib.suppress(OSError, ValueError, KeyError):
-        record = json.loads((home / _RECORD).read_text(encoding="utf-8"))
+        record = json.loads((home / RECORD).read_text(encoding="utf-8"))
         if int(record["pid"]) == os.getpid():
-            (home / _RECORD).unlink()
+            (home / RECORD).unlink()
 
 
 class LocalStack:

@@ -9,40 +9,15 @@ import json
 import signal
 import sys
 from collections.abc import Callable, Sequence
-from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
 import msgspec
 
+from actors.cli.common import client, parse_point, table
 from contracts.history import Change
 
-__all__ = ["parse_point", "register"]
-
-
-def parse_point(text: str) -> int | datetime:
-    """A stream sequence (digits) or an ISO 8601 time (naive means UTC)."""
-    if text.isdigit():
-        return int(text)
-    try:
-        value = datetime.fromisoformat(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(
-            f"{text!r} is neither a sequence number nor an ISO time (2025-08-17T12:00:00Z)"
-        ) from None
-    return value if value.tzinfo is not None else value.replace(tzinfo=UTC)
-
-
-def _store(args: argparse.Namespace) -> Any:
-    from actors.cli import _client
-
-    return _client(args)
-
-
-def _table(rows: Sequence[Sequence[object]], headers: Sequence[str]) -> str:
-    from actors.cli import _table as table
-
-    return table(rows, headers)
+__all__ = ["register"]
 
 
 def _short(value: Any, width: int = 60) -> str:
@@ -57,11 +32,11 @@ def format_changes(changes: Sequence[Change]) -> str:
         (c.op, c.path, _short(c.before) if c.op != "added" else "", _short(c.after))
         for c in changes
     ]
-    return _table(rows, ["OP", "FIELD", "BEFORE", "AFTER"])
+    return table(rows, ["OP", "FIELD", "BEFORE", "AFTER"])
 
 
 async def cmd_history(args: argparse.Namespace) -> int:
-    async with _store(args) as store:
+    async with client(args) as store:
         entries = await store.history(args.evolution_id)
     if args.json:
         print(json.dumps(msgspec.to_builtins(entries), indent=2))
@@ -80,12 +55,12 @@ async def cmd_history(args: argparse.Namespace) -> int:
                 outcome,
             )
         )
-    print(_table(rows, ["SEQ", "TIME", "WRITE", "WRITER", "BYTES", "OUTCOME"]))
+    print(table(rows, ["SEQ", "TIME", "WRITE", "WRITER", "BYTES", "OUTCOME"]))
     return 0
 
 
 async def cmd_diff(args: argparse.Namespace) -> int:
-    async with _store(args) as store:
+    async with client(args) as store:
         diff = await store.diff(args.evolution_id, args.a, args.b)
     if args.json:
         print(json.dumps(msgspec.to_builtins(diff), indent=2))
@@ -96,14 +71,14 @@ async def cmd_diff(args: argparse.Namespace) -> int:
 
 
 async def cmd_export(args: argparse.Namespace) -> int:
-    async with _store(args) as store:
+    async with client(args) as store:
         path = await store.export_context(args.evolution_id, args.output)
     print(path)
     return 0
 
 
 async def cmd_import(args: argparse.Namespace) -> int:
-    async with _store(args) as store:
+    async with client(args) as store:
         eid = await store.import_context(args.file, evolution_id=args.as_id, replace=args.replace)
         ctx = await store.get_context(eid)
     print(f"imported {eid} ({ctx.status}, phase {ctx.current_phase}, version {ctx.version})")
@@ -111,7 +86,7 @@ async def cmd_import(args: argparse.Namespace) -> int:
 
 
 async def cmd_replay(args: argparse.Namespace) -> int:
-    async with _store(args) as store:
+    async with client(args) as store:
         result = await store.replay(args.file)
     if args.json:
         print(
@@ -140,7 +115,7 @@ async def cmd_watch(args: argparse.Namespace) -> int:
     for sig in (signal.SIGINT, signal.SIGTERM):
         loop.add_signal_handler(sig, stop.set)
     try:
-        async with _store(args) as store:
+        async with client(args) as store:
             watch = store.watch(args.evolution_id, args.phase or None, from_start=args.from_start)
             async with watch:
                 print(f"watching {watch.subject} (Ctrl-C to stop)", file=sys.stderr, flush=True)
@@ -172,7 +147,7 @@ def register(sub: Any) -> None:
 
     def add(name: str, run: Callable[[argparse.Namespace], Any], help: str) -> Any:
         parser = sub.add_parser(name, help=help)
-        parser.set_defaults(run=run)
+        parser.set_defaults(run=f"history:{run.__name__}")
         return parser
 
     p = add("history", cmd_history, "list every write to a context, applied or rejected")

@@ -8,8 +8,9 @@ from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
-from actors.agents.base import Agent
-from actors.agents.logic import (
+from actors.client import SharedContextStore
+from actors.evolution.agents.base import Agent
+from actors.evolution.agents.logic import (
     AnalysisResult,
     CatalogueSource,
     Executor,
@@ -22,8 +23,7 @@ from actors.agents.logic import (
     plan_improvements,
     scan_project_facts,
 )
-from actors.agents.rollback import blob_folder, compact_log
-from actors.client import SharedContextStore
+from actors.evolution.agents.rollback import blob_folder, compact_log
 from contracts import encode
 
 __all__ = [

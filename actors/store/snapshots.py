@@ -42,7 +42,7 @@ from nats.js.api import ObjectMeta, ObjectMetaOptions, ObjectStoreConfig, Storag
 from nats.js.errors import BucketNotFoundError, NotFoundError
 from nats.js.object_store import ObjectStore
 
-from actors.state import Limits, Rejected, StoredWrite, StoreState
+from actors.core.fold import Limits, Rejected, StoredWrite, StoreState
 from broker.config import StoreConfig
 from contracts import ErrorCode, EvolutionContext
 

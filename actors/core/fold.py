@@ -25,7 +25,7 @@ import sys
 from collections import OrderedDict
 from collections.abc import Iterator
 from dataclasses import dataclass, field
-from datetime import datetime
+from datetime import UTC, datetime
 from typing import Any, Final
 
 import msgspec
@@ -54,7 +54,6 @@ from contracts import (
     Write,
     WriteKind,
     WriteSubject,
-    check_token,
     phase_data,
 )
 
@@ -68,6 +67,8 @@ __all__ = [
     "StoredWrite",
     "compare",
     "evolve",
+    "recorded_time",
+    "stamp_time",
     "summarize",
 ]
 
@@ -86,13 +87,36 @@ class Limits:
 
 @dataclass(frozen=True, slots=True)
 class StoredWrite:
-    """One message of the write stream, as the state needs it."""
+    """One message of the write stream, as the state needs it.
+
+    ``time`` is the stream's timestamp, or for a write re-published by an import or replay
+    the time it was originally recorded (``recorded_time``): that time, not the stream's,
+    is the write's time for the state (``created_at``, ``updated_at``), so an imported
+    context equals its original."""
 
     seq: int
     time: datetime
     subject: str
     data: bytes
     writer: str | None = None
+
+
+def recorded_time(raw: str | None) -> datetime | None:
+    """The recorded time of a re-published write (the ``Ctxstore-Recorded-Time`` header's
+    value); None if absent or not an aware RFC 3339 time."""
+    if not raw:
+        return None
+    try:
+        value = datetime.fromisoformat(raw)
+    except ValueError:
+        return None
+    return value if value.tzinfo is not None else None
+
+
+def stamp_time(stamp_ns: int) -> datetime:
+    """A stream timestamp (ns since the epoch) as nats-py computes ``msg.metadata.timestamp``,
+    so every path (replay, live, history) gives the same value."""
+    return datetime.fromtimestamp(stamp_ns / 1_000_000_000.0, UTC)
 
 
 class Rejection(Exception):
@@ -250,9 +274,7 @@ class StoreState:
             return None
         self.applied_seq = write.seq
         try:
-            where = WriteSubject.parse(write.subject)
-            check_token(where.tenant, "tenant")
-            check_token(where.evolution_id, "evolution_id")
+            where = WriteSubject.parse(write.subject).check()
         except SubjectError as exc:
             return self._reject(write, "", "", "", ErrorCode.INVALID, str(exc))
         key = (where.tenant, where.evolution_id)

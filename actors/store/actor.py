@@ -26,11 +26,7 @@ from nats.micro import add_service
 from nats.micro.request import Request
 from nats.micro.service import Service
 
-from actors.actor import Actor
-from actors.replies import respond_error
-from actors.retention import TTL_WRITER, expire, expired, sweep_interval
-from actors.snapshots import LoadResult, Snapshots
-from actors.state import (
+from actors.core.fold import (
     Applied,
     Limits,
     Outcome,
@@ -39,7 +35,11 @@ from actors.state import (
     compare,
     summarize,
 )
-from actors.stored import delivered_write
+from actors.runtime.actor import Actor
+from actors.runtime.replies import respond_error
+from actors.store.retention import TTL_WRITER, expire, expired, sweep_interval
+from actors.store.snapshots import LoadResult, Snapshots
+from actors.store.stored import delivered_write
 from broker import (
     ACTOR_DURABLE,
     EVENTS_STREAM,

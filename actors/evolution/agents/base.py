@@ -20,9 +20,9 @@ from nats.micro import add_service
 from nats.micro.request import Request
 from nats.micro.service import Service
 
-from actors.actor import Actor
 from actors.client import SharedContextStore
-from actors.replies import respond_error
+from actors.runtime.actor import Actor
+from actors.runtime.replies import respond_error
 from contracts import AgentReply, AgentRequest, ErrorCode, agent_subject, encode
 
 __all__ = ["Agent", "AgentHost"]

@@ -29,33 +29,21 @@ import nats.errors
 from nats.aio.client import Client
 from nats.js.errors import APIError, NoStreamResponseError
 
-from actors.bundles import (
+from actors.client.bundles import publish_bundle, read_bundle, write_bundle
+from actors.client.confirmations import Confirmations
+from actors.client.history import load_timeline
+from actors.client.local import default_home, discover_server
+from actors.client.watch import Watch
+from actors.core.bundles import (
     Published,
     ReplayResult,
     as_recorded,
     build_bundle,
     check_consistent,
     ensure_imported,
-    publish_bundle,
-    read_bundle,
-    write_bundle,
 )
-from actors.confirmations import Confirmations
-from actors.errors import (
-    ConflictError,
-    ContextNotFoundError,
-    ContextStoreError,
-    InvalidWriteError,
-    PayloadTooLargeError,
-    StoreClosedError,
-    StoreTimeoutError,
-    StoreUnavailableError,
-    error_for,
-)
-from actors.history import Timeline, diff_contexts, load_timeline
-from actors.local import LocalStack, default_home, discover_server
-from actors.watch import Watch
-from broker import ConfigError, StoreConfig, connect
+from actors.core.timeline import Timeline, diff_contexts
+from broker import StoreConfig, connect
 from contracts import (
     HEADER_EXPECTED_LAST_SUBJECT_SEQ,
     HEADER_EXPECTED_LAST_SUBJECT_SEQ_SUBJECT,
@@ -92,7 +80,18 @@ from contracts import (
     write_subject,
 )
 from contracts.bundle import BUNDLE_FORMAT, Bundle
-from contracts.errors import service_error
+from contracts.errors import (
+    ConflictError,
+    ContextNotFoundError,
+    ContextStoreError,
+    InvalidWriteError,
+    PayloadTooLargeError,
+    StoreClosedError,
+    StoreTimeoutError,
+    StoreUnavailableError,
+    error_for,
+    service_error,
+)
 from contracts.history import ContextDiff, HistoryEntry
 
 __all__ = ["EXPORT_FORMAT", "SharedContextStore", "WriteReceipt", "get_context_store"]
@@ -165,7 +164,7 @@ class SharedContextStore:
         self._state: Literal["new", "open", "closed"] = "new"
         self._nc: Client | None = None
         self._confirmations: Confirmations | None = None
-        self._local: LocalStack | None = None
+        self._local: Any = None
         self._open_lock = asyncio.Lock()
         self._last_seq = 0
         self._current_id: str | None = None
@@ -201,6 +200,8 @@ class SharedContextStore:
             url = self.config.nats_url or discover_server(self._home)
             try:
                 if url is None:
+                    from actors.store.local import LocalStack
+
                     self._local = LocalStack(self._home, self.config)
                     await self._local.start()
                     url = self._local.url
@@ -325,7 +326,7 @@ class SharedContextStore:
 
     async def _confirm(self, seq: int, confirmations: Confirmations | None) -> None:
         """Raise if the actor rejected the write at ``seq``. Its event usually says so first
-        (see ``actors.confirmations``); otherwise the actor is asked."""
+        (see ``actors.client.confirmations``); otherwise the actor is asked."""
         event = None if confirmations is None else await confirmations.outcome(seq, _EVENT_GRACE_S)
         match event:
             case WriteApplied():
@@ -792,4 +793,4 @@ def get_context_store(**kwargs: Any) -> SharedContextStore:
     return store
 
 
-__all__ += ["ConfigError", "new_evolution_id"]
+__all__ += ["new_evolution_id"]

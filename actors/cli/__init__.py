@@ -1,0 +1,124 @@
+"""``ctxstore``: run the store, and look at what it holds.
+
+With no ``--nats-url`` (and no ``NATS_URL``), every command uses the local store directory
+(``--home``, default ``$CTXSTORE_HOME`` or ``~/.local/share/ctxstore``): ``serve`` runs the
+embedded server there; other commands use that server while it runs, or start the embedded
+server and a store actor on the same directory for the length of the command.
+
+Each command's module is imported when the command runs, so ``ctxstore list`` loads the client
+and nothing of the store actor or the evolution app.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import importlib
+import sys
+from collections.abc import Awaitable, Callable, Sequence
+from pathlib import Path
+
+from actors.cli.common import parse_point
+from actors.cli.history import register as register_history_commands
+from actors.client.local import default_home
+from contracts import AGENT_NAMES, ContextStoreError
+
+__all__ = ["main"]
+
+Command = Callable[[argparse.Namespace], Awaitable[int]]
+
+
+def _parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="ctxstore", description=__doc__.splitlines()[0])
+    parser.add_argument(
+        "--home",
+        type=Path,
+        default=default_home(),
+        help="local store directory (default: %(default)s)",
+    )
+    parser.add_argument(
+        "--nats-url", default=None, help="use this NATS server (default: $NATS_URL or local)"
+    )
+    parser.add_argument("-v", "--verbose", action="store_true", help="log to stderr")
+    sub = parser.add_subparsers(dest="command", required=True)
+
+    serve = sub.add_parser("serve", help="run the server and the store actor until stopped")
+    serve.add_argument("--port", type=int, default=0, help="client port (default: any free)")
+    serve.add_argument("--store-dir", type=Path, default=None, help="server store directory")
+    serve.add_argument("--backend", choices=["memory", "file"], default=None)
+    serve.set_defaults(run="serve:cmd_serve")
+
+    lst = sub.add_parser("list", help="list contexts")
+    lst.add_argument("--json", action="store_true")
+    lst.set_defaults(run="contexts:cmd_list")
+
+    show = sub.add_parser("show", help="show one context (default: the newest)")
+    show.add_argument("evolution_id", nargs="?", default=None)
+    show.add_argument("--json", action="store_true")
+    show.add_argument(
+        "--at", type=parse_point, default=None, help="as it was at a sequence or ISO time"
+    )
+    show.set_defaults(run="contexts:cmd_show")
+    register_history_commands(sub)
+
+    evolve = sub.add_parser("evolve", help="run an evolution of a Python project")
+    evolve.add_argument("path", help="the project to evolve")
+    evolve.add_argument(
+        "--focus",
+        nargs="+",
+        default=["documentation"],
+        help="focus areas (e.g. documentation complexity typing)",
+    )
+    evolve.add_argument(
+        "--apply", action="store_true", help="write the result over the project's files"
+    )
+    evolve.add_argument("--workdir", type=Path, default=None, help="where the working copy goes")
+    evolve.add_argument("--agent-timeout", type=float, default=120.0)
+    evolve.add_argument(
+        "--remote-agents",
+        action="store_true",
+        help="use agents started with 'ctxstore agent NAME' instead of in-process ones",
+    )
+    evolve.add_argument("--json", action="store_true", help="print the results as JSON")
+    evolve.set_defaults(run="evolve:cmd_evolve")
+
+    rollback = sub.add_parser(
+        "rollback", help="bring an evolution's working copy back to a rollback point"
+    )
+    rollback.add_argument("evolution_id")
+    rollback.add_argument("checkpoint", help="e.g. checkpoint-1 (before any edit)")
+    rollback.set_defaults(run="evolve:cmd_rollback")
+
+    agent = sub.add_parser("agent", help="run one agent against a shared server")
+    agent.add_argument("name", choices=AGENT_NAMES)
+    agent.set_defaults(run="evolve:cmd_agent")
+
+    demo = sub.add_parser("demo", help="run the spec's four phases against the store")
+    demo.add_argument("--target", default="./my-project")
+    demo.set_defaults(run="contexts:cmd_demo")
+    return parser
+
+
+def _run(coro: Awaitable[int]) -> int:
+    try:
+        import uvloop
+    except ImportError:  # pragma: no cover - uvloop is a dependency where it builds
+        return asyncio.run(coro)  # type: ignore[arg-type]
+    return uvloop.run(coro)  # type: ignore[arg-type]
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = _parser().parse_args(argv)
+    if args.verbose:
+        import logging
+
+        logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(message)s")
+    module, _, name = args.run.partition(":")
+    try:
+        command: Command = getattr(importlib.import_module(f"actors.cli.{module}"), name)
+        return _run(command(args))
+    except ContextStoreError as exc:
+        print(f"ctxstore: {exc}", file=sys.stderr)
+        return 1
+    except KeyboardInterrupt:
+        return 130

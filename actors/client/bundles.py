@@ -1,0 +1,153 @@
+"""Export/import bundles, the I/O half: files, and re-publishing a bundle's writes.
+
+Import re-publishes the recorded writes in order, raw bodies and writers unchanged, under the
+target id, each with ``Ctxstore-Recorded-Time`` (the store takes it as the write's time, so
+``created_at``/``updated_at`` are the original ones), after ``actors.core.bundles`` validated
+the file in full. Each publish is guarded by the server's expected-last-subject-sequence check
+over all of the id's subjects, so no other writer's write can interleave: the first expects
+the id to be empty (or the delete that replaces it), each next one expects the previous one.
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+from typing import Final
+
+import nats.errors
+from nats.aio.client import Client
+from nats.js.errors import APIError
+
+from actors.client.history import load_timeline
+from actors.core.bundles import Published, decode_bundle, encode_bundle, raw_body
+from broker import StoreConfig
+from contracts import (
+    HEADER_EXPECTED_LAST_SUBJECT_SEQ,
+    HEADER_EXPECTED_LAST_SUBJECT_SEQ_SUBJECT,
+    HEADER_MSG_ID,
+    HEADER_RECORDED_TIME,
+    HEADER_WRITER,
+    BundleError,
+    CapacityError,
+    ConflictError,
+    Decoders,
+    DeleteContext,
+    OutcomeRequest,
+    Query,
+    StoreTimeoutError,
+    WriteKind,
+    encode,
+    error_for,
+    query_subject,
+    service_error,
+    write_filter,
+    write_subject,
+)
+from contracts.bundle import Bundle, BundleWrite
+
+__all__ = ["publish_bundle", "read_bundle", "write_bundle"]
+
+_WRONG_LAST_SEQUENCE: Final = 10071
+
+
+def read_bundle(path: str | os.PathLike[str]) -> Bundle:
+    try:
+        raw = Path(path).read_bytes()
+    except OSError as exc:
+        raise BundleError(f"cannot read {path}: {exc.strerror}") from None
+    return decode_bundle(raw, source=str(path))
+
+
+def write_bundle(bundle: Bundle, path: Path, *, compress: bool) -> Path:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
+    tmp.write_bytes(encode_bundle(bundle, compress=compress))
+    tmp.replace(path)
+    return path
+
+
+async def publish_bundle(
+    nc: Client,
+    config: StoreConfig,
+    bundle: Bundle,
+    evolution_id: str,
+    *,
+    replace: bool,
+    msg_prefix: str,
+    confirm_first: bool = True,
+) -> Published:
+    """Re-publish the bundle's writes under ``evolution_id`` (validated beforehand)."""
+    tenant = config.tenant
+    current = await load_timeline(
+        nc,
+        tenant,
+        evolution_id,
+        max_payload=config.max_payload,
+        read_timeout=config.request_timeout,
+    )
+    exists = current.context_at() is not None
+    if exists and not replace:
+        raise ConflictError(
+            f"context {evolution_id} already exists: import with replace=True (--replace) "
+            f"or under a new id (--as ID)"
+        )
+    js = nc.jetstream(timeout=config.request_timeout)
+    subject_filter = write_filter(tenant, evolution_id)
+    expected = current.last_seq
+
+    async def publish(subject: str, data: bytes, headers: dict[str, str]) -> int:
+        headers[HEADER_EXPECTED_LAST_SUBJECT_SEQ] = str(expected)
+        headers[HEADER_EXPECTED_LAST_SUBJECT_SEQ_SUBJECT] = subject_filter
+        for attempt in range(3):
+            try:
+                ack = await js.publish(subject, data, headers=headers)
+                return int(ack.seq)
+            except nats.errors.TimeoutError:
+                if attempt == 2:
+                    raise StoreTimeoutError(f"no acknowledgement for {subject}") from None
+            except APIError as exc:
+                if exc.err_code == _WRONG_LAST_SEQUENCE:
+                    raise ConflictError(
+                        f"another writer wrote to {evolution_id} during the import "
+                        f"({len(seq_map)} of {len(bundle.writes)} writes were imported)"
+                    ) from None
+                raise error_for("internal", f"JetStream refused {subject}: {exc}") from None
+        raise AssertionError("unreachable")
+
+    seq_map: dict[int, int] = {}
+    if exists:
+        body = encode(DeleteContext(reason=f"replaced by import of bundle {bundle.head[:16]}"))
+        headers = {HEADER_MSG_ID: f"{msg_prefix}-delete", HEADER_WRITER: "ctxstore-import"}
+        expected = await publish(
+            write_subject(tenant, evolution_id, WriteKind.DELETE), body, headers
+        )
+    for i, write in enumerate(bundle.writes):
+        headers = {
+            HEADER_MSG_ID: f"{msg_prefix}-{write.seq}",
+            HEADER_RECORDED_TIME: write.time.isoformat(),
+        }
+        if write.writer is not None:
+            headers[HEADER_WRITER] = write.writer
+        subject = write_subject(tenant, evolution_id, write.kind)
+        expected = await publish(subject, raw_body(write), headers)
+        seq_map[expected] = write.seq
+        if i == 0 and confirm_first:
+            await _confirm_first(nc, config, expected, write)
+    return Published(evolution_id, expected, seq_map)
+
+
+async def _confirm_first(nc: Client, config: StoreConfig, seq: int, write: BundleWrite) -> None:
+    """Stop early if the store refused to create the context (e.g. it is full)."""
+    msg = await nc.request(
+        query_subject(config.tenant, Query.OUTCOME),
+        encode(OutcomeRequest(seq=seq, min_seq=seq)),
+        timeout=config.request_timeout,
+    )
+    if service_error(msg.headers, msg.data) is not None:
+        return  # the outcome is checked again on the imported context
+    outcome = Decoders.outcome.decode(msg.data)
+    if not outcome.applied and write.applied:
+        error = error_for(outcome.code or "invalid", outcome.reason or "refused")
+        if isinstance(error, CapacityError):
+            raise CapacityError(f"{outcome.reason}; nothing else of the bundle was imported")
+        raise error
