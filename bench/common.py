@@ -66,7 +66,7 @@ def median(values: Sequence[float]) -> float:
 def bench_config(url: str, **overrides: Any) -> StoreConfig:
     """The store's configuration for a benchmark: no context limit, roomy payloads."""
     base = StoreConfig.build({}, nats_url=url, max_payload=1024 * 1024)
-    return base.model_copy(update={"max_contexts": None, **overrides})
+    return base.replace(**{"max_contexts": None, **overrides})
 
 
 @contextlib.asynccontextmanager

@@ -109,7 +109,7 @@ async def _snapshot_start(
     url: str, config: StoreConfig, contexts: int, last: int, full_s: float, runs: int
 ) -> Figure:
     """Save one snapshot at the stream's end, then time start-ups that load it."""
-    snap_config = config.model_copy(update={"snapshot_every": 10**9, "snapshot_interval": None})
+    snap_config = config.replace(**{"snapshot_every": 10**9, "snapshot_interval": None})
     nc = await connect(url, name="bench-snapshot", long_running=True)
     actor = StoreActor(nc, snap_config, owns_process=True)
     await actor.start()

@@ -1,8 +1,8 @@
 """NATS and JetStream: the embedded server, connections, streams and consumers."""
 
-from broker.config import ConfigError, StoreConfig
+from broker.config import StoreConfig
 from broker.connection import BusClient, RawHandler, connect
-from broker.server import BrokerError, EmbeddedServer, find_server_binary
+from broker.server import EmbeddedServer, find_server_binary
 from broker.streams import (
     ACTOR_DURABLE,
     EVENTS_STREAM,
@@ -12,6 +12,7 @@ from broker.streams import (
     provision,
     writes_stream_config,
 )
+from contracts.errors import BrokerError, ConfigError
 
 __all__ = [
     "ACTOR_DURABLE",

@@ -16,20 +16,25 @@ on the machines this was measured on. A server given by URL has its own setting.
 
 ``ttl_seconds``: the store actor deletes a context whose last write is older than this, from
 its state (a ``delete`` write in the log) and from the stream (see ``actors.store.retention``).
+
+Validated by msgspec, as every message is: one validation library on every path, and a
+client that starts in a few milliseconds (pydantic's import alone cost 100 ms of each
+``ctxstore`` command).
 """
 
 from __future__ import annotations
 
 import os
+import re
 from collections.abc import Mapping
 from pathlib import Path
-from typing import Any, Literal
+from typing import Annotated, Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
+import msgspec
 
-from contracts import DEFAULT_MAX_PAYLOAD, DEFAULT_TENANT, ConfigError, check_token
+from contracts import DEFAULT_MAX_PAYLOAD, DEFAULT_TENANT, ConfigError, SubjectError, check_token
 
-__all__ = ["ConfigError", "StoreConfig"]
+__all__ = ["StoreConfig"]
 
 _ENV = {
     "CONTEXT_STORE_BACKEND": "backend",
@@ -44,34 +49,24 @@ _ENV = {
     "CTXSTORE_TENANT": "tenant",
     "NATS_URL": "nats_url",
 }
+_VARIABLE = {name: var for var, name in _ENV.items()}
+_WHERE = re.compile(r" - at `\$\.([A-Za-z_]+)`")
+_UNKNOWN = re.compile(r"unknown field `([^`]+)`")
 
 
-def _describe(loc: tuple[int | str, ...], msg: str, variables: Mapping[str, str]) -> str:
-    name = ".".join(str(p) for p in loc)
-    var = variables.get(name)
-    return f"{name} ({var}): {msg}" if var else f"{name}: {msg}"
-
-
-class StoreConfig(BaseModel):
-    model_config = ConfigDict(frozen=True, extra="forbid")
-
+class StoreConfig(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fields=True):
     nats_url: str | None = None
     backend: Literal["memory", "file"] = "file"
-    max_contexts: int | None = Field(default=1000, ge=1)
-    ttl_seconds: float | None = Field(default=None, gt=0)
+    max_contexts: Annotated[int, msgspec.Meta(ge=1)] | None = 1000
+    ttl_seconds: Annotated[float, msgspec.Meta(gt=0)] | None = None
     compression: bool = False
-    max_payload: int = Field(default=DEFAULT_MAX_PAYLOAD, ge=1024, le=8 * 1024 * 1024)
+    max_payload: Annotated[int, msgspec.Meta(ge=1024, le=8 * 1024 * 1024)] = DEFAULT_MAX_PAYLOAD
     sync: Literal["default", "always"] = "default"
     export_path: Path = Path("./contexts")
     tenant: str = DEFAULT_TENANT
-    request_timeout: float = Field(default=5.0, gt=0)
-    snapshot_every: int | None = Field(default=10_000, ge=1)
-    snapshot_interval: float | None = Field(default=300.0, gt=0)
-
-    @field_validator("tenant")
-    @classmethod
-    def _tenant_is_token(cls, value: str) -> str:
-        return check_token(value, "tenant")
+    request_timeout: Annotated[float, msgspec.Meta(gt=0)] = 5.0
+    snapshot_every: Annotated[int, msgspec.Meta(ge=1)] | None = 10_000
+    snapshot_interval: Annotated[float, msgspec.Meta(gt=0)] | None = 300.0
 
     @classmethod
     def build(cls, env: Mapping[str, str] | None = None, **overrides: Any) -> StoreConfig:
@@ -83,11 +78,36 @@ class StoreConfig(BaseModel):
             if raw is not None and raw != "":
                 values[name] = None if raw.lower() in ("none", "unlimited") else raw
         values.update({k: v for k, v in overrides.items() if v is not None})
-        try:
-            return cls.model_validate(values)
-        except ValidationError as exc:
-            variables = {name: var for var, name in _ENV.items()}
-            problems = "; ".join(
-                _describe(err["loc"], err["msg"], variables) for err in exc.errors()
-            )
-            raise ConfigError(f"invalid store configuration: {problems}") from None
+        return _validated(values)
+
+    def replace(self, **changes: Any) -> StoreConfig:
+        """A copy with ``changes``, validated like the original."""
+        return _validated({**msgspec.structs.asdict(self), **changes})
+
+
+def _path(type_: type, value: Any) -> Any:
+    if type_ is Path and isinstance(value, str | os.PathLike):
+        return Path(value)
+    raise NotImplementedError
+
+
+def _validated(values: dict[str, Any]) -> StoreConfig:
+    try:
+        config = msgspec.convert(values, StoreConfig, strict=False, dec_hook=_path)
+        check_token(config.tenant, "tenant")
+    except msgspec.ValidationError as exc:
+        raise ConfigError(f"invalid store configuration: {_described(str(exc))}") from None
+    except SubjectError as exc:
+        raise ConfigError(f"invalid store configuration: tenant (CTXSTORE_TENANT): {exc}") from None
+    return config
+
+
+def _described(message: str) -> str:
+    """msgspec's message, led by the setting and its environment variable."""
+    found = _WHERE.search(message) or _UNKNOWN.search(message)
+    if found is None:
+        return message
+    name = found.group(1)
+    var = _VARIABLE.get(name)
+    where = f"{name} ({var})" if var else name
+    return f"{where}: {_WHERE.sub('', message)}"

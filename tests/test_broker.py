@@ -195,7 +195,7 @@ async def test_provision_aligns_limits_but_keeps_storage_and_data(
     js = nc.jetstream()
     await provision(js, config)
     await js.publish(write_subject("default", "evo-1", WriteKind.CREATE), b"{}")
-    changed = config.model_copy(update={"max_payload": 128 * 1024, "backend": "memory"})
+    changed = config.replace(**{"max_payload": 128 * 1024, "backend": "memory"})
     await provision(js, changed)
     info = await js.stream_info(WRITES_STREAM)
     assert info.config.max_msg_size == 128 * 1024

@@ -193,7 +193,7 @@ async def test_import_in_the_same_store_under_a_new_id_or_replacing(
 async def test_compressed_bundles_when_compression_is_on(
     actor: StoreActor, config: StoreConfig, tmp_path: Path
 ) -> None:
-    cfg = config.model_copy(update={"compression": True})
+    cfg = config.replace(**{"compression": True})
     async with SharedContextStore(config=cfg, name="agent-z") as store:
         eid = await store.create_context("./p")
         await store.store_improvement_plan(**PLAN)

@@ -105,7 +105,7 @@ async def test_a_retry_after_a_lost_ack_reuses_the_msg_id_and_applies_once(
     await nc.flush()
     assert server.port is not None
     async with StallingProxy(server.port) as proxy:
-        slow_ack = config.model_copy(update={"nats_url": proxy.url, "request_timeout": 0.5})
+        slow_ack = config.replace(**{"nats_url": proxy.url, "request_timeout": 0.5})
         async with SharedContextStore(config=slow_ack, name="agent-retry") as agent:
             await agent.get_context(eid)  # connected through the proxy
             proxy.flowing.clear()  # from now on, acknowledgements are held back

@@ -107,7 +107,7 @@ async def subjects_of(nc: Client, eid: str) -> dict[str, int]:
 
 @pytest.fixture
 def ttl_config(config: StoreConfig) -> StoreConfig:
-    return config.model_copy(update={"ttl_seconds": 0.3})
+    return config.replace(**{"ttl_seconds": 0.3})
 
 
 async def test_a_context_older_than_the_ttl_leaves_the_state_and_the_stream(
@@ -181,7 +181,7 @@ def test_expired_judges_by_the_last_write() -> None:
 
 @pytest.fixture
 def two_max(config: StoreConfig) -> StoreConfig:
-    return config.model_copy(update={"max_contexts": 2})
+    return config.replace(**{"max_contexts": 2})
 
 
 @pytest.fixture
@@ -254,7 +254,7 @@ async def test_pruning_is_the_same_on_replay(
                 await store.update_phase("completed", ids[-1])
         before = dict(first_actor.state.contexts)
     assert [eid for _, eid in before] == [ids[1], ids[5]]
-    no_snapshots = two_max.model_copy(update={"snapshot_every": None, "snapshot_interval": None})
+    no_snapshots = two_max.replace(**{"snapshot_every": None, "snapshot_interval": None})
     async with running_actor(server, no_snapshots, "actor-2") as second_actor:
         assert second_actor.state.contexts == before
         assert list(second_actor.state.contexts) == list(before)
@@ -268,7 +268,7 @@ async def test_the_actor_enforces_its_payload_limit_even_when_the_stream_allows_
 ) -> None:
     """Three layers: the client refuses before sending, the stream's max_msg_size refuses
     at the server (tests/test_errors.py), and the actor rejects what a looser stream let in."""
-    strict = config.model_copy(update={"max_payload": 2048})
+    strict = config.replace(**{"max_payload": 2048})
     async with running_actor(server, strict) as actor:
         async with SharedContextStore(config=strict) as store:
             eid = await store.create_context("./p")

@@ -38,7 +38,7 @@ Record = Callable[[str, object], None]
 
 
 def no_snapshots(config: StoreConfig) -> StoreConfig:
-    return config.model_copy(update={"snapshot_every": None, "snapshot_interval": None})
+    return config.replace(**{"snapshot_every": None, "snapshot_interval": None})
 
 
 async def test_a_new_actor_rebuilds_every_context_after_thousands_of_writes(

@@ -43,7 +43,7 @@ from contracts import (
 
 
 def every(config: StoreConfig, n: int | None, interval: float | None = None) -> StoreConfig:
-    return config.model_copy(update={"snapshot_every": n, "snapshot_interval": interval})
+    return config.replace(**{"snapshot_every": n, "snapshot_interval": interval})
 
 
 async def load(
@@ -225,7 +225,7 @@ async def test_a_snapshot_taken_under_other_limits_is_not_used(
 ) -> None:
     config = every(config, 50)
     expected, _, _ = await snapshotted(server, config, nc, saved_by=50, clients=1, writes=60)
-    other = config.model_copy(update={"max_contexts": 500})
+    other = config.replace(**{"max_contexts": 500})
     async with running_actor(server, other, "actor-2") as second:
         loaded = second.snapshot_loaded
         assert loaded is not None

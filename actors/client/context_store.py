@@ -154,7 +154,7 @@ class SharedContextStore:
         )
         if config is not None:
             given = {k: v for k, v in overrides.items() if v is not None}
-            config = config.model_copy(update=given)
+            config = config.replace(**given)
         else:
             config = StoreConfig.build(None, **overrides)
         self.config: Final = config

@@ -174,7 +174,7 @@ class EvolutionEngine:
         return self._nc
 
     async def _start_local_agents(self, url: str) -> None:
-        config = self.store.config.model_copy(update={"nats_url": url})
+        config = self.store.config.replace(**{"nats_url": url})
 
         def client(name: str) -> SharedContextStore:
             agent_store = SharedContextStore(config=config, name=f"{name}-agent")
