@@ -10,6 +10,7 @@ from broker.streams import (
     actor_consumer_config,
     events_stream_config,
     provision,
+    take_over_consumer,
     writes_stream_config,
 )
 from contracts.errors import BrokerError, ConfigError
@@ -29,5 +30,6 @@ __all__ = [
     "events_stream_config",
     "find_server_binary",
     "provision",
+    "take_over_consumer",
     "writes_stream_config",
 ]

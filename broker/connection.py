@@ -21,7 +21,15 @@ RawHandler = Callable[[bytes, bytes, bytes, bytes | None], Awaitable[None]]
 
 
 class BusClient(Client):
-    """nats-py's client, plus raw subscriptions for hot paths.
+    """nats-py's client, hardened against poison messages, plus raw subscriptions.
+
+    Poison: nats-py decodes each message's subject, reply and headers inside its read loop,
+    and an exception there (a subject that is not UTF-8: any client can publish one through
+    the raw protocol) ends the read loop for good while the connection still reports itself
+    connected: the process goes deaf. Here an undecodable subject or reply reaches nats-py
+    with its bad bytes replaced (so a JetStream delivery can still be rejected and acked),
+    and anything else that fails while nats-py processes one message is reported through
+    the error callback and that message dropped: the read loop goes on.
 
     A raw subscription's messages skip what nats-py does for every message: header parsing
     into a dict, a ``Msg`` object, a queue and a task switch. Its handler runs inside the read
@@ -29,11 +37,16 @@ class BusClient(Client):
     it returns: it must not wait on anything that needs a reply from this connection. The
     store actor's write intake spent about a fifth of its CPU in those steps. Everything
     else (reconnection, pings, re-subscribing, other subscriptions) is nats-py's own.
+
+    Both rely on nats-py's private ``Client._process_msg(sid, subject, reply, data, headers)``;
+    ``broker.intake.check_raw_delivery`` verifies at start-up that it is still called so.
     """
 
     def __init__(self) -> None:
         super().__init__()
         self._raw_handlers: dict[int, RawHandler] = {}
+        self.report: Callable[[Exception], Awaitable[None]] = _ignore
+        self.raw_delivery_ok: bool | None = None  # broker.intake's self-check, once done
 
     async def subscribe_raw(self, subject: str, handler: RawHandler) -> Subscription:
         """Subscribe ``handler``; end it with ``unsubscribe_raw``."""
@@ -49,16 +62,29 @@ class BusClient(Client):
         self, sid: int, subject: bytes, reply: bytes, data: bytes, headers: bytes | None
     ) -> None:
         handler = self._raw_handlers.get(sid)
-        if handler is None:
-            # nats-py's parser passes None when a message has no headers; its hint says bytes.
-            await super()._process_msg(sid, subject, reply, data, headers)  # type: ignore[arg-type]
-            return
-        self.stats["in_msgs"] += 1
-        self.stats["in_bytes"] += len(data)
         try:
+            if handler is None:
+                subject, reply = _utf8(subject), _utf8(reply)
+                # nats-py's parser passes None for a message without headers; its hint: bytes.
+                await super()._process_msg(sid, subject, reply, data, headers)  # type: ignore[arg-type]
+                return
+            self.stats["in_msgs"] += 1
+            self.stats["in_bytes"] += len(data)
             await handler(subject, reply, data, headers)
         except Exception as exc:  # the read loop must go on: report it as nats-py would
-            await self._error_cb(exc)
+            await self.report(exc)
+
+
+async def _ignore(exc: Exception) -> None:
+    pass
+
+
+def _utf8(value: bytes) -> bytes:
+    try:
+        value.decode()
+    except UnicodeDecodeError:
+        return value.decode("utf-8", "replace").encode()
+    return value
 
 
 async def connect(
@@ -99,6 +125,7 @@ async def connect(
         pending_size=64 * 1024 * 1024,
     )
     nc = BusClient()
+    nc.report = on_error
     await nc.connect(**options)
     if not long_running:
         # Fail fast on the first connection, but once connected ride out a server restart:

@@ -22,10 +22,12 @@ from contracts.writes import Write
 
 __all__ = [
     "DEFAULT_MAX_PAYLOAD",
+    "HEADER_CHUNK",
     "HEADER_EXPECTED_LAST_SUBJECT_SEQ",
     "HEADER_EXPECTED_LAST_SUBJECT_SEQ_SUBJECT",
     "HEADER_MSG_ID",
     "HEADER_RECORDED_TIME",
+    "HEADER_REPLY_BYTES",
     "HEADER_WRITER",
     "Decoders",
     "decode",
@@ -37,6 +39,12 @@ HEADER_WRITER: Final = "Ctxstore-Writer"
 # On a write re-published by an import or replay: when it was originally written (RFC 3339).
 # The store uses it as the write's time (created_at, updated_at); the stream keeps its own.
 HEADER_RECORDED_TIME: Final = "Ctxstore-Recorded-Time"
+# A reply too large for one message comes as several, each carrying "<i>/<n>" (1-based),
+# to a requester that asked for it (``accept_chunks``); their bodies, joined in order, are the
+# reply. ``Ctxstore-Reply-Bytes`` says the whole reply's size (also on the "too large" error a
+# requester that did not ask gets).
+HEADER_CHUNK: Final = "Ctxstore-Chunk"
+HEADER_REPLY_BYTES: Final = "Ctxstore-Reply-Bytes"
 HEADER_EXPECTED_LAST_SUBJECT_SEQ: Final = "Nats-Expected-Last-Subject-Sequence"
 HEADER_EXPECTED_LAST_SUBJECT_SEQ_SUBJECT: Final = "Nats-Expected-Last-Subject-Sequence-Subject"
 

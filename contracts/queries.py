@@ -26,14 +26,23 @@ __all__ = [
 Seq = Annotated[int, msgspec.Meta(ge=0)]
 
 
+EvolutionId = Annotated[str, msgspec.Meta(pattern=r"^[A-Za-z0-9_-]{1,64}$")]
+
+
 class _Request(msgspec.Struct, frozen=True, forbid_unknown_fields=True, kw_only=True):
+    """``min_seq``: answer once the store applied the stream up to it (read-your-writes).
+    ``accept_chunks``: the requester reads a reply too large for one message as several
+    messages on its reply subject (``Ctxstore-Chunk: i/n``); without it such a reply is a
+    ``too_large`` error."""
+
     min_seq: Seq = 0
+    accept_chunks: bool = False
 
 
 class GetRequest(_Request, frozen=True, kw_only=True):
     """``evolution_id`` None means the most recently created context of the tenant."""
 
-    evolution_id: str | None = None
+    evolution_id: EvolutionId | None = None
 
 
 class ListRequest(_Request, frozen=True, kw_only=True):
@@ -41,11 +50,11 @@ class ListRequest(_Request, frozen=True, kw_only=True):
 
 
 class CompareRequest(_Request, frozen=True, kw_only=True):
-    evolution_id: str | None = None
+    evolution_id: EvolutionId | None = None
 
 
 class ExportRequest(_Request, frozen=True, kw_only=True):
-    evolution_id: str | None = None
+    evolution_id: EvolutionId | None = None
 
 
 class OutcomeRequest(_Request, frozen=True, kw_only=True):
