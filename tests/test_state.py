@@ -183,7 +183,9 @@ def test_a_rejection_logs_the_reason_and_moves_the_version_only() -> None:
     )
     assert remembered.evolution_id == "evo-1"
     assert remembered.version == bad.seq
-    assert state.outcome(2) is not None and state.outcome(2).applied  # type: ignore[union-attr]
+    analysis = state.outcome(2)
+    assert analysis is not None
+    assert analysis.applied
     after = state.get("default", "evo-1")
     assert before is not None
     assert after is not None
