@@ -2,6 +2,8 @@
 
 from broker.config import StoreConfig
 from broker.connection import BusClient, RawHandler, connect
+from broker.nats_errors import JSErrorCode
+from broker.publish import publish
 from broker.server import EmbeddedServer, find_server_binary
 from broker.streams import (
     ACTOR_DURABLE,
@@ -22,6 +24,7 @@ __all__ = [
     "BusClient",
     "ConfigError",
     "EmbeddedServer",
+    "JSErrorCode",
     "RawHandler",
     "StoreConfig",
     "actor_consumer_config",
@@ -29,5 +32,6 @@ __all__ = [
     "events_stream_config",
     "find_server_binary",
     "provision",
+    "publish",
     "writes_stream_config",
 ]

@@ -249,7 +249,7 @@ class EvolutionEngine:
         else:
             await store.update_phase(Stage.COMPLETED, eid)
         context = await store.get_context(eid)
-        comparison = await store.get_comparison_data(eid)
+        comparison = (await store.get_comparison_data(eid)).as_dict()
         return EvolutionResult(
             evolution_id=eid,
             status=context.status,
