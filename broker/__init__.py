@@ -7,6 +7,7 @@ from broker.publish import publish
 from broker.server import EmbeddedServer, find_server_binary
 from broker.streams import (
     ACTOR_DURABLE,
+    DUPLICATE_WINDOW_S,
     EVENTS_STREAM,
     WRITES_STREAM,
     actor_consumer_config,
@@ -18,6 +19,7 @@ from contracts.errors import BrokerError, ConfigError
 
 __all__ = [
     "ACTOR_DURABLE",
+    "DUPLICATE_WINDOW_S",
     "EVENTS_STREAM",
     "WRITES_STREAM",
     "BrokerError",

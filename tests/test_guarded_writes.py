@@ -17,7 +17,7 @@ from nats.aio.client import Client
 from nats.aio.msg import Msg
 
 from actors import ConflictError, InvalidWriteError, SharedContextStore, StoreTimeoutError
-from broker import WRITES_STREAM, EmbeddedServer, StoreConfig
+from broker import DUPLICATE_WINDOW_S, WRITES_STREAM, EmbeddedServer, StoreConfig
 from contracts import HEADER_MSG_ID, write_filter
 
 
@@ -238,6 +238,13 @@ async def test_a_create_retried_with_its_key_is_not_a_conflict(store: SharedCont
     # A key without an id cannot make a retry safe: each call would pick a new id.
     with pytest.raises(InvalidWriteError, match="evolution_id"):
         await store.create_context("./p", idempotency_key="create-2")
+
+
+async def test_the_duplicate_window_is_the_documented_two_minutes(
+    store: SharedContextStore, nc: Client
+) -> None:
+    info = await nc.jetstream().stream_info(WRITES_STREAM)
+    assert info.config.duplicate_window == DUPLICATE_WINDOW_S == 120
 
 
 @pytest.mark.parametrize("bad", ["", "has space", "line\nbreak", "x" * 200, 7])

@@ -148,11 +148,13 @@ class SharedContextStore:
     acknowledgement with the same ``Nats-Msg-Id``; a key lets the *caller* retry too, e.g.
     after a ``StoreTimeoutError`` (a write that timed out may have been applied): a retry
     with the same key, to the same context and kind of write, within the write stream's
-    duplicate window (120 s), is stored once (the receipt says ``duplicate``) and reports the
-    outcome of the first. After the window the retry is a new write: a phase write replaces
-    the phase again (same data, a new version and history entry), a stage update logs its
-    error again, a create fails with ``ConflictError``. Pass ``expected_version`` too to
-    make a late retry fail (``ConflictError``) rather than apply twice.
+    duplicate window (120 s, ``broker.DUPLICATE_WINDOW_S``), is stored once (the receipt
+    says ``duplicate``) and reports the outcome of the first. After the window the retry is
+    a new write: a phase write replaces the phase again (same data, a new version and
+    history entry), a stage update logs its error again. A guarded write (a create, or one
+    with ``expected_version``) is recognised as long as it is the last write of what it
+    guards, and its late retry otherwise raises ``ConflictError``: pass ``expected_version``
+    with the key to make a retry, however late, never apply twice.
     """
 
     def __init__(
