@@ -20,7 +20,13 @@ from nats.js.api import PubAck
 from broker.nats_errors import store_error
 from broker.streams import WRITES_STREAM
 from contracts import HEADER_MSG_ID
-from contracts.errors import ConflictError, PayloadTooLargeError, RequestError, StoreTimeoutError
+from contracts.errors import (
+    ConflictError,
+    PayloadTooLargeError,
+    RequestError,
+    StoreTimeoutError,
+    StoreUnavailableError,
+)
 
 __all__ = ["JetStreamSource", "message_size", "publish"]
 
@@ -69,8 +75,14 @@ async def publish(
         raise PayloadTooLargeError(
             f"{what}: {size} bytes with its headers, over the server's limit of {max_payload} bytes"
         )
+    unanswered = 0  # attempts sent whose acknowledgement never came: maybe stored
     for attempt in range(1, attempts + 1):
-        js = await jetstream()
+        try:
+            js = await jetstream()
+        except StoreUnavailableError as exc:
+            if unanswered:  # a new connection could not be had, but the message may be in
+                raise _timed_out(what, unanswered) from exc
+            raise
         try:
             # A copy each time: nats-py may add to the mapping it is given.
             ack: PubAck = await js.publish(subject, data, headers=dict(headers))
@@ -81,6 +93,8 @@ async def publish(
                 raise
             # Worth another attempt: a lost acknowledgement, or a connection that is gone
             # (the source may hand out a new one); not a refusal, which would come again.
+            if isinstance(error, StoreTimeoutError):
+                unanswered += 1
             lost = isinstance(error, StoreTimeoutError) or isinstance(exc, _CONNECTION_LOST)
             if lost and attempt < attempts:
                 continue
@@ -91,13 +105,17 @@ async def publish(
                 seq = await _stored_at(js, stream, error.current_version, headers)
                 if seq is not None:
                     return PubAck(stream=stream, seq=seq, duplicate=True)
-            if isinstance(error, StoreTimeoutError):
-                raise StoreTimeoutError(
-                    f"{what}: no acknowledgement after {attempts} attempts; it may have been "
-                    "stored: a retry with the same idempotency key (Nats-Msg-Id) is safe"
-                ) from exc
+            if unanswered and isinstance(error, StoreTimeoutError | StoreUnavailableError):
+                raise _timed_out(what, unanswered) from exc
             raise error from exc
     raise AssertionError("unreachable")
+
+
+def _timed_out(what: str, unanswered: int) -> StoreTimeoutError:
+    return StoreTimeoutError(
+        f"{what}: no acknowledgement for {unanswered} attempt(s); it may have been stored: "
+        "a retry with the same idempotency key (Nats-Msg-Id) is safe"
+    )
 
 
 async def _stored_at(

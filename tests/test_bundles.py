@@ -371,6 +371,17 @@ async def test_a_write_over_the_target_stores_limit_is_refused_before_publishing
             await raw.close()
 
 
+async def test_an_export_to_a_path_that_cannot_be_written_raises_a_bundle_error(
+    store: SharedContextStore, tmp_path: Path
+) -> None:
+    eid = await store.create_context("./p")
+    blocker = tmp_path / "a-file"
+    blocker.write_text("not a directory", encoding="utf-8")
+    with pytest.raises(BundleError, match="cannot write"):
+        await store.export_context(eid, blocker / "ctx.json")
+    assert blocker.read_text(encoding="utf-8") == "not a directory"
+
+
 async def test_non_utf8_bodies_round_trip_as_base64(
     store: SharedContextStore, nc: Client, tmp_path: Path
 ) -> None:

@@ -10,6 +10,7 @@ the id to be empty (or the delete that replaces it), each next one expects the p
 
 from __future__ import annotations
 
+import contextlib
 import os
 from collections.abc import Awaitable, Callable
 from pathlib import Path
@@ -57,10 +58,15 @@ def read_bundle(path: str | os.PathLike[str]) -> Bundle:
 
 
 def write_bundle(bundle: Bundle, path: Path, *, compress: bool) -> Path:
-    path.parent.mkdir(parents=True, exist_ok=True)
     tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-    tmp.write_bytes(encode_bundle(bundle, compress=compress))
-    tmp.replace(path)
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        tmp.write_bytes(encode_bundle(bundle, compress=compress))
+        tmp.replace(path)
+    except OSError as exc:
+        with contextlib.suppress(OSError):
+            tmp.unlink(missing_ok=True)
+        raise BundleError(f"cannot write {path}: {exc.strerror or exc}") from None
     return path
 
 

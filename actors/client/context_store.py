@@ -315,6 +315,9 @@ class SharedContextStore:
                 message = f"cannot reach NATS at {self._url}: {exc!r}"
                 self._reconnect_failed = (time.monotonic(), message)
                 raise StoreUnavailableError(message) from exc
+            if self.is_closed:  # closed while connecting
+                await fresh.close()
+                raise StoreClosedError("this SharedContextStore was closed; create a new one")
             self._nc = fresh
             self._confirmations = Confirmations(fresh, self.config.tenant)
             self._reconnect_failed = None
