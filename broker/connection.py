@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Awaitable, Callable
-from typing import Any
+from typing import Any, Final
 
 from nats.aio.client import Client
 from nats.aio.subscription import Subscription
@@ -13,7 +13,8 @@ __all__ = ["BusClient", "RawHandler", "connect"]
 
 log = logging.getLogger("ctxstore.broker")
 
-_CLIENT_RECONNECT_ATTEMPTS = 120  # x 0.5 s: a minute
+_RECONNECT_ATTEMPTS: Final = 3
+_RECONNECT_WAIT_S: Final = 0.5
 
 RawHandler = Callable[[bytes, bytes, bytes, bytes | None], Awaitable[None]]
 """``handler(subject, reply, data, headers)``: a message as the protocol parser read it;
@@ -93,13 +94,20 @@ async def connect(
     name: str,
     long_running: bool = False,
     connect_timeout: float = 2.0,
+    reconnect_attempts: int | None = None,
 ) -> BusClient:
     """Connect to ``url``.
 
-    A long-running process (the store actor, an agent) waits for the server and reconnects
-    forever; others give up after a few attempts when the server is missing at the start,
-    and reconnect for up to a minute once connected. All notice a dead server within seconds.
+    A long-running process (the store actor, an agent host) waits for the server and
+    reconnects forever. Other connections try ``reconnect_attempts`` times (default 3),
+    0.5 s apart: to reach the server at the start, and to get it back once connected (one
+    nats-py option governs both). Past that nats-py closes the connection for good, and its
+    owner must connect anew: a ``SharedContextStore`` does so on its next call. All notice a
+    dead server within seconds.
     """
+    attempts = -1 if long_running else _RECONNECT_ATTEMPTS
+    if reconnect_attempts is not None:
+        attempts = reconnect_attempts
 
     async def on_error(exc: Exception) -> None:
         log.warning("nats error on %s: %r", name, exc)
@@ -110,6 +118,9 @@ async def connect(
     async def on_reconnect() -> None:
         log.info("%s reconnected to %s", name, url)
 
+    async def on_close() -> None:
+        log.info("%s closed its connection to %s", name, url)
+
     options: dict[str, Any] = dict(
         servers=[url],
         name=name,
@@ -117,18 +128,15 @@ async def connect(
         error_cb=on_error,
         disconnected_cb=on_disconnect,
         reconnected_cb=on_reconnect,
+        closed_cb=on_close,
         ping_interval=5,
         max_outstanding_pings=3,
-        reconnect_time_wait=0.5,
-        max_reconnect_attempts=-1 if long_running else 3,
+        reconnect_time_wait=_RECONNECT_WAIT_S,
+        max_reconnect_attempts=attempts,
         allow_reconnect=True,
         pending_size=64 * 1024 * 1024,
     )
     nc = BusClient()
     nc.report = on_error
     await nc.connect(**options)
-    if not long_running:
-        # Fail fast on the first connection, but once connected ride out a server restart:
-        # nats-py reads this option again at each reconnection.
-        nc.options["max_reconnect_attempts"] = _CLIENT_RECONNECT_ATTEMPTS
     return nc

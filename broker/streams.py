@@ -27,6 +27,7 @@ from contracts.subjects import ROOT, Channel
 
 __all__ = [
     "ACTOR_DURABLE",
+    "DUPLICATE_WINDOW_S",
     "EVENTS_STREAM",
     "WRITES_STREAM",
     "actor_consumer_config",
@@ -39,7 +40,8 @@ __all__ = [
 WRITES_STREAM: Final = "CTXSTORE_WRITES"
 EVENTS_STREAM: Final = "CTXSTORE_EVENTS"
 ACTOR_DURABLE: Final = "ctxstore-actor"
-_DUPLICATE_WINDOW_S: Final = 120.0
+DUPLICATE_WINDOW_S: Final = 120.0
+"""How long the streams remember a ``Nats-Msg-Id``: a retry within it is stored once."""
 _EVENTS_MAX_AGE_S: Final = 7 * 24 * 3600.0
 
 
@@ -54,7 +56,7 @@ def writes_stream_config(config: StoreConfig) -> StreamConfig:
         subjects=[write_filter()],
         storage=_storage(config),
         max_msg_size=config.max_payload,
-        duplicate_window=_DUPLICATE_WINDOW_S,
+        duplicate_window=DUPLICATE_WINDOW_S,
         allow_direct=True,
         compression=(
             StoreCompression.S2
@@ -78,7 +80,7 @@ def events_stream_config(config: StoreConfig) -> StreamConfig:
         # write. Set at creation only: the server cannot change it on an existing stream.
         persist_mode=PersistMode.ASYNC if storage is StorageType.FILE else None,
         max_age=_EVENTS_MAX_AGE_S,
-        duplicate_window=_DUPLICATE_WINDOW_S,
+        duplicate_window=DUPLICATE_WINDOW_S,
         allow_direct=True,
         num_replicas=1,
     )

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Iterator
 from datetime import datetime
 from typing import Any
 
@@ -38,7 +39,29 @@ class EvolutionContext(msgspec.Struct, frozen=True, kw_only=True, gc=False):
     agents: dict[str, dict[str, Any]] = {}
 
 
-class ContextSummary(msgspec.Struct, frozen=True, kw_only=True):
+class _ReadModel(msgspec.Struct, frozen=True, kw_only=True):
+    """A typed reply that also reads as the dict the spec describes (``summary["status"]``,
+    ``comparison["before"]``): its fields are its keys. ``as_dict()`` copies it into one."""
+
+    def __getitem__(self, key: str) -> Any:
+        if key in self.__struct_fields__:
+            return getattr(self, key)
+        raise KeyError(key)
+
+    def __contains__(self, key: object) -> bool:
+        return key in self.__struct_fields__
+
+    def __iter__(self) -> Iterator[str]:
+        return iter(self.__struct_fields__)
+
+    def keys(self) -> tuple[str, ...]:
+        return self.__struct_fields__
+
+    def as_dict(self) -> dict[str, Any]:
+        return msgspec.structs.asdict(self)
+
+
+class ContextSummary(_ReadModel, frozen=True, kw_only=True):
     evolution_id: str
     created_at: datetime
     target_path: str
@@ -50,7 +73,7 @@ class ContextSummary(msgspec.Struct, frozen=True, kw_only=True):
     errors: int
 
 
-class Comparison(msgspec.Struct, frozen=True, kw_only=True):
+class Comparison(_ReadModel, frozen=True, kw_only=True):
     """The spec's three-way comparison: before (original analysis), plan, after (evaluation
     results, the measured end state), and what was implemented. Research rides along."""
 
@@ -63,6 +86,3 @@ class Comparison(msgspec.Struct, frozen=True, kw_only=True):
     research: dict[str, Any]
     status: Status
     current_phase: Stage
-
-    def as_dict(self) -> dict[str, Any]:
-        return msgspec.structs.asdict(self)
