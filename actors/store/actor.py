@@ -176,7 +176,12 @@ class StoreActor(Actor):
         self.snapshots = snapshots if snapshots.enabled else None
         await self._recover()
         await self.queries.start()
-        self.spawn(self._play_roles(), name="ctxstore-roles")
+        # Settle the role before ready: a lone actor is leading (and has announced what
+        # recovery found unannounced) by the time it says it serves.
+        leading = await self.lease.acquire()
+        if leading:
+            await self._take_lead()
+        self.spawn(self._play_roles(leading), name="ctxstore-roles")
         # The endpoints' subscriptions are live on the server only after a flush: ready
         # means a query sent now is answered.
         await self._nc.flush()
@@ -198,14 +203,16 @@ class StoreActor(Actor):
         self.role = role
         self._role_changed.set()
 
-    async def _play_roles(self) -> None:
+    async def _play_roles(self, leading: bool) -> None:
         while True:
-            if await self.lease.acquire():
-                self._set_role("leader")
+            if leading:
                 await self._lead()
             else:
                 self._set_role("standby")
                 await self._stand_by()
+            leading = await self.lease.acquire()
+            if leading:
+                await self._take_lead()
 
     # -- recovery ----------------------------------------------------------------------
 
@@ -403,12 +410,16 @@ class StoreActor(Actor):
 
     # -- leader ------------------------------------------------------------------------
 
-    async def _lead(self) -> None:
-        """Apply, announce and ack writes until the lease is lost (then return)."""
-        lost = asyncio.Event()
+    async def _take_lead(self) -> None:
+        """Just took the lease: announce what nobody announced, and take the consumer."""
         await self._announce_kept()
         await take_over_consumer(self._nc.jetstream(), self.state.applied_seq + 1)
         self.takeovers += 1
+        self._set_role("leader")
+
+    async def _lead(self) -> None:
+        """Apply, announce and ack writes until the lease is lost (then return)."""
+        lost = asyncio.Event()
         try:
             async with asyncio.TaskGroup() as group:
                 group.create_task(self.lease.keep(lost), name="ctxstore-lease")
