@@ -14,6 +14,8 @@ from contracts.queries import (
     ContextList,
     ExportRequest,
     GetRequest,
+    HistoryPage,
+    HistoryRequest,
     ListRequest,
     OutcomeReply,
     OutcomeRequest,
@@ -68,6 +70,8 @@ class Decoders:
     outcome_request: Final[msgspec.json.Decoder[OutcomeRequest]] = msgspec.json.Decoder(
         OutcomeRequest
     )
+    history: Final[msgspec.json.Decoder[HistoryRequest]] = msgspec.json.Decoder(HistoryRequest)
+    history_page: Final[msgspec.json.Decoder[HistoryPage]] = msgspec.json.Decoder(HistoryPage)
 
 
 def decode(data: bytes, type_: type[T]) -> T:

@@ -37,6 +37,7 @@ from actors.core.fold import (
 )
 from actors.runtime.actor import Actor
 from actors.runtime.replies import respond_error
+from actors.store.history_query import HistoryQuery
 from actors.store.retention import TTL_WRITER, expire, expired, sweep_interval
 from actors.store.snapshots import LoadResult, Snapshots
 from actors.store.stored import delivered_write
@@ -69,6 +70,7 @@ from contracts import (
     query_tenant,
     write_filter,
 )
+from contracts.schema import WIRE_VERSION, endpoint_metadata, service_metadata
 
 __all__ = ["StoreActor"]
 
@@ -81,7 +83,7 @@ _RESTORE_WAIT_S = 0.5
 _FREEZE_EVERY = 10_000
 _REPLAY_IDLE_S = 60.0  # the server removes a recovery consumer left behind by a crash
 SERVICE_NAME = "ctxstore"
-SERVICE_VERSION = "0.1.0"
+SERVICE_VERSION = WIRE_VERSION
 R = TypeVar("R", bound=msgspec.Struct)
 
 
@@ -175,10 +177,14 @@ class StoreActor(Actor):
             name=SERVICE_NAME,
             version=SERVICE_VERSION,
             description="SharedContextStore queries",
+            metadata=service_metadata(),
         )
         for op, handler in self._endpoints().items():
             await self._service.add_endpoint(
-                name=op.value, subject=query_filter(op), handler=handler
+                name=op.value,
+                subject=query_filter(op),
+                handler=handler,
+                metadata=endpoint_metadata(op),
             )
         self.spawn(self._consume(), name="ctxstore-consume")
         if self._config.ttl_seconds is not None:
@@ -517,6 +523,14 @@ class StoreActor(Actor):
             Query.COMPARE: self._endpoint(Decoders.compare, self._compare),
             Query.EXPORT: self._endpoint(Decoders.export, self._get),
             Query.OUTCOME: self._endpoint(Decoders.outcome_request, self._outcome),
+            Query.HISTORY: HistoryQuery(
+                self._nc,
+                max_payload=self._config.max_payload,
+                applied=lambda: self.state.applied_seq,
+                reach=self._reach,
+                spawn=self.spawn,
+                read_timeout=self._read_wait,
+            ).handle,
         }
 
     def _endpoint(
