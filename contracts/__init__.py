@@ -12,9 +12,11 @@ from contracts.codec import (
     HEADER_MSG_ID,
     HEADER_RECORDED_TIME,
     HEADER_WRITER,
+    WRITER_MAX,
     Decoders,
     decode,
     encode,
+    writer_name,
 )
 from contracts.context import Comparison, ContextSummary, EvolutionContext
 from contracts.errors import (
@@ -100,6 +102,7 @@ __all__ = [
     "HEADER_WRITER",
     "PHASE_WRITES",
     "PRUNED_KIND",
+    "WRITER_MAX",
     "AgentActivity",
     "AgentError",
     "AgentName",
@@ -172,4 +175,5 @@ __all__ = [
     "service_error",
     "write_filter",
     "write_subject",
+    "writer_name",
 ]

@@ -29,6 +29,7 @@ from contracts import (
     WriteSubject,
     error_filter,
     write_filter,
+    writer_name,
 )
 
 __all__ = ["load_timeline", "read_messages", "stored_write"]
@@ -45,7 +46,7 @@ def stored_write(msg: Msg) -> StoredWrite:
         or stamp_time(stamp),
         subject=msg.subject,
         data=msg.data,
-        writer=headers.get(HEADER_WRITER) if headers else None,
+        writer=writer_name(headers.get(HEADER_WRITER)) if headers else None,
     )
 
 

@@ -50,6 +50,7 @@ from contracts import (
     error_filter,
     query_tenant,
     write_filter,
+    writer_name,
 )
 from contracts.history import HistoryEntry
 
@@ -236,7 +237,7 @@ def _recorded(msg: Msg, capacity: dict[int, str]) -> Recorded:
         time=recorded_time(headers.get(HEADER_RECORDED_TIME)) or stamp_time(stamp),
         subject=msg.subject,
         data=msg.data,
-        writer=headers.get(HEADER_WRITER),
+        writer=writer_name(headers.get(HEADER_WRITER)),
     )
     reason = capacity.get(seq)
     return Recorded(write=write, stored_at=msg.metadata.timestamp, capacity_reason=reason)

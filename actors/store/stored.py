@@ -6,7 +6,7 @@ from typing import Final
 
 from actors.core.fold import StoredWrite, recorded_time, stamp_time
 from broker.delivery import header, js_position
-from contracts import HEADER_RECORDED_TIME, HEADER_WRITER
+from contracts import HEADER_RECORDED_TIME, HEADER_WRITER, writer_name
 
 __all__ = ["delivered_write"]
 
@@ -26,6 +26,6 @@ def delivered_write(
         time=recorded_time(header(headers, _RECORDED_TIME)) or stamp_time(stamp),
         subject=subject.decode("utf-8", "replace"),
         data=data,
-        writer=header(headers, _WRITER),
+        writer=writer_name(header(headers, _WRITER)),
     )
     return write, pending
