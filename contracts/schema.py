@@ -28,6 +28,7 @@ from contracts.codec import (
     HEADER_MSG_ID,
     HEADER_RECORDED_TIME,
     HEADER_WRITER,
+    WRITER_MAX,
 )
 from contracts.context import Comparison, EvolutionContext
 from contracts.errors import HEADER_SERVICE_ERROR, HEADER_SERVICE_ERROR_CODE, ErrorBody, ErrorCode
@@ -105,7 +106,10 @@ _WRITE_HEADERS: Final[dict[str, Any]] = {
         },
         HEADER_WRITER: {
             "type": "string",
-            "description": "The writer's name, shown in events and history (not checked).",
+            "description": (
+                "The writer's name, shown in events and history (not checked; cut to "
+                f"{WRITER_MAX} characters there)."
+            ),
         },
         HEADER_RECORDED_TIME: {
             "type": "string",

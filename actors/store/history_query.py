@@ -61,7 +61,6 @@ log = logging.getLogger("ctxstore.actor.history")
 _READERS: Final = 4  # history reads at a time; more requests wait their turn
 _BATCH: Final = 64  # writes per pull: a bound on what one read holds at once
 _WIDEST_SEQ: Final = 2**64 - 1  # a stream sequence is a uint64
-_TEXT_CUT: Final = 1024  # an entry too large for a reply of its own keeps this much text
 
 
 class HistoryQuery:
@@ -147,9 +146,6 @@ class HistoryQuery:
                     break
                 entry = history_entry(step)
                 cost = len(encode(entry)) + (1 if entries else 0)  # and a comma
-                if size + cost > budget and not entries:
-                    entry = _shortened(entry)
-                    cost = len(encode(entry))
                 if size + cost > budget:
                     next_seq = seq
                     break
@@ -157,7 +153,9 @@ class HistoryQuery:
                 size += cost
         if not seen:
             raise ContextNotFoundError(f"no context {eid} in tenant {tenant}")
-        if not entries and next_seq is not None:  # else the next page would be this one
+        if not entries and next_seq is not None:
+            # Else the next page would be this one. Only a server whose max_payload is
+            # smaller than its control line (4 KiB: a subject token) can get here.
             raise PayloadTooLargeError(
                 f"the history entry at seq {next_seq} does not fit in a reply of "
                 f"{budget} bytes (the server's max_payload)"
@@ -241,17 +239,6 @@ def _recorded(msg: Msg, capacity: dict[int, str]) -> Recorded:
     )
     reason = capacity.get(seq)
     return Recorded(write=write, stored_at=msg.metadata.timestamp, capacity_reason=reason)
-
-
-def _cut(text: str | None) -> str | None:
-    if text is None or len(text) <= _TEXT_CUT:
-        return text
-    return f"{text[:_TEXT_CUT]}... ({len(text)} characters)"
-
-
-def _shortened(entry: HistoryEntry) -> HistoryEntry:
-    """An entry whose writer or reason alone would not fit in a reply, with them cut."""
-    return msgspec.structs.replace(entry, writer=_cut(entry.writer), reason=_cut(entry.reason))
 
 
 def _coded(exc: Exception) -> tuple[ErrorCode, str]:
