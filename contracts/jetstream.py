@@ -35,7 +35,9 @@ class PubAck(msgspec.Struct, frozen=True, kw_only=True):
 class JetStreamError(msgspec.Struct, frozen=True, kw_only=True):
     """``err_code`` 10071: a ``Nats-Expected-Last-Subject-Sequence`` guard failed (the create's
     evolution id exists, or the context moved past the expected version; the description says
-    ``wrong last sequence: N``, N being the current one). 10054: the write is larger than the
+    ``wrong last sequence: N``, N being the current one). A guarded write retried after it was
+    stored gets this too (the guard is checked before the duplicate window): read the write at
+    N to see whether it is yours (its ``Nats-Msg-Id``). 10054: the write is larger than the
     stream's maximum message size (the store's max_payload)."""
 
     code: int

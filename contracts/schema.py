@@ -101,7 +101,10 @@ _WRITE_HEADERS: Final[dict[str, Any]] = {
                 f"{DUPLICATE_WINDOW_S:g} s, across the whole write stream (every tenant, "
                 "context and kind): a second publish with the same id is dropped and "
                 "acknowledged with duplicate: true and the first one's seq. Use a fresh "
-                "unique id (a UUID) per write, and the same id only to retry that write."
+                "unique id (a UUID) per write, and the same id only to retry that write. "
+                "JetStream checks a guard (Nats-Expected-Last-Subject-Sequence) first: a "
+                "guarded write retried after it was stored is refused with err_code 10071, "
+                "not acknowledged as a duplicate."
             ),
         },
         HEADER_WRITER: {
