@@ -541,7 +541,7 @@ _EXAMPLE = re.compile(r"<!-- schema: (\w+) -->\n```json\n(.*?)\n```", re.DOTALL)
 
 def test_every_json_example_in_the_readme_validates() -> None:
     examples = _EXAMPLE.findall(README.read_text("utf-8"))
-    assert len(examples) >= 20
+    assert len(examples) >= 30
     names = set()
     for name, text in examples:
         try:
