@@ -154,8 +154,9 @@ class HistoryQuery:
         if not seen:
             raise ContextNotFoundError(f"no context {eid} in tenant {tenant}")
         if not entries and next_seq is not None:
-            # Else the next page would be this one. Only a server whose max_payload is
-            # smaller than its control line (4 KiB: a subject token) can get here.
+            # Else the next page would be this one. An entry holds at most about 9 KB (a
+            # kind token of up to 4 KiB, in its kind and its reason; a 256-character
+            # writer): only a server with a max_payload below that gets here.
             raise PayloadTooLargeError(
                 f"the history entry at seq {next_seq} does not fit in a reply of "
                 f"{budget} bytes (the server's max_payload)"
