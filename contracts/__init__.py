@@ -14,9 +14,11 @@ from contracts.codec import (
     HEADER_RECORDED_TIME,
     HEADER_REPLY_BYTES,
     HEADER_WRITER,
+    WRITER_MAX,
     Decoders,
     decode,
     encode,
+    writer_name,
 )
 from contracts.context import Comparison, ContextSummary, EvolutionContext
 from contracts.errors import (
@@ -47,6 +49,8 @@ from contracts.queries import (
     ContextList,
     ExportRequest,
     GetRequest,
+    HistoryPage,
+    HistoryRequest,
     ListRequest,
     OutcomeReply,
     OutcomeRequest,
@@ -102,6 +106,7 @@ __all__ = [
     "HEADER_WRITER",
     "PHASE_WRITES",
     "PRUNED_KIND",
+    "WRITER_MAX",
     "AgentActivity",
     "AgentError",
     "AgentName",
@@ -130,6 +135,8 @@ __all__ = [
     "ExportRequest",
     "ExternalResearch",
     "GetRequest",
+    "HistoryPage",
+    "HistoryRequest",
     "ImplementationLog",
     "ImportContext",
     "ImprovementPlan",
@@ -172,4 +179,5 @@ __all__ = [
     "service_error",
     "write_filter",
     "write_subject",
+    "writer_name",
 ]

@@ -14,6 +14,8 @@ from contracts.queries import (
     ContextList,
     ExportRequest,
     GetRequest,
+    HistoryPage,
+    HistoryRequest,
     ListRequest,
     OutcomeReply,
     OutcomeRequest,
@@ -29,9 +31,11 @@ __all__ = [
     "HEADER_RECORDED_TIME",
     "HEADER_REPLY_BYTES",
     "HEADER_WRITER",
+    "WRITER_MAX",
     "Decoders",
     "decode",
     "encode",
+    "writer_name",
 ]
 
 HEADER_MSG_ID: Final = "Nats-Msg-Id"
@@ -49,6 +53,9 @@ HEADER_EXPECTED_LAST_SUBJECT_SEQ: Final = "Nats-Expected-Last-Subject-Sequence"
 HEADER_EXPECTED_LAST_SUBJECT_SEQ_SUBJECT: Final = "Nats-Expected-Last-Subject-Sequence-Subject"
 
 DEFAULT_MAX_PAYLOAD: Final = 256 * 1024
+WRITER_MAX: Final = 256
+"""Events and history carry a writer's name (its ``Ctxstore-Writer`` header) cut to this
+many characters: they echo it, and an echo must never be too large to send."""
 
 T = TypeVar("T")
 
@@ -76,6 +83,16 @@ class Decoders:
     outcome_request: Final[msgspec.json.Decoder[OutcomeRequest]] = msgspec.json.Decoder(
         OutcomeRequest
     )
+    history: Final[msgspec.json.Decoder[HistoryRequest]] = msgspec.json.Decoder(HistoryRequest)
+    history_page: Final[msgspec.json.Decoder[HistoryPage]] = msgspec.json.Decoder(HistoryPage)
+
+
+def writer_name(header: str | None) -> str | None:
+    """A write's ``Ctxstore-Writer`` header as events and history carry it: cut to
+    ``WRITER_MAX`` characters, with the length it had."""
+    if header is None or len(header) <= WRITER_MAX:
+        return header
+    return f"{header[:WRITER_MAX]}... ({len(header)} characters)"
 
 
 def decode(data: bytes, type_: type[T]) -> T:

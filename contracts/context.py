@@ -3,25 +3,26 @@
 from __future__ import annotations
 
 from collections.abc import Iterator
-from datetime import datetime
 from typing import Any
 
 import msgspec
 
-from contracts.vocabulary import Stage, Status
+from contracts.vocabulary import Stage, Status, Timestamp
 
 __all__ = ["Comparison", "ContextSummary", "EvolutionContext"]
 
 
+# Not tracked by the garbage collector (``gc=False``): it holds only JSON data, which cannot
+# refer back to it, and the store holds many of them.
 class EvolutionContext(msgspec.Struct, frozen=True, kw_only=True, gc=False):
     """Everything one evolution knows. ``version`` is the stream sequence of the last write
-    that changed it; phase fields are plain dicts, as agents read them.
-
-    Not tracked by the garbage collector (``gc=False``): it holds only JSON data, which cannot
-    refer back to it, and the store holds many of them."""
+    that changed it (a rejected write that logs an error changes it too); ``phase_versions``
+    the sequence of each phase's last write. Phase fields hold the fields of their last
+    phase write (without ``type``); an empty object means not written yet. ``agents`` maps an
+    agent's name to its last activity (``state``, ``at``, ``detail``)."""
 
     evolution_id: str
-    created_at: datetime
+    created_at: Timestamp
     target_path: str
     focus_areas: list[str] = []
     original_analysis: dict[str, Any] = {}
@@ -33,7 +34,7 @@ class EvolutionContext(msgspec.Struct, frozen=True, kw_only=True, gc=False):
     current_phase: Stage = Stage.INITIALIZED
     error_log: list[str] = []
     version: int = 0
-    updated_at: datetime | None = None
+    updated_at: Timestamp | None = None
     tenant: str = "default"
     phase_versions: dict[str, int] = {}
     agents: dict[str, dict[str, Any]] = {}
@@ -62,8 +63,11 @@ class _ReadModel(msgspec.Struct, frozen=True, kw_only=True):
 
 
 class ContextSummary(_ReadModel, frozen=True, kw_only=True):
+    """One context in a list: ``phases`` are the phases written so far, ``errors`` the
+    length of its error log."""
+
     evolution_id: str
-    created_at: datetime
+    created_at: Timestamp
     target_path: str
     focus_areas: list[str]
     status: Status

@@ -93,6 +93,20 @@ def _parser() -> argparse.ArgumentParser:
     agent.add_argument("name", choices=AGENT_NAMES)
     agent.set_defaults(run="evolve:cmd_agent")
 
+    schema = sub.add_parser(
+        "schema", help="print the wire contract: a JSON Schema of every message, or AsyncAPI 3"
+    )
+    schema.add_argument("--format", choices=["jsonschema", "asyncapi"], default="jsonschema")
+    schema.add_argument(
+        "--write",
+        type=Path,
+        default=None,
+        metavar="DIR",
+        help="write both documents into DIR instead (the repository keeps them in "
+        "contracts/schemas)",
+    )
+    schema.set_defaults(run="schema:cmd_schema")
+
     demo = sub.add_parser("demo", help="run the spec's four phases against the store")
     demo.add_argument("--target", default="./my-project")
     demo.set_defaults(run="contexts:cmd_demo")

@@ -55,6 +55,7 @@ from contracts import (
     WriteKind,
     WriteSubject,
     phase_data,
+    writer_name,
 )
 
 __all__ = [
@@ -122,7 +123,8 @@ class StoredWrite:
     ) -> StoredWrite:
         """A write as the stream delivered it: ``stamp_ns`` is the stream's time, ``recorded``
         the ``Ctxstore-Recorded-Time`` header of a re-published write (or None). A recorded
-        time never lies in the future of the stream's own."""
+        time never lies in the future of the stream's own; a writer's name is cut to
+        ``WRITER_MAX`` characters (events and history carry it)."""
         stored = stamp_time(stamp_ns)
         when = recorded_time(recorded)
         return cls(
@@ -130,7 +132,7 @@ class StoredWrite:
             time=stored if when is None else min(when, stored),
             subject=subject,
             data=data,
-            writer=writer,
+            writer=writer_name(writer),
             stored=stored,
         )
 

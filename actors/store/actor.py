@@ -664,14 +664,9 @@ def _stored(delivery: Delivery) -> StoredWrite:
         delivery.stamp_ns,
         delivery.subject,
         delivery.data,
-        _bounded_writer(delivery.writer),
+        delivery.writer,
         delivery.recorded,
     )
-
-
-def _bounded_writer(writer: str | None) -> str | None:
-    # A writer name is whatever a client put in a header: keep events and history small.
-    return writer if writer is None or len(writer) <= 256 else writer[:256]
 
 
 def _evolution_id(outcome: Applied) -> str:

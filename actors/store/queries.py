@@ -28,6 +28,7 @@ from nats.micro.service import Service
 from actors.core.fold import StoreState, compare, summarize
 from actors.runtime.actor import Actor
 from actors.runtime.replies import reply, reply_error
+from actors.store.history_query import HistoryQuery
 from broker import BusClient
 from contracts import (
     ContextList,
@@ -44,13 +45,13 @@ from contracts import (
     query_filter,
     query_tenant,
 )
+from contracts.schema import WIRE_VERSION, endpoint_metadata, service_metadata
 
 __all__ = ["CACHE_BYTES", "MAX_WAITING", "SERVICE_NAME", "Queries"]
 
 log = logging.getLogger("ctxstore.queries")
 
 SERVICE_NAME: Final = "ctxstore"
-SERVICE_VERSION: Final = "0.2.0"
 CACHE_BYTES: Final = 64 * 1024 * 1024  # encoded replies kept, all views together
 MAX_WAITING: Final = 10_000  # reads waiting for a sequence at once; more are refused
 R = TypeVar("R", bound=msgspec.Struct)
@@ -82,12 +83,16 @@ class Queries:
         self._service = await add_service(
             self._nc,
             name=SERVICE_NAME,
-            version=SERVICE_VERSION,
+            version=WIRE_VERSION,
             description="SharedContextStore queries",
+            metadata=service_metadata(),
         )
         for op, handler in self._endpoints().items():
             await self._service.add_endpoint(
-                name=op.value, subject=query_filter(op), handler=handler
+                name=op.value,
+                subject=query_filter(op),
+                handler=handler,
+                metadata=endpoint_metadata(op),
             )
 
     async def stop(self) -> None:
@@ -136,6 +141,14 @@ class Queries:
             Query.COMPARE: self._endpoint(Decoders.compare, self._compare),
             Query.EXPORT: self._endpoint(Decoders.export, self._get),
             Query.OUTCOME: self._endpoint(Decoders.outcome_request, self._outcome),
+            Query.HISTORY: HistoryQuery(
+                self._nc,
+                max_payload=self._state().limits.max_payload,
+                applied=lambda: self._state().applied_seq,
+                reach=self.reach,
+                spawn=self._owner.spawn,
+                read_timeout=self._read_wait,
+            ).handle,
         }
 
     def _endpoint(
