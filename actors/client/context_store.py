@@ -57,13 +57,16 @@ from actors.core.bundles import (
     ensure_imported,
 )
 from actors.core.timeline import Timeline, diff_contexts
-from broker import StoreConfig, connect
+from broker import WRITES_STREAM, StoreConfig, connect
+from broker.chunks import request_in_chunks
 from broker.nats_errors import nats_errors, store_error
 from broker.publish import publish
 from contracts import (
+    HEADER_CHUNK,
     HEADER_EXPECTED_LAST_SUBJECT_SEQ,
     HEADER_EXPECTED_LAST_SUBJECT_SEQ_SUBJECT,
     HEADER_MSG_ID,
+    HEADER_REPLY_BYTES,
     HEADER_WRITER,
     CompareRequest,
     Comparison,
@@ -202,6 +205,7 @@ class SharedContextStore:
         self._open_lock = asyncio.Lock()
         self._reconnect_failed: tuple[float, str] | None = None
         self._last_seq = 0
+        self._latest_ack = 0  # the sequence of the latest acknowledgement, max or not
         self._key: Final = next(_STORE_KEYS)
 
     # -- lifecycle ---------------------------------------------------------------------
@@ -678,6 +682,7 @@ class SharedContextStore:
         except ConflictError as exc:
             raise await self._conflict(exc, evolution_id, kind, expected_version) from None
         self._last_seq = max(self._last_seq, ack.seq)
+        self._latest_ack = ack.seq
         receipt = WriteReceipt(evolution_id, ack.seq, bool(ack.duplicate))
         if self.confirm_writes:
             await self._confirm(ack.seq, None if ack.duplicate else confirmations)
@@ -735,6 +740,26 @@ class SharedContextStore:
         )
 
     async def _request(self, op: Query, body: msgspec.Struct, decoder: Any) -> Any:
+        try:
+            return await self._request_once(op, body, decoder)
+        except StoreTimeoutError:
+            # A min_seq past the write stream's last sequence is never reached: the stream
+            # was deleted and created again since this client's older writes. From now on,
+            # read your writes in the new stream.
+            min_seq = getattr(body, "min_seq", 0)
+            if min_seq <= self._latest_ack or min_seq <= await self._stream_last_seq():
+                raise
+            self._last_seq = self._latest_ack
+            fresh = msgspec.structs.replace(body, min_seq=self._latest_ack)
+            return await self._request_once(op, fresh, decoder)
+
+    async def _stream_last_seq(self) -> int:
+        nc = await self._client()
+        with nats_errors("reading the write stream's state"):
+            info = await nc.jetstream().stream_info(WRITES_STREAM)
+        return int(info.state.last_seq)
+
+    async def _request_once(self, op: Query, body: msgspec.Struct, decoder: Any) -> Any:
         subject = query_subject(self.config.tenant, op)
         data = encode(body)
         for attempt in range(1, _NO_RESPONDERS_ATTEMPTS + 1):
@@ -764,10 +789,20 @@ class SharedContextStore:
                 if error is None:
                     raise
                 raise error from exc
-        err = service_error(msg.headers, msg.data)
+        headers, reply = msg.headers, msg.data
+        if _too_large_for_one_message(headers) and hasattr(body, "accept_chunks"):
+            # The reply exists but is larger than a message: ask again for it in chunks.
+            whole = msgspec.structs.replace(body, accept_chunks=True)
+            nc = await self._client()
+            with nats_errors(f"the {op} query"):
+                chunked = await request_in_chunks(
+                    nc, subject, encode(whole), patience=self.config.request_timeout
+                )
+            headers, reply = chunked.headers, chunked.data
+        err = service_error(headers, reply)
         if err is not None:
             raise error_for(err.code, err.message)
-        return decoder.decode(msg.data)
+        return decoder.decode(reply)
 
     async def _get(self, evolution_id: str | None) -> EvolutionContext:
         ctx: EvolutionContext = await self._request(
@@ -836,6 +871,11 @@ class SharedContextStore:
             )
         self._last_seq = max(self._last_seq, published.last_seq)
         return published, await handle.get()
+
+
+def _too_large_for_one_message(headers: dict[str, str] | None) -> bool:
+    """The store's answer that a reply exists but does not fit in one message."""
+    return headers is not None and HEADER_REPLY_BYTES in headers and HEADER_CHUNK not in headers
 
 
 def _msg_id(tenant: str, evolution_id: str, kind: WriteKind, key: str | None) -> str:

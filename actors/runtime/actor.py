@@ -78,6 +78,7 @@ class Actor(ABC):
             await asyncio.shield(self._runner)
 
     async def aclose(self) -> None:
+        """Stop, and wait until stopped; raises what stopped the actor, if a task failed."""
         self._stop.set()
         if self._runner is not None:
             with contextlib.suppress(asyncio.CancelledError):
