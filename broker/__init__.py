@@ -2,6 +2,7 @@
 
 from broker.config import StoreConfig
 from broker.connection import BusClient, RawHandler, connect
+from broker.redact import redact
 from broker.server import EmbeddedServer, find_server_binary
 from broker.streams import (
     ACTOR_DURABLE,
@@ -29,5 +30,6 @@ __all__ = [
     "events_stream_config",
     "find_server_binary",
     "provision",
+    "redact",
     "writes_stream_config",
 ]

@@ -7,8 +7,8 @@ Reads are NATS requests that carry the last sequence this client wrote: the acto
 once it has applied that far (read-your-writes).
 
 Lifecycle: new -> open -> closed. It opens on ``async with`` or on first use, and a closed
-client stays closed. With no NATS URL (argument, config or ``NATS_URL``), it uses the server
-recorded in the local store directory, or starts an embedded server and store actor there.
+client stays closed. With no NATS URL (argument, config or ``NATS_URL``), it uses the local
+store directory's server, started for it if none runs (see ``actors.client.local``).
 """
 
 from __future__ import annotations
@@ -32,7 +32,7 @@ from nats.js.errors import APIError, NoStreamResponseError
 from actors.client.bundles import publish_bundle, read_bundle, write_bundle
 from actors.client.confirmations import Confirmations
 from actors.client.history import load_timeline
-from actors.client.local import default_home, discover_server
+from actors.client.local import attach_local_server, default_home
 from actors.client.watch import Watch
 from actors.core.bundles import (
     Published,
@@ -44,6 +44,8 @@ from actors.core.bundles import (
 )
 from actors.core.timeline import Timeline, diff_contexts
 from broker import StoreConfig, connect
+from broker.home import FileLock
+from broker.redact import redact
 from contracts import (
     HEADER_EXPECTED_LAST_SUBJECT_SEQ,
     HEADER_EXPECTED_LAST_SUBJECT_SEQ_SUBJECT,
@@ -164,7 +166,7 @@ class SharedContextStore:
         self._state: Literal["new", "open", "closed"] = "new"
         self._nc: Client | None = None
         self._confirmations: Confirmations | None = None
-        self._local: Any = None
+        self._local: FileLock | None = None  # registered as a user of the local server
         self._open_lock = asyncio.Lock()
         self._last_seq = 0
         self._current_id: str | None = None
@@ -197,27 +199,25 @@ class SharedContextStore:
                 raise StoreClosedError("this SharedContextStore was closed; create a new one")
             if self._state == "open":
                 return self
-            url = self.config.nats_url or discover_server(self._home)
+            url = self.config.nats_url
             try:
                 if url is None:
-                    from actors.store.local import LocalStack
-
-                    self._local = LocalStack(self._home, self.config)
-                    await self._local.start()
-                    url = self._local.url
+                    url, self._local = await attach_local_server(self._home, self.config)
                 self._nc = await connect(url, name=self.name)
                 self._confirmations = Confirmations(self._nc, self.config.tenant)
             except (OSError, nats.errors.NoServersError, TimeoutError) as exc:
-                await self._close_local()
-                raise StoreUnavailableError(f"cannot reach NATS at {url}: {exc!r}") from exc
+                self._close_local()
+                raise StoreUnavailableError(
+                    f"cannot reach NATS at {redact(str(url))}: {redact(repr(exc))}"
+                ) from exc
             except BaseException:
-                await self._close_local()
+                self._close_local()
                 raise
             self._state = "open"
             return self
 
     async def aclose(self) -> None:
-        """Close the connection (and the local server, if this client started one)."""
+        """Close the connection (and stop using the local server, if it used it)."""
         self._state = "closed"
         nc, self._nc = self._nc, None
         confirmations, self._confirmations = self._confirmations, None
@@ -226,12 +226,12 @@ class SharedContextStore:
         if nc is not None:
             with contextlib.suppress(Exception):
                 await nc.drain()
-        await self._close_local()
+        self._close_local()
 
-    async def _close_local(self) -> None:
+    def _close_local(self) -> None:
         local, self._local = self._local, None
         if local is not None:
-            await local.aclose()
+            local.release()
 
     async def __aenter__(self) -> SharedContextStore:
         return await self.open()
