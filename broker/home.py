@@ -14,19 +14,25 @@ Files in the directory (``home``):
 
 ``flock`` locks die with the process that holds them (the kernel releases them), so a user or
 a server killed with SIGKILL holds nothing. Every wait polls with ``LOCK_NB``: nothing here
-blocks an event loop.
+blocks an event loop. A process forked (not exec'd) from a user shares its lock and keeps it
+while it lives. POSIX only: on Windows the local store directory is refused.
 """
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
-import fcntl
 import os
+import sys
 from pathlib import Path
 from typing import Final
 
 import msgspec
+
+from contracts.errors import BrokerError
+
+if sys.platform != "win32":
+    import fcntl
 
 __all__ = [
     "LOG",
@@ -81,6 +87,11 @@ class FileLock:
     def try_acquire(self, *, shared: bool = False) -> bool:
         if self._fd is not None:
             raise RuntimeError(f"{self.path} is already locked by this FileLock")
+        if sys.platform == "win32":
+            raise BrokerError(
+                "the local store directory needs flock (POSIX): on Windows, give the URL of "
+                "a NATS server (NATS_URL or --nats-url)"
+            )
         fd = _open(self.path)
         try:
             fcntl.flock(fd, (fcntl.LOCK_SH if shared else fcntl.LOCK_EX) | fcntl.LOCK_NB)

@@ -21,6 +21,7 @@ from nats.js.api import StorageType
 from actors import SharedContextStore, StoreTimeoutError, StoreUnavailableError
 from actors.store import LocalStack
 from broker import WRITES_STREAM, BrokerError, StoreConfig, connect
+from broker.home import read_record
 
 CLI = [sys.executable, "-m", "actors.cli"]
 
@@ -161,6 +162,29 @@ async def test_back_to_back_clients_reuse_the_running_server(home: Path) -> None
     await no_server_left(home)
 
 
+async def test_a_client_arriving_while_the_server_stops_gets_a_new_one(
+    home: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # No grace: a server stops as soon as its user leaves. Its first step is to remove
+    # server.json; the next client comes then, while it stops, waits for it to be gone and
+    # starts a new one, which has every earlier write.
+    monkeypatch.setenv("CTXSTORE_SERVER_GRACE", "0")
+    created: list[str] = []
+    servers = set()
+    for _ in range(3):
+        async with SharedContextStore(home=home) as store:
+            created.append(await store.create_context("./p"))
+            listed = await store.get_all_contexts()
+            record = read_record(home)
+            assert record is not None
+            servers.add(record.pid)
+        assert sorted(c["evolution_id"] for c in listed) == sorted(created)
+        async with asyncio.timeout(10):
+            await wait_until(lambda: not (home / "server.json").exists())
+    assert len(servers) == 3
+    await no_server_left(home)
+
+
 async def test_the_first_clients_configuration_reaches_the_spawned_server(home: Path) -> None:
     async with SharedContextStore(home=home, backend="memory") as store:
         assert store.url is not None
@@ -170,6 +194,25 @@ async def test_the_first_clients_configuration_reaches_the_spawned_server(home: 
         finally:
             await nc.close()
     assert info.config.storage == StorageType.MEMORY
+    await no_server_left(home)
+
+
+async def test_a_later_clients_other_settings_are_reported_and_not_applied(
+    home: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    first = SharedContextStore(home=home)
+    second = SharedContextStore(home=home, backend="memory", ttl=60)
+    async with first, second:  # in this order: the first one starts the server
+        assert second.url == first.url
+        assert first.url is not None
+        nc = await connect(first.url, name="inspect")
+        try:
+            info = await nc.jetstream().stream_info(WRITES_STREAM)
+        finally:
+            await nc.close()
+    assert info.config.storage == StorageType.FILE
+    [warning] = [r for r in caplog.records if "other settings" in r.getMessage()]
+    assert "CONTEXT_STORE_BACKEND, CONTEXT_STORE_TTL" in warning.getMessage()
     await no_server_left(home)
 
 

@@ -107,6 +107,14 @@ async def _until_unused(home: Path, grace: float) -> FileLock:
         await asyncio.sleep(_IDLE_POLL_S)
 
 
+def _has_users(home: Path) -> bool:
+    users = FileLock(home / USERS_LOCK)
+    if users.try_acquire():
+        users.release()
+        return False
+    return True
+
+
 def _rotate_log(home: Path) -> None:
     """Keep ``server.log`` small: past a size, move it to ``server.log.1`` and write to a new
     one (this process's stdout and stderr are that file)."""
@@ -130,12 +138,22 @@ async def _serve_its_users(home: Path, config: StoreConfig) -> int:
         level=logging.INFO, format="%(asctime)s %(process)d %(name)s %(levelname)s %(message)s"
     )
     grace = _grace()
-    stack = LocalStack(home, config, lock_timeout=_LOST_RACE_S, owns_process=True)
+    stack = LocalStack(home, config, owns_process=True)
     try:
-        await stack.start()
-    except DirectoryInUseError as exc:
-        log.info("%s: not starting another", exc)
+        # The client that started this one may be probing the lock at this very moment.
+        async with asyncio.timeout(_LOST_RACE_S):
+            while not stack.try_take_directory():  # noqa: ASYNC110 (flock: nothing to await)
+                await asyncio.sleep(0.01)
+    except TimeoutError:
+        log.info("%s: not starting another", DirectoryInUseError(home))
         return 0
+    if not _has_users(home):
+        # Started for a client that has gone, or one that another server served while this
+        # one waited for the directory: nobody would use it.
+        log.info("no client waits for a server: not starting")
+        stack.release_directory()
+        return 0
+    await stack.start()
     _rotate_log(home)
     users: FileLock | None = None
     try:

@@ -61,7 +61,7 @@ def default_home() -> Path:
 async def attach_local_server(home: Path, config: StoreConfig) -> tuple[str, FileLock]:
     """The URL of ``home``'s server, started if none runs, and this user's registration
     (release it when done: the server stops once every user has)."""
-    home = home.absolute()  # the server it starts runs in it: a relative path would move
+    home = _absolute(home)
     user = FileLock(home / USERS_LOCK)
     timeout = START_TIMEOUT_S
     try:
@@ -90,6 +90,12 @@ async def attach_local_server(home: Path, config: StoreConfig) -> tuple[str, Fil
             ", ".join(differ),
         )
     return record.url, user
+
+
+def _absolute(home: Path) -> Path:
+    """The server started for ``home`` runs in it: a relative path would move under it.
+    (A getcwd, no disk access.)"""
+    return Path(os.path.abspath(home))
 
 
 async def _running_or_started(home: Path, config: StoreConfig) -> ServerRecord:

@@ -61,8 +61,8 @@ class DirectoryInUseError(BrokerError):
 class LocalStack(Actor):
     """An embedded server on ``home`` plus a store actor, owned by this process.
 
-    ``lock_timeout``: how long to wait for another process to let go of the directory
-    (0: fail at once with ``DirectoryInUseError``)."""
+    ``start()`` takes the directory (``server.lock``) unless ``try_take_directory()`` did,
+    and raises ``DirectoryInUseError`` if another process holds it."""
 
     actor_name = "ctxstore-local"
 
@@ -72,7 +72,6 @@ class LocalStack(Actor):
         config: StoreConfig,
         *,
         port: int = 0,
-        lock_timeout: float = 0.0,
         owns_process: bool = False,
     ) -> None:
         super().__init__()
@@ -88,7 +87,6 @@ class LocalStack(Actor):
         self.restarts = 0  # of the nats-server, by supervision
         self._nc: BusClient | None = None
         self._lock = FileLock(self.home / SERVER_LOCK)
-        self._lock_timeout = lock_timeout
         self._owns_process = owns_process
 
     @property
@@ -105,14 +103,24 @@ class LocalStack(Actor):
                 raise group.exceptions[0] from None
             raise
 
+    def try_take_directory(self) -> bool:
+        """Hold ``server.lock`` if no other process does. ``start()`` serves under it;
+        without a start, ``release_directory()`` lets it go."""
+        if not self._lock.held:
+            if not self._lock.try_acquire():
+                return False
+            self._lock.write_pid()
+            forget_server(self.home, anyone=True)  # what a killed holder left
+        return True
+
+    def release_directory(self) -> None:
+        """Let go of ``server.lock`` if this stack holds it and does not serve."""
+        if not self.running:
+            self._lock.release()
+
     async def on_start(self) -> None:
-        try:
-            async with asyncio.timeout(self._lock_timeout):
-                await self._lock.acquire()
-        except TimeoutError:
-            raise DirectoryInUseError(self.home) from None
-        self._lock.write_pid()
-        forget_server(self.home, anyone=True)  # what a killed holder left
+        if not self.try_take_directory():
+            raise DirectoryInUseError(self.home)
         await self.server.start()
         await self._start_actor()
         record_server(self.home, self.server.url, self.config.server_environment())
