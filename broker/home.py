@@ -10,6 +10,8 @@ Files in the directory (``home``):
   killed with SIGKILL leaves it behind, and its pid may be reused.
 - ``users.lock``: held shared by every client of the local server for as long as it is open.
   A server started for clients stops once it can take it exclusively (no user left).
+- ``start.lock``: held by the one client starting a server, so that a burst of clients
+  starts one server rather than one each (all but one would find the directory taken).
 - ``server.log``: what a server started for clients writes.
 
 ``flock`` locks die with the process that holds them (the kernel releases them), so a user or
@@ -38,6 +40,7 @@ __all__ = [
     "LOG",
     "RECORD",
     "SERVER_LOCK",
+    "START_LOCK",
     "USERS_LOCK",
     "FileLock",
     "ServerRecord",
@@ -52,6 +55,7 @@ __all__ = [
 
 SERVER_LOCK: Final = "server.lock"
 USERS_LOCK: Final = "users.lock"
+START_LOCK: Final = "start.lock"
 RECORD: Final = "server.json"
 LOG: Final = "server.log"
 

@@ -24,6 +24,7 @@ from broker import StoreConfig
 from broker.home import (
     LOG,
     SERVER_LOCK,
+    START_LOCK,
     USERS_LOCK,
     FileLock,
     ServerRecord,
@@ -101,26 +102,34 @@ def _absolute(home: Path) -> Path:
 async def _running_or_started(home: Path, config: StoreConfig) -> ServerRecord:
     started: subprocess.Popen[bytes] | None = None
     starts = 0
-    while True:
-        record = running_server(home)
-        if record is not None:
-            return record
-        # Start one unless one is starting: ours (until it runs or exits) or another's
-        # (it holds server.lock before it records itself).
-        if (started is None or started.poll() is not None) and not is_locked(home / SERVER_LOCK):
-            if started is not None and started.returncode != 0:
-                raise StoreUnavailableError(
-                    f"the local store server in {home} exited with code {started.returncode};"
-                    f" the end of {home / LOG}:\n{redact(log_tail(home))}"
-                )
-            if starts == _STARTS:
-                raise StoreUnavailableError(
-                    f"started the local store server in {home} {starts} times and none stayed;"
-                    f" the end of {home / LOG}:\n{redact(log_tail(home))}"
-                )
-            started = _start_server(home, config)
-            starts += 1
-        await asyncio.sleep(_POLL_S)
+    starter = FileLock(home / START_LOCK)
+    try:
+        while True:
+            record = running_server(home)
+            if record is not None:
+                return record
+            # Start one unless one is starting: ours (until it runs or exits), another
+            # client's (it holds start.lock), or any (it holds server.lock before it records
+            # itself).
+            idle = started is None or started.poll() is not None
+            if idle and not is_locked(home / SERVER_LOCK):
+                if started is not None and started.returncode != 0:
+                    raise StoreUnavailableError(
+                        f"the local store server in {home} exited with code "
+                        f"{started.returncode}; the end of {home / LOG}:\n"
+                        f"{redact(log_tail(home))}"
+                    )
+                if starts == _STARTS:
+                    raise StoreUnavailableError(
+                        f"started the local store server in {home} {starts} times and none "
+                        f"stayed; the end of {home / LOG}:\n{redact(log_tail(home))}"
+                    )
+                if starter.held or starter.try_acquire():
+                    started = _start_server(home, config)
+                    starts += 1
+            await asyncio.sleep(_POLL_S)
+    finally:
+        starter.release()
 
 
 def _start_server(home: Path, config: StoreConfig) -> subprocess.Popen[bytes]:
