@@ -42,6 +42,7 @@ _MAX_RESTARTS: Final = 5  # within _RESTART_WINDOW_S, then give up
 _RESTART_WINDOW_S: Final = 60.0
 _FIRST_BACKOFF_S: Final = 0.1
 _MAX_BACKOFF_S: Final = 2.0
+_LOG_LINES: Final = 10  # of the nats-server's log, in a report of its death
 
 
 class DirectoryInUseError(BrokerError):
@@ -102,6 +103,14 @@ class LocalStack(Actor):
             if len(group.exceptions) == 1:
                 raise group.exceptions[0] from None
             raise
+
+    async def aclose(self) -> None:
+        """Stop. A failure that stopped it already is ``wait()``'s to raise, not this: so
+        ``async with`` does not replace the error being handled with the same one."""
+        try:
+            await super().aclose()
+        except* Exception:
+            pass
 
     def try_take_directory(self) -> bool:
         """Hold ``server.lock`` if no other process does. ``start()`` serves under it;
@@ -171,12 +180,15 @@ class LocalStack(Actor):
         failure = None if stopped.cancelled() else stopped.exception()
         raise BrokerError(f"the store actor stopped: {failure!r}") from failure
 
+    def _tail(self) -> str:
+        return "\n".join(self.server.log_tail.splitlines()[-_LOG_LINES:])
+
     async def _supervise(self) -> None:
         deaths: deque[float] = deque()
         loop = asyncio.get_running_loop()
         while True:
             code = await self._until_server_exits()
-            log.warning("nats-server exited with code %s:\n%s", code, self.server.log_tail)
+            log.warning("nats-server exited with code %s; its last lines:\n%s", code, self._tail())
             await self._stop_actor(server_alive=False)
             while True:
                 now = loop.time()
@@ -186,7 +198,7 @@ class LocalStack(Actor):
                 if len(deaths) > _MAX_RESTARTS:
                     raise BrokerError(
                         f"nats-server died {len(deaths)} times within {_RESTART_WINDOW_S:.0f}s; "
-                        f"not restarting it again. Its last lines:\n{self.server.log_tail}"
+                        f"not restarting it again. Its last lines:\n{self._tail()}"
                     )
                 backoff = min(_FIRST_BACKOFF_S * 2 ** (len(deaths) - 1), _MAX_BACKOFF_S)
                 await asyncio.sleep(backoff)
