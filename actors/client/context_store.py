@@ -122,8 +122,9 @@ class SharedContextStore:
     """The shared context of evolutions, over NATS.
 
     ``backend``, ``max_contexts``, ``enable_compression``, ``export_path``, ``ttl`` and
-    ``max_payload`` configure the store this client starts itself (no URL given) and the
-    client's own checks; a remote store actor has its own configuration.
+    ``max_payload`` configure the local server this client starts (no URL given, none
+    running) and the client's own checks; a server already running, local or remote, has
+    its own configuration.
     """
 
     def __init__(
