@@ -134,12 +134,20 @@ async def test_refused_credentials_are_not_echoed(
     auth_server: EmbeddedServer, tmp_path: Path
 ) -> None:
     port = auth_server.port
-    urls = [f"nats://u:wrong-{SECRET}@127.0.0.1:{port}", f"nats://{TOKEN}@127.0.0.1:{port}"]
+    urls = [
+        f"nats://u:wrong-{SECRET}@127.0.0.1:{port}",
+        f"nats://{TOKEN}@127.0.0.1:{port}",
+        f"nats://u:{SECRET}@127.0.0.1:{port}",  # accepted, but no store actor answers
+    ]
     # At once: each takes its connection attempts' time to fail.
     results = await asyncio.gather(*(run(tmp_path, "-v", "--nats-url", u, "list") for u in urls))
     for code, out in results:
         assert code == 1
-        assert "ctxstore: cannot reach NATS at nats://" in out
         assert SECRET not in out
         assert TOKEN not in out
-    assert f"nats://***@127.0.0.1:{port}" in results[1][1]
+    assert "ctxstore: cannot reach NATS at nats://u:***@127.0.0.1" in results[0][1]
+    assert f"ctxstore: cannot reach NATS at nats://***@127.0.0.1:{port}" in results[1][1]
+    assert (
+        f"no store actor is serving tenant 'default' on nats://u:***@127.0.0.1:{port}"
+        in (results[2][1])
+    )

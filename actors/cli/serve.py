@@ -158,7 +158,7 @@ async def _serve_its_users(home: Path, config: StoreConfig) -> int:
     users: FileLock | None = None
     try:
         with stop_signals() as signalled:
-            log.info("serving %s on %s until no client uses it", home, stack.url)
+            log.info("serving %s on %s until no client uses it", home, redact(stack.url))
             why, result = await _until_first(
                 signal=signalled.wait(),
                 failure=_stack_failure(stack),
@@ -195,7 +195,8 @@ async def cmd_serve(args: argparse.Namespace) -> int:
         return await _serve_its_users(home, config)
     async with LocalStack(home, config, port=args.port, owns_process=True) as stack:
         with stop_signals() as signalled:
-            print(f"ctxstore serving on {stack.url} (store dir {home})")
-            print(f"agents connect with: NATS_URL={stack.url}", flush=True)
+            shown = redact(stack.url)
+            print(f"ctxstore serving on {shown} (store dir {home})")
+            print(f"agents connect with: NATS_URL={shown}", flush=True)
             await _until_first(signal=signalled.wait(), failure=_stack_failure(stack))
     return 0

@@ -539,7 +539,8 @@ class SharedContextStore:
                         raise
         except nats.errors.NoRespondersError:
             raise StoreUnavailableError(
-                f"no store actor is serving tenant {self.config.tenant!r} on {self.url}"
+                f"no store actor is serving tenant {self.config.tenant!r} "
+                f"on {redact(str(self.url))}"
             ) from None
         except nats.errors.TimeoutError:
             raise StoreTimeoutError(

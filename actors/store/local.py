@@ -24,7 +24,7 @@ from typing import Final
 
 from actors.runtime import Actor
 from actors.store.actor import StoreActor
-from broker import BrokerError, BusClient, EmbeddedServer, StoreConfig, connect
+from broker import BrokerError, BusClient, EmbeddedServer, StoreConfig, connect, redact
 from broker.home import (
     SERVER_LOCK,
     FileLock,
@@ -52,7 +52,7 @@ class DirectoryInUseError(BrokerError):
         pid, record = lock_holder(home), read_record(home)
         who = f"pid {pid}" if pid is not None else "another process"
         if record is not None and record.pid == pid:
-            where = f"is already served by {who} at {record.url}"
+            where = f"is already served by {who} at {redact(record.url)}"
         else:
             where = f"is being served by {who} (starting or stopping)"
         super().__init__(f"the local store in {home} {where}")
@@ -212,4 +212,4 @@ class LocalStack(Actor):
                     continue
                 break
             self.restarts += 1
-            log.warning("nats-server restarted on %s (restart %d)", self.url, self.restarts)
+            log.warning("nats-server restarted on %s (restart %d)", redact(self.url), self.restarts)
