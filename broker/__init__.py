@@ -4,6 +4,7 @@ from broker.config import StoreConfig
 from broker.connection import BusClient, RawHandler, connect
 from broker.nats_errors import JSErrorCode
 from broker.publish import publish
+from broker.redact import redact
 from broker.server import EmbeddedServer, find_server_binary
 from broker.streams import (
     ACTOR_DURABLE,
@@ -36,6 +37,7 @@ __all__ = [
     "find_server_binary",
     "provision",
     "publish",
+    "redact",
     "take_over_consumer",
     "writes_stream_config",
 ]

@@ -9,6 +9,8 @@ from typing import Any, Final
 from nats.aio.client import Client
 from nats.aio.subscription import Subscription
 
+from broker.redact import redact
+
 __all__ = ["BusClient", "RawHandler", "connect"]
 
 log = logging.getLogger("ctxstore.broker")
@@ -109,17 +111,19 @@ async def connect(
     if reconnect_attempts is not None:
         attempts = reconnect_attempts
 
+    shown = redact(url)  # logs never carry a password or a token
+
     async def on_error(exc: Exception) -> None:
-        log.warning("nats error on %s: %r", name, exc)
+        log.warning("nats error on %s: %s", name, redact(repr(exc)))
 
     async def on_disconnect() -> None:
-        log.info("%s disconnected from %s", name, url)
+        log.info("%s disconnected from %s", name, shown)
 
     async def on_reconnect() -> None:
-        log.info("%s reconnected to %s", name, url)
+        log.info("%s reconnected to %s", name, shown)
 
     async def on_close() -> None:
-        log.info("%s closed its connection to %s", name, url)
+        log.info("%s closed its connection to %s", name, shown)
 
     options: dict[str, Any] = dict(
         servers=[url],

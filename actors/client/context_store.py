@@ -14,8 +14,8 @@ Reads are NATS requests that carry the last sequence this client wrote: the acto
 once it has applied that far (read-your-writes).
 
 Lifecycle: new -> open -> closed. It opens on ``async with`` or on first use, and a closed
-client stays closed. With no NATS URL (argument, config or ``NATS_URL``), it uses the server
-recorded in the local store directory, or starts an embedded server and store actor there.
+client stays closed. With no NATS URL (argument, config or ``NATS_URL``), it uses the local
+store directory's server, started for it if none runs (see ``actors.client.local``).
 When nats-py gives up on the connection (an outage longer than its few reconnect attempts,
 or a server that closed it), the next call connects anew: a client heals by itself. Every
 failure is one of ``contracts.errors``.
@@ -46,7 +46,7 @@ from actors.client.bundles import publish_bundle, read_bundle, write_bundle
 from actors.client.confirmations import Confirmations
 from actors.client.handle import ContextHandle, WriteReceipt, write_body
 from actors.client.history import load_timeline
-from actors.client.local import default_home, discover_server
+from actors.client.local import attach_local_server, default_home
 from actors.client.watch import Watch
 from actors.core.bundles import (
     Published,
@@ -59,8 +59,10 @@ from actors.core.bundles import (
 from actors.core.timeline import Timeline, diff_contexts
 from broker import WRITES_STREAM, StoreConfig, connect
 from broker.chunks import request_in_chunks
+from broker.home import FileLock
 from broker.nats_errors import nats_errors, store_error
 from broker.publish import publish
+from broker.redact import redact
 from contracts import (
     HEADER_CHUNK,
     HEADER_EXPECTED_LAST_SUBJECT_SEQ,
@@ -142,8 +144,9 @@ class SharedContextStore:
     """The shared context of evolutions, over NATS.
 
     ``backend``, ``max_contexts``, ``enable_compression``, ``export_path``, ``ttl`` and
-    ``max_payload`` configure the store this client starts itself (no URL given) and the
-    client's own checks; a remote store actor has its own configuration.
+    ``max_payload`` configure the local server this client starts (no URL given, none
+    running) and the client's own checks; a server already running, local or remote, has
+    its own configuration.
 
     Every write method takes ``expected_version=`` (write only if the context is still at
     that version, else ``ConflictError`` with ``current_version``; the server enforces it)
@@ -201,7 +204,7 @@ class SharedContextStore:
         self._nc: Client | None = None
         self._url: str | None = None
         self._confirmations: Confirmations | None = None
-        self._local: Any = None
+        self._local: FileLock | None = None  # registered as a user of the local server
         self._open_lock = asyncio.Lock()
         self._reconnect_failed: tuple[float, str] | None = None
         self._last_seq = 0
@@ -236,28 +239,26 @@ class SharedContextStore:
                 raise StoreClosedError("this SharedContextStore was closed; create a new one")
             if self._state == "open":
                 return self
-            url = self.config.nats_url or discover_server(self._home)
+            url = self.config.nats_url
             try:
                 if url is None:
-                    from actors.store.local import LocalStack
-
-                    self._local = LocalStack(self._home, self.config)
-                    await self._local.start()
-                    url = self._local.url
+                    url, self._local = await attach_local_server(self._home, self.config)
                 self._nc = await connect(url, name=self.name)
                 self._confirmations = Confirmations(self._nc, self.config.tenant)
             except (OSError, nats.errors.Error, TimeoutError) as exc:
-                await self._close_local()
-                raise StoreUnavailableError(f"cannot reach NATS at {url}: {exc!r}") from exc
+                self._close_local()
+                raise StoreUnavailableError(
+                    f"cannot reach NATS at {redact(str(url))}: {redact(repr(exc))}"
+                ) from exc
             except BaseException:
-                await self._close_local()
+                self._close_local()
                 raise
             self._url = url
             self._state = "open"
             return self
 
     async def aclose(self) -> None:
-        """Close the connection (and the local server, if this client started one)."""
+        """Close the connection (and stop using the local server, if it used it)."""
         self._state = "closed"
         nc, self._nc = self._nc, None
         confirmations, self._confirmations = self._confirmations, None
@@ -266,12 +267,12 @@ class SharedContextStore:
         if nc is not None:
             with contextlib.suppress(Exception):
                 await nc.drain()
-        await self._close_local()
+        self._close_local()
 
-    async def _close_local(self) -> None:
+    def _close_local(self) -> None:
         local, self._local = self._local, None
         if local is not None:
-            await local.aclose()
+            local.release()
 
     async def __aenter__(self) -> SharedContextStore:
         return await self.open()
@@ -316,7 +317,7 @@ class SharedContextStore:
             try:
                 fresh = await connect(str(self._url), name=self.name)
             except (OSError, nats.errors.Error, TimeoutError) as exc:
-                message = f"cannot reach NATS at {self._url}: {exc!r}"
+                message = f"cannot reach NATS at {redact(str(self._url))}: {redact(repr(exc))}"
                 self._reconnect_failed = (time.monotonic(), message)
                 raise StoreUnavailableError(message) from exc
             if self.is_closed:  # closed while connecting
@@ -774,7 +775,8 @@ class SharedContextStore:
                 # With no actor at all this still fails at once.
                 if attempt == _NO_RESPONDERS_ATTEMPTS:
                     raise StoreUnavailableError(
-                        f"no store actor is serving tenant {self.config.tenant!r} on {self.url}"
+                        f"no store actor is serving tenant {self.config.tenant!r} "
+                        f"on {redact(str(self.url))}"
                     ) from None
             except nats.errors.ConnectionClosedError as exc:
                 # nats-py gave up on the connection: the next attempt makes a new one.
