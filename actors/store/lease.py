@@ -110,7 +110,8 @@ class Lease:
         started = time.monotonic()
         try:
             self._revision = await kv.create(_KEY, msgspec.json.encode(self.me))
-        except KeyWrongLastSequenceError:
+        except (KeyWrongLastSequenceError, KeyNotFoundError):
+            # Held by another; or it expired between nats-py's create and its second look.
             return False
         self._confirmed = started
         log.info("lease acquired by %s (pid %d)", self.me.holder, self.me.pid)

@@ -156,7 +156,12 @@ class LocalStack(Actor):
             with contextlib.suppress(Exception):
                 await nc.close()
         if actor is not None:
-            await actor.aclose()
+            try:
+                await actor.aclose()
+            except Exception as exc:  # it may fail as its server went away: it is replaced
+                if server_alive:
+                    raise
+                log.warning("the store actor stopped with its server: %r", exc)
         if nc is not None and not nc.is_closed:
             with contextlib.suppress(Exception):
                 async with asyncio.timeout(5):
