@@ -13,7 +13,8 @@ Fixtures (function-scoped, each on its own real ``nats-server``):
 
 - ``ctxstore_server``: a running ``EmbeddedServer`` (JetStream, loopback, a temp dir).
 - ``ctxstore_config``: the ``StoreConfig`` for it.
-- ``ctxstore_store``: a connected ``SharedContextStore`` with a ``StoreActor`` serving it.
+- ``ctxstore_actor``: a running ``StoreActor`` for it.
+- ``ctxstore_store``: a connected ``SharedContextStore`` with that actor serving it.
 - ``ctxstore_replay``: ``await ctxstore_replay(bundle_path)`` loads a recorded export into
   the fresh store under a new id and returns a ``ReplayResult`` (``.evolution_id``,
   ``.context``, ``.recorded``, ``.changes``, ``.identical``).
@@ -38,6 +39,8 @@ from broker import EmbeddedServer, StoreConfig, connect
 
 __all__ = [
     "Replay",
+    "ctxstore_actor",
+    "ctxstore_client_name",
     "ctxstore_config",
     "ctxstore_replay",
     "ctxstore_server",
@@ -90,19 +93,31 @@ def ctxstore_config(ctxstore_server: EmbeddedServer, tmp_path: Path) -> StoreCon
 
 
 @_async_fixture
-async def ctxstore_store(
+async def ctxstore_actor(
     ctxstore_server: EmbeddedServer, ctxstore_config: StoreConfig
-) -> AsyncIterator[SharedContextStore]:
-    """A connected store, with a store actor serving it."""
+) -> AsyncIterator[StoreActor]:
+    """A running store actor for ``ctxstore_server``, on a connection of its own."""
     conn = await connect(ctxstore_server.url, name="ctxstore-test-actor", long_running=True)
     try:
-        async with (
-            StoreActor(conn, ctxstore_config),
-            SharedContextStore(config=ctxstore_config, name="ctxstore-test") as store,
-        ):
-            yield store
+        async with StoreActor(conn, ctxstore_config) as actor:
+            yield actor
     finally:
         await conn.close()
+
+
+@pytest.fixture
+def ctxstore_client_name() -> str:
+    """The name ``ctxstore_store`` writes under (its ``Ctxstore-Writer``)."""
+    return "ctxstore-test"
+
+
+@_async_fixture
+async def ctxstore_store(
+    ctxstore_actor: StoreActor, ctxstore_config: StoreConfig, ctxstore_client_name: str
+) -> AsyncIterator[SharedContextStore]:
+    """A connected store, with ``ctxstore_actor`` serving it."""
+    async with SharedContextStore(config=ctxstore_config, name=ctxstore_client_name) as store:
+        yield store
 
 
 @_async_fixture

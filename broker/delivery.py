@@ -1,31 +1,22 @@
-"""Pulling from a JetStream consumer onto a raw subscription (``BusClient.subscribe_raw``).
+"""JetStream deliveries read straight from the protocol's fields (the raw intake's parsing).
 
-``Puller`` sends one pull request at a time and hands each message to a handler inside the
-connection's read loop. What the server sends it is read straight from the protocol's
-fields: the status of a pull request's end (``NATS/1.0 404 No Messages``...), header values,
-and the stream position carried by the ack subject. nats-py builds a ``Msg``, a header dict
-and a metadata object per message for the same facts; at tens of thousands of messages a
-second that is most of the store actor's CPU.
+The status of a pull request's end (``NATS/1.0 404 No Messages``...), header values, and the
+stream position carried by the ack subject. nats-py builds a ``Msg``, a header dict and a
+metadata object per message for the same facts; at tens of thousands of messages a second
+that is most of the store actor's CPU (see ``broker.intake``).
 """
 
 from __future__ import annotations
 
-import asyncio
-import contextlib
-from types import TracebackType
-from typing import Final, Self
+from typing import Final
 
 import msgspec
-from nats.aio.subscription import Subscription
-
-from broker.connection import BusClient, RawHandler
 
 __all__ = [
     "ACK",
     "HEARTBEAT",
     "NO_RESPONDERS",
     "DeliveryError",
-    "Puller",
     "header",
     "js_position",
     "pull_request",
@@ -91,92 +82,3 @@ def js_position(reply: bytes) -> tuple[int, int, int]:
     except ValueError:
         pass
     raise DeliveryError(f"not a JetStream delivery: reply {reply[:120]!r}")
-
-
-class Puller:
-    """``async with Puller(nc, stream, consumer, handle, ...) as puller``: pull requests on
-    a consumer, one at a time, each message handed to ``handle(subject, reply, data,
-    headers)`` in order, inside the read loop (so it must not wait for a reply on ``nc``).
-
-    ``pull()`` sends a request and returns when it is over: None once the whole batch came
-    (or ``stop()`` was called), else the status code that ended it (``b"404"``, ``b"408"``,
-    ``b"409"``, ``NO_RESPONDERS``...). A handler that raises stops the puller: nothing after
-    that message is handled, and ``pull()`` raises what it raised."""
-
-    def __init__(
-        self,
-        nc: BusClient,
-        stream: str,
-        consumer: str,
-        handle: RawHandler,
-        *,
-        batch: int,
-        max_bytes: int,
-        expires: float,
-    ) -> None:
-        self._nc = nc
-        self._subject = pull_subject(stream, consumer)
-        self._request = pull_request(batch, expires=expires, max_bytes=max_bytes)
-        self._handle = handle
-        self._batch = batch
-        self._inbox = nc.new_inbox()
-        self._sub: Subscription | None = None
-        self._ended = asyncio.Event()
-        self._received = 0
-        self._code: bytes | None = None
-        self._failure: Exception | None = None
-        self.stopped = False
-
-    async def __aenter__(self) -> Self:
-        self._sub = await self._nc.subscribe_raw(self._inbox, self._on_message)
-        return self
-
-    async def __aexit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        tb: TracebackType | None,
-    ) -> None:
-        self.stop()
-        if self._sub is not None:
-            with contextlib.suppress(Exception):
-                await self._nc.unsubscribe_raw(self._sub)
-
-    def stop(self) -> None:
-        """Handle nothing more; the current ``pull()`` returns."""
-        self.stopped = True
-        self._ended.set()
-
-    async def pull(self) -> bytes | None:
-        """One pull request, until it is over. Bound it with a timeout: a request lost to a
-        reconnect never ends."""
-        if not self.stopped:
-            self._ended.clear()
-            self._received = 0
-            self._code = None
-            await self._nc.publish(self._subject, self._request, reply=self._inbox)
-            await self._ended.wait()
-        if self._failure is not None:
-            raise self._failure
-        return self._code
-
-    async def _on_message(
-        self, subject: bytes, reply: bytes, data: bytes, headers: bytes | None
-    ) -> None:
-        if self.stopped:
-            return
-        code = status(headers)
-        if code is not None:
-            if code != HEARTBEAT:
-                self._code = code
-                self._ended.set()
-            return
-        self._received += 1
-        try:
-            await self._handle(subject, reply, data, headers)
-        except Exception as exc:
-            self._failure = exc
-            self.stop()
-            return
-        if self._received >= self._batch:
-            self._ended.set()

@@ -23,10 +23,9 @@ import asyncio
 import contextlib
 import logging
 import os
-from abc import ABC, abstractmethod
+from abc import abstractmethod
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
-from types import TracebackType
 from typing import Final, Literal, Self
 
 import nats.errors
@@ -45,6 +44,7 @@ from broker.delivery import (
     pull_subject,
     status,
 )
+from broker.lifecycle import AsyncResource
 from contracts import HEADER_RECORDED_TIME, HEADER_WRITER, ContextStoreError
 
 __all__ = [
@@ -90,7 +90,7 @@ class Delivery:
 Handle = Callable[[Delivery], Awaitable[None]]
 
 
-class Intake(ABC):
+class Intake(AsyncResource):
     """``async with`` an intake, then ``pull()`` until ``stopped``."""
 
     def __init__(self, handle: Handle, *, batch: int) -> None:
@@ -98,17 +98,6 @@ class Intake(ABC):
         self._batch = batch
         self._failure: Exception | None = None
         self.stopped = False
-
-    @abstractmethod
-    async def __aenter__(self) -> Self: ...
-
-    @abstractmethod
-    async def __aexit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        tb: TracebackType | None,
-    ) -> None: ...
 
     @abstractmethod
     async def pull(self) -> bytes | None:
@@ -163,20 +152,16 @@ class RawIntake(Intake):
         self._received = 0
         self._code: bytes | None = None
 
-    async def __aenter__(self) -> Self:
+    async def open(self) -> Self:
         self._sub = await self._nc.subscribe_raw(self._inbox, self._on_message)
         return self
 
-    async def __aexit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        tb: TracebackType | None,
-    ) -> None:
+    async def aclose(self) -> None:
         self.stop()
-        if self._sub is not None:
+        sub, self._sub = self._sub, None
+        if sub is not None:
             with contextlib.suppress(Exception):
-                await self._nc.unsubscribe_raw(self._sub)
+                await self._nc.unsubscribe_raw(sub)
 
     def stop(self) -> None:
         super().stop()
@@ -243,20 +228,16 @@ class FetchIntake(Intake):
         self._expires = expires
         self._psub: JetStreamContext.PullSubscription | None = None
 
-    async def __aenter__(self) -> Self:
+    async def open(self) -> Self:
         self._psub = await self._js.pull_subscribe_bind(durable=self._consumer, stream=self._stream)
         return self
 
-    async def __aexit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        tb: TracebackType | None,
-    ) -> None:
+    async def aclose(self) -> None:
         self.stop()
-        if self._psub is not None:
+        psub, self._psub = self._psub, None
+        if psub is not None:
             with contextlib.suppress(Exception):
-                await self._psub.unsubscribe()
+                await psub.unsubscribe()
 
     async def pull(self) -> bytes | None:
         assert self._psub is not None

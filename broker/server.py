@@ -27,8 +27,9 @@ import sysconfig
 from collections import deque
 from collections.abc import Callable
 from pathlib import Path
-from types import TracebackType
+from typing import Self
 
+from broker.lifecycle import AsyncResource
 from contracts.errors import BrokerError
 
 __all__ = ["BrokerError", "EmbeddedServer", "find_server_binary"]
@@ -72,7 +73,7 @@ def find_server_binary() -> str:
     return found
 
 
-class EmbeddedServer:
+class EmbeddedServer(AsyncResource):
     """``async with EmbeddedServer(store_dir=...) as server: server.url``"""
 
     def __init__(
@@ -221,20 +222,17 @@ class EmbeddedServer:
                 await drain
         self.port = None
 
+    async def open(self) -> Self:
+        """``start()``: for ``async with``."""
+        await self.start()
+        return self
+
+    async def aclose(self) -> None:
+        """``stop()``."""
+        await self.stop()
+
     async def kill(self) -> None:
         """SIGKILL: a crash, for tests of what survives one."""
         if self._process is not None and self._process.returncode is None:
             self._process.kill()
-        await self.stop()
-
-    async def __aenter__(self) -> EmbeddedServer:
-        await self.start()
-        return self
-
-    async def __aexit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        tb: TracebackType | None,
-    ) -> None:
         await self.stop()

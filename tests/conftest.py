@@ -1,4 +1,6 @@
-"""Fixtures: a real nats-server with JetStream per test, on a free loopback port."""
+"""Fixtures: the package's own pytest plugin (``actors.pytest_plugin``: a real nats-server with
+JetStream per test, on a free loopback port, a store actor, a client), under short names,
+with a small payload limit so that size limits are quick to reach."""
 
 from __future__ import annotations
 
@@ -20,16 +22,37 @@ def pytest_configure(config: pytest.Config) -> None:
 
 
 @pytest.fixture
-async def server(tmp_path: Path) -> AsyncIterator[EmbeddedServer]:
-    async with EmbeddedServer(tmp_path / "nats") as srv:
-        yield srv
+def ctxstore_config(ctxstore_server: EmbeddedServer, tmp_path: Path) -> StoreConfig:
+    """The plugin's configuration, with a 64 KiB payload limit."""
+    return StoreConfig.build(
+        {}, nats_url=ctxstore_server.url, max_payload=64 * 1024, export_path=tmp_path / "exports"
+    )
 
 
 @pytest.fixture
-def config(server: EmbeddedServer, tmp_path: Path) -> StoreConfig:
-    return StoreConfig.build(
-        {}, nats_url=server.url, max_payload=64 * 1024, export_path=tmp_path / "exports"
-    )
+def ctxstore_client_name() -> str:
+    return "agent-a"
+
+
+@pytest.fixture
+def server(ctxstore_server: EmbeddedServer) -> EmbeddedServer:
+    return ctxstore_server
+
+
+@pytest.fixture
+def config(ctxstore_config: StoreConfig) -> StoreConfig:
+    return ctxstore_config
+
+
+@pytest.fixture
+def actor(ctxstore_actor: StoreActor) -> StoreActor:
+    return ctxstore_actor
+
+
+@pytest.fixture
+def store(ctxstore_store: SharedContextStore) -> SharedContextStore:
+    """The first agent."""
+    return ctxstore_store
 
 
 @pytest.fixture
@@ -37,20 +60,6 @@ async def nc(server: EmbeddedServer) -> AsyncIterator[Client]:
     conn = await connect(server.url, name="test-raw")
     yield conn
     await conn.close()
-
-
-@pytest.fixture
-async def actor(server: EmbeddedServer, config: StoreConfig) -> AsyncIterator[StoreActor]:
-    conn = await connect(server.url, name="test-actor", long_running=True)
-    async with StoreActor(conn, config) as running:
-        yield running
-    await conn.close()
-
-
-@pytest.fixture
-async def store(actor: StoreActor, config: StoreConfig) -> AsyncIterator[SharedContextStore]:
-    async with SharedContextStore(config=config, name="agent-a") as client:
-        yield client
 
 
 @pytest.fixture

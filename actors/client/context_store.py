@@ -34,7 +34,7 @@ from collections.abc import Iterable, Mapping
 from contextvars import ContextVar
 from datetime import UTC, datetime
 from pathlib import Path
-from types import MappingProxyType, TracebackType
+from types import MappingProxyType
 from typing import Any, Final, Literal
 
 import msgspec
@@ -60,6 +60,7 @@ from actors.core.timeline import Timeline, diff_contexts
 from broker import WRITES_STREAM, StoreConfig, connect
 from broker.chunks import request_in_chunks
 from broker.home import FileLock
+from broker.lifecycle import AsyncResource
 from broker.nats_errors import nats_errors, store_error
 from broker.publish import publish
 from broker.redact import redact
@@ -140,7 +141,7 @@ def new_evolution_id() -> str:
     return f"evo-{stamp}-{uuid.uuid4().hex[:12]}"
 
 
-class SharedContextStore:
+class SharedContextStore(AsyncResource):
     """The shared context of evolutions, over NATS.
 
     ``backend``, ``max_contexts``, ``enable_compression``, ``export_path``, ``ttl`` and
@@ -273,17 +274,6 @@ class SharedContextStore:
         local, self._local = self._local, None
         if local is not None:
             local.release()
-
-    async def __aenter__(self) -> SharedContextStore:
-        return await self.open()
-
-    async def __aexit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        tb: TracebackType | None,
-    ) -> None:
-        await self.aclose()
 
     async def _client(self) -> Client:
         """The connection, opened on first use, and made anew once nats-py gave up on it."""

@@ -21,7 +21,6 @@ import asyncio
 import contextlib
 import logging
 from collections.abc import AsyncIterator, Awaitable, Callable, Iterable
-from types import TracebackType
 from typing import Any, Final
 
 import msgspec
@@ -30,6 +29,7 @@ from nats.aio.client import Client
 from nats.js.api import ConsumerConfig, DeliverPolicy
 
 from broker import EVENTS_STREAM
+from broker.lifecycle import AsyncResource
 from broker.nats_errors import nats_errors, store_error
 from contracts import Decoders, WriteApplied, event_filter
 from contracts.errors import StoreTimeoutError, StoreUnavailableError
@@ -43,7 +43,7 @@ _RESUME_WAIT_S: Final = 0.25
 _RESUME_WAIT_MAX_S: Final = 5.0
 
 
-class Watch(AsyncIterator[WriteApplied]):
+class Watch(AsyncResource, AsyncIterator[WriteApplied]):
     """An async iterator of applied writes. Close it with ``aclose()`` or ``async with``."""
 
     def __init__(
@@ -168,14 +168,3 @@ class Watch(AsyncIterator[WriteApplied]):
         if sub is not None:
             with contextlib.suppress(nats.errors.Error):
                 await sub.unsubscribe()
-
-    async def __aenter__(self) -> Watch:
-        return await self.open()
-
-    async def __aexit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        tb: TracebackType | None,
-    ) -> None:
-        await self.aclose()

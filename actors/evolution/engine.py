@@ -19,8 +19,7 @@ import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from types import TracebackType
-from typing import Any
+from typing import Any, Self
 
 import msgspec
 import nats.errors
@@ -40,6 +39,7 @@ from actors.evolution.agents.roles import (
     ResearchAgent,
 )
 from broker import connect
+from broker.lifecycle import AsyncResource
 from contracts import (
     AgentReply,
     AgentRequest,
@@ -106,7 +106,7 @@ class EvolutionResult:
         }
 
 
-class EvolutionEngine:
+class EvolutionEngine(AsyncResource):
     """``results = await EvolutionEngine().run_evolution(EvolutionConfig(...))``"""
 
     def __init__(
@@ -135,16 +135,11 @@ class EvolutionEngine:
             self._store = get_context_store()
         return self._store
 
-    async def __aenter__(self) -> EvolutionEngine:
+    async def open(self) -> Self:
+        """Nothing to open yet: the engine connects on its first evolution."""
+        if self._closed:
+            raise RuntimeError("this EvolutionEngine was closed")
         return self
-
-    async def __aexit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        tb: TracebackType | None,
-    ) -> None:
-        await self.aclose()
 
     async def aclose(self) -> None:
         """Stop the local agents and close the engine's connections (not the store)."""

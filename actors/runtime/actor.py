@@ -11,10 +11,11 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-from abc import ABC, abstractmethod
+from abc import abstractmethod
 from collections.abc import Coroutine
-from types import TracebackType
 from typing import Any, Self
+
+from broker.lifecycle import AsyncResource
 
 __all__ = ["Actor", "ActorStopped"]
 
@@ -25,7 +26,7 @@ class ActorStopped(RuntimeError):
     """Work was handed to an actor that is not running."""
 
 
-class Actor(ABC):
+class Actor(AsyncResource):
     actor_name = "actor"
 
     def __init__(self) -> None:
@@ -71,6 +72,11 @@ class Actor(ABC):
             ready.cancel()
             await self._runner  # raises what stopped it
 
+    async def open(self) -> Self:
+        """``start()``: for ``async with``."""
+        await self.start()
+        return self
+
     async def wait(self) -> None:
         """Until the actor has stopped, by ``aclose()`` or because a task it owns failed;
         raises that failure (an ``ExceptionGroup``)."""
@@ -105,15 +111,3 @@ class Actor(ABC):
         finally:
             self._group = None
             await self.on_stop()
-
-    async def __aenter__(self) -> Self:
-        await self.start()
-        return self
-
-    async def __aexit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        tb: TracebackType | None,
-    ) -> None:
-        await self.aclose()
