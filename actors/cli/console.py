@@ -29,11 +29,12 @@ async def cmd_console(args: argparse.Namespace) -> int:
     console = Console(open_store, default_tenant=default_tenant, tenants=args.tenant or ())
     with stop_signals() as stop:
         try:
-            # Reach the store before saying the console is up: a wrong URL is an error now.
-            await console.summaries()
             async with ConsoleServer(
                 create_app(console), args.host, args.port, on_stop=console.closing.set
             ) as server:
+                # Reach the store before saying the console is up: a wrong URL is an
+                # error now, not a page of errors later.
+                await console.summaries()
                 print(f"CONSOLE_URL={server.url}", flush=True)
                 await stop.wait()
         finally:

@@ -166,13 +166,15 @@ async def list_events(
     console: Console,
     tenant: str,
     where: EvolutionFilter,
+    after: int,
     render_row: Callable[[EvolutionRow], str],
 ) -> AsyncIterator[str]:
-    """Rows of the evolutions list that changed: ``row`` events (``{id, html}``; ``html``
-    null when the evolution no longer passes the filter or is gone)."""
+    """Rows of the evolutions list that changed after version ``after`` (the newest
+    version the page knew of): ``row`` events (``{id, html}``; ``html`` null when the
+    evolution no longer passes the filter or is gone), their id the newest version seen."""
     yield f"retry: {RETRY_MS}\n\n"
     try:
-        async for chunk in _list(console, tenant, where, render_row):
+        async for chunk in _list(console, tenant, where, after, render_row):
             yield chunk
     except ContextStoreError as exc:
         log.info("live list of %s ends: %s", tenant, exc)
@@ -182,22 +184,21 @@ async def _list(
     console: Console,
     tenant: str,
     where: EvolutionFilter,
+    after: int,
     render_row: Callable[[EvolutionRow], str],
 ) -> AsyncIterator[str]:
     async with _Pump(console.watch(tenant), console.closing) as pump:
+        last = after
         while True:
-            while not await pump.wait():
-                if console.closing.is_set():
-                    return
-                yield ": keepalive\n\n"
-            changed = pump.take()
-            if pump.failure is not None:
-                log.info("live list of %s ends: %s", tenant, pump.failure)
-                return
+            # Every context written after `last` (a rejected write moves a version too),
+            # and those the watch told of that are gone from the list.
+            told = pump.take()
             summaries = {s.evolution_id: s for s in await console.summaries(tenant)}
-            listed = [eid for eid in changed if eid in summaries]
-            contexts = await console.contexts(tenant, listed)
-            for eid in changed:
+            moved = [eid for eid, s in summaries.items() if s.version > last]
+            gone = [eid for eid in told if eid not in summaries]
+            last = max([last, *(s.version for s in summaries.values())])
+            contexts = await console.contexts(tenant, moved)
+            for eid in [*moved, *gone]:
                 summary = summaries.get(eid)
                 ctx = contexts.get(eid)
                 html = None
@@ -208,4 +209,11 @@ async def _list(
                     and where.keeps_context(ctx)
                 ):
                     html = render_row(EvolutionRow(tenant, summary, ctx))
-                yield sse("row", {"id": eid, "html": html})
+                yield sse("row", {"id": eid, "html": html}, id=last)
+            if pump.failure is not None:
+                log.info("live list of %s ends: %s", tenant, pump.failure)
+                return
+            while not await pump.wait():
+                if console.closing.is_set():
+                    return
+                yield ": keepalive\n\n"

@@ -114,9 +114,9 @@ class _Pages:
         """The query parameters that keep a link in this tenant."""
         return {} if tenant == self.console.default_tenant else {"tenant": tenant}
 
-    def fragment(self, macro: str, *args: Any, **values: Any) -> str:
-        module = self.env.get_template("rows.html").make_module(values)
-        return str(getattr(module, macro)(*args))
+    def fragment(self, macro: str, *args: Any) -> str:
+        """One macro of rows.html, rendered: the rows that live streams send."""
+        return str(getattr(self.env.get_template("rows.html").module, macro)(*args))
 
     # -- the list --------------------------------------------------------------------------
 
@@ -129,14 +129,16 @@ class _Pages:
         )
 
     def list_row(self, row: EvolutionRow, tenant_q: dict[str, str]) -> str:
-        return self.fragment("evolution_row", row, tenant_q=tenant_q)
+        return self.fragment("evolution_row", row, tenant_q)
 
     async def evolutions(self, request: Request) -> Response:
         q = request.query_params
         tenant = self.console.tenant(q.get("tenant"))
         where = self._filter(request)
         page = _int(q.get("page"), "page", 1, minimum=1)
-        everything = await self.console.evolutions(tenant, where)
+        summaries = await self.console.summaries(tenant)
+        newest = max((s.version for s in summaries), default=0)
+        everything = [EvolutionRow(tenant, s) for s in summaries if where.keeps_summary(s)]
         shown = everything[(page - 1) * PAGE_SIZE : page * PAGE_SIZE]
         contexts = await self.console.contexts(tenant, [r.evolution_id for r in shown])
         rows = [EvolutionRow(tenant, r.summary, contexts.get(r.evolution_id)) for r in shown]
@@ -153,6 +155,7 @@ class _Pages:
             page=page,
             pages=max(1, -(-len(everything) // PAGE_SIZE)),
             filters=filters,
+            newest=newest,
             statuses=[s.value for s in Status],
             phases=[s.value for s in Stage],
         )
@@ -161,7 +164,13 @@ class _Pages:
         tenant = self.console.tenant(request.query_params.get("tenant"))
         where = self._filter(request)
         tenant_q = self.tenant_q(tenant)
-        stream = list_events(self.console, tenant, where, lambda r: self.list_row(r, tenant_q))
+        after = _int(request.query_params.get("after"), "after", 0)
+        resumed = request.headers.get("last-event-id", "")
+        if resumed.isdigit():
+            after = max(after, int(resumed))
+        stream = list_events(
+            self.console, tenant, where, after, lambda r: self.list_row(r, tenant_q)
+        )
         return StreamingResponse(stream, media_type="text/event-stream", headers=_STREAM_HEADERS)
 
     # -- one evolution ---------------------------------------------------------------------
@@ -169,7 +178,7 @@ class _Pages:
     def timeline_row(
         self, eid: str, entry: HistoryEntry, previous: int | None, tenant_q: dict[str, str]
     ) -> str:
-        return self.fragment("timeline_row", eid, entry, previous, tenant_q=tenant_q)
+        return self.fragment("timeline_row", eid, entry, previous, tenant_q)
 
     async def timeline(self, request: Request) -> Response:
         tenant = self.console.tenant(request.query_params.get("tenant"))
