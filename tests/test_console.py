@@ -149,7 +149,9 @@ async def test_context_page_shows_the_context_at_any_version(
     assert f"version {planning.seq}</strong>" in by_time.text
 
     assert (await http.get(f"/evolutions/{rec.evolution_id}/context?at=soon")).status_code == 400
-    assert (await http.get(f"/evolutions/{rec.evolution_id}/context?at=2000-01-01T00:00:00")).status_code == 404
+    assert (
+        await http.get(f"/evolutions/{rec.evolution_id}/context?at=2000-01-01T00:00:00")
+    ).status_code == 404
     assert (await http.get("/evolutions/evo-none/context")).status_code == 404
 
 
