@@ -13,6 +13,7 @@ No IDE page is served (it would load scripts from a CDN); POST queries, or GET w
 
 from __future__ import annotations
 
+import logging
 from collections.abc import AsyncGenerator
 from dataclasses import dataclass, field
 from datetime import datetime
@@ -20,19 +21,22 @@ from typing import Final
 
 import msgspec
 import strawberry
+from graphql import GraphQLError
 from starlette.requests import Request
 from starlette.responses import Response
 from starlette.websockets import WebSocket
 from strawberry.asgi import GraphQL
 from strawberry.scalars import JSON
-from strawberry.types import Info
+from strawberry.types import ExecutionContext, Info
 
-from actors.client import ContextNotFoundError, InvalidWriteError
+from actors.client import ContextNotFoundError, ContextStoreError, InvalidWriteError
 from actors.console.reads import Console, EvolutionFilter, EvolutionRow, metric_rows, success_rate
 from contracts import EvolutionContext, Stage, Status, WriteApplied, WriteRejected
 from contracts.history import HistoryEntry
 
 __all__ = ["MAX_LIMIT", "graphql_app", "schema"]
+
+log = logging.getLogger("ctxstore.console")
 
 MAX_LIMIT: Final = 1000
 
@@ -346,7 +350,20 @@ class Subscription:
                 yield WriteEventType.of(event)
 
 
-schema: Final = strawberry.Schema(query=Query, subscription=Subscription)
+class _Schema(strawberry.Schema):
+    def process_errors(
+        self, errors: list[GraphQLError], execution_context: ExecutionContext | None = None
+    ) -> None:
+        # The caller gets every error in the reply; the log gets a line for the store's
+        # answers (a bad limit, an unknown tenant) and a traceback only for real failures.
+        for error in errors:
+            if isinstance(error.original_error, ContextStoreError):
+                log.info("graphql: %s", error.message)
+            else:
+                log.error("graphql: %s", error.message, exc_info=error.original_error)
+
+
+schema: Final = _Schema(query=Query, subscription=Subscription)
 
 
 class _ConsoleGraphQL(GraphQL[Context, None]):

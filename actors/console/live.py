@@ -124,6 +124,8 @@ async def timeline_events(
     except ContextStoreError as exc:
         # The store is away or slow: end here, and the browser reconnects after RETRY_MS.
         log.info("live timeline of %s ends: %s", evolution_id, exc)
+    except Exception:  # a bug ends this stream only, never the console
+        log.exception("live timeline of %s failed", evolution_id)
 
 
 async def _timeline(
@@ -178,6 +180,8 @@ async def list_events(
             yield chunk
     except ContextStoreError as exc:
         log.info("live list of %s ends: %s", tenant, exc)
+    except Exception:  # a bug ends this stream only, never the console
+        log.exception("live list of %s failed", tenant)
 
 
 async def _list(
