@@ -158,3 +158,12 @@ async def test_console_in_chromium_list_click_live_writes_and_views(
     )
     expected = await store.diff(other.evolution_id, versions[1], versions[4])
     await expect(page.locator("#changes tbody tr")).to_have_count(len(expected.changes))
+
+    # The GraphQL page runs a query across evolutions, from the browser.
+    await page.click("header >> text=GraphQL")
+    await expect(page.locator("#query")).to_contain_text("successRateBelow: 0.5")
+    await page.fill("#query", "{ evolutions(successRateAtLeast: 0.5) { id successRate } }")
+    await page.get_by_role("button", name="Run").click()
+    await expect(page.locator("#result")).to_contain_text(f'"id": "{other.evolution_id}"')
+    await expect(page.locator("#result")).not_to_contain_text(rec.evolution_id)
+    await expect(page.locator("#took")).to_contain_text("200 in")

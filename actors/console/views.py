@@ -82,6 +82,27 @@ def _int(value: str | None, what: str, default: int, minimum: int = 0) -> int:
     return int(value)
 
 
+def _examples(where: str) -> list[tuple[str, str]]:
+    return [
+        (
+            "success rate below 0.5",
+            f"{{\n  evolutions({where}successRateBelow: 0.5) {{\n"
+            "    id targetPath status successRate createdAt\n  }\n}",
+        ),
+        (
+            "running, by target",
+            f'{{\n  evolutions({where}status: RUNNING, targetContains: "project") {{\n'
+            "    id targetPath currentPhase version\n  }\n}",
+        ),
+        (
+            "one evolution's writes",
+            f"{{\n  evolutions({where}limit: 1) {{\n    id\n"
+            "    history { seq time kind writer applied code reason }\n"
+            "    comparison { metrics { name before after delta } }\n  }\n}",
+        ),
+    ]
+
+
 def _status_of(exc: ContextStoreError) -> int:
     match exc:
         case RequestError():
@@ -273,6 +294,11 @@ class _Pages:
             tab="diff",
         )
 
+    async def query(self, request: Request) -> Response:
+        tenant = self.console.tenant(request.query_params.get("tenant"))
+        where = "" if tenant == self.console.default_tenant else f'tenant: "{tenant}", '
+        return self.render("query.html", request, examples=_examples(where))
+
     # -- errors ----------------------------------------------------------------------------
 
     def error_page(self, request: Request, status: int, message: str) -> Response:
@@ -317,6 +343,7 @@ def create_app(console: Console) -> Starlette:
         Route("/evolutions/{eid}/diff", pages.diff),
         Route("/live/evolutions", pages.live_list),
         Route("/live/evolutions/{eid}", pages.live_timeline),
+        Route("/query", pages.query),
         Route("/graphql", api, methods=["GET", "POST"]),
         WebSocketRoute("/graphql", api),
         Mount("/static", StaticFiles(packages=[("actors.console", "static")]), name="static"),

@@ -73,6 +73,17 @@ async def take(base: str, eid: str, seq: dict[tuple[str, str | None], int], out:
         a, b = seq[("stage", "planning")], seq[("stage", "implementation")]
         await page.set_viewport_size({"width": 1280, "height": 600})
         await shoot(page, f"{evo}/diff?a={a}&b={b}", out / "diff.png")
+        await page.set_viewport_size({"width": 1280, "height": 760})
+        await page.goto(f"{base}query")
+        await page.fill(
+            "#query",
+            '{\n  evolutions(targetContains: "sample_project", successRateAtLeast: 0.5) {\n'
+            "    id status successRate\n    comparison { metrics { name delta } }\n  }\n}",
+        )
+        await page.get_by_role("button", name="Run").click()
+        await page.wait_for_selector("#result:not(:empty)")
+        await page.screenshot(path=str(out / "graphql.png"))
+        print(out / "graphql.png")
         await browser.close()
 
 

@@ -77,3 +77,34 @@ if (liveTable && window.EventSource) {
     fresh(document.getElementById("row-" + data.id));
   });
 }
+
+// The GraphQL page: run the query, show the reply as it came.
+const graphqlForm = document.getElementById("graphql");
+if (graphqlForm) {
+  const text = document.getElementById("query");
+  const result = document.getElementById("result");
+  const took = document.getElementById("took");
+  document.querySelectorAll("a.example").forEach((link) => {
+    link.addEventListener("click", (event) => {
+      event.preventDefault();
+      text.value = link.dataset.query;
+    });
+  });
+  graphqlForm.addEventListener("submit", async (event) => {
+    event.preventDefault();
+    const started = performance.now();
+    took.textContent = "running…";
+    try {
+      const reply = await fetch("/graphql", {
+        method: "POST",
+        headers: { "Content-Type": "application/json" },
+        body: JSON.stringify({ query: text.value }),
+      });
+      result.textContent = JSON.stringify(await reply.json(), null, 2);
+      took.textContent = `${reply.status} in ${Math.round(performance.now() - started)} ms`;
+    } catch (error) {
+      result.textContent = String(error);
+      took.textContent = "failed";
+    }
+  });
+}
