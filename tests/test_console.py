@@ -20,11 +20,11 @@ from typing import Any
 import httpx
 import pytest
 import websockets
-from consolekit import record_evolution, reject_write, served_console
+from consolekit import console_for, record_evolution, reject_write, served_console
 from nats.aio.client import Client
 
 from actors import SharedContextStore
-from actors.console import Console
+from actors.console import Console, ConsoleServer, create_app
 from broker import EmbeddedServer, StoreConfig
 from contracts import EvolutionContext, Stage
 
@@ -209,6 +209,22 @@ async def test_errors_are_pages_with_the_reason(http: httpx.AsyncClient) -> None
     assert bad.status_code == 400
     assert (await http.get("/nowhere")).status_code == 404
     assert (await http.get("/live/evolutions/not%20a%20token")).status_code == 400
+
+
+async def test_a_store_that_cannot_be_reached_is_a_503_page_not_a_crash() -> None:
+    config = StoreConfig.build({}, nats_url="nats://127.0.0.1:1")
+    console = console_for(config)
+    try:
+        async with (
+            ConsoleServer(create_app(console), "127.0.0.1", 0) as server,
+            httpx.AsyncClient(base_url=server.url, timeout=WAIT_S) as http,
+        ):
+            page = await http.get("/")
+            assert page.status_code == 503
+            assert "cannot reach NATS at nats://127.0.0.1:1" in page.text
+            assert (await http.get("/static/console.css")).status_code == 200  # still serving
+    finally:
+        await console.aclose()
 
 
 # -- live ------------------------------------------------------------------------------
