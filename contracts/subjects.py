@@ -33,6 +33,7 @@ __all__ = [
     "event_filter",
     "event_subject",
     "event_subject_of",
+    "outcome_filter",
     "query_filter",
     "query_subject",
     "query_tenant",
@@ -120,7 +121,7 @@ def agent_subject(tenant: str, agent: str) -> str:
     return f"{ROOT}.{Channel.AGENT}.{tenant}.{check_token(agent, 'agent')}"
 
 
-def _filter(channel: Channel, tenant: str | None, evolution_id: str | None) -> str:
+def _filter(channel: Channel | str, tenant: str | None, evolution_id: str | None) -> str:
     t = "*" if tenant is None else check_token(tenant, "tenant")
     if evolution_id is None:
         return f"{ROOT}.{channel}.{t}.>"
@@ -139,6 +140,13 @@ def event_filter(tenant: str | None = None, evolution_id: str | None = None) -> 
 def error_filter(tenant: str | None = None, evolution_id: str | None = None) -> str:
     """Wildcard over rejected-write events."""
     return _filter(Channel.ERROR, tenant, evolution_id)
+
+
+def outcome_filter(tenant: str | None = None, evolution_id: str | None = None) -> str:
+    """Wildcard over both outcomes of writes: applied (``event``) and rejected (``error``).
+    Its channel token is a wildcard, so it means exactly those two only on the events
+    stream (``CTXSTORE_EVENTS``), whose subjects are those two channels."""
+    return _filter("*", tenant, evolution_id)
 
 
 def query_filter(operation: Query) -> str:

@@ -13,18 +13,19 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from nats.aio.client import Client
 
 from actors import InvalidWriteError, SharedContextStore, StoreActor
-from actors.client.watch import Watch
+from actors.client.watch import OutcomeWatch, Watch
 from broker import EmbeddedServer, StoreConfig, connect
-from contracts import Stage, WriteApplied
+from contracts import Stage, WriteApplied, WriteKind, WriteRejected, write_subject
 
 ROOT = Path(__file__).resolve().parent.parent
 PLAN: dict[str, Any] = dict(tasks=[], priorities=[], dependencies={}, estimated_impact=0.5)
 
 
-async def take(watch: Watch, n: int, within: float = 10.0) -> list[WriteApplied]:
-    out: list[WriteApplied] = []
+async def take(watch: Watch | OutcomeWatch, n: int, within: float = 10.0) -> list[Any]:
+    out: list[Any] = []
     async with asyncio.timeout(within):
         async for event in watch:
             out.append(event)
@@ -198,6 +199,41 @@ async def test_cli_watch_prints_events_live_until_interrupted(
     assert code == 0
     assert [line.split()[3] for line in lines] == [b"stage", b"improvement_plan"]
     assert all(eid.encode() in line for line in lines)
+
+
+async def test_watch_outcomes_yields_rejected_writes_in_order_with_their_reason(
+    store: SharedContextStore, store_b: SharedContextStore, nc: Client
+) -> None:
+    eid = await store.create_context("./p")
+    other = await store_b.create_context("./other")
+    async with store.watch_outcomes(eid) as outcomes, store.watch(eid) as applied_only:
+        await store.update_phase(Stage.RESEARCH, eid)
+        # A write the store rejects (negative count), published without the client.
+        await nc.jetstream().publish(
+            write_subject("default", eid, WriteKind.ORIGINAL_ANALYSIS),
+            b'{"type": "original_analysis", "files_analyzed": -1}',
+        )
+        await nc.jetstream().publish(  # another context's rejection: not seen
+            write_subject("default", other, WriteKind.ORIGINAL_ANALYSIS),
+            b'{"type": "original_analysis", "files_analyzed": -2}',
+        )
+        await store.update_phase(Stage.PLANNING, eid)
+        events = await take(outcomes, 3)
+        plain = await take(applied_only, 2)
+    assert [type(e) for e in events] == [WriteApplied, WriteRejected, WriteApplied]
+    assert [e.seq for e in events] == [e.seq for e in (await store.history(eid))[1:]]
+    rejected = events[1]
+    assert isinstance(rejected, WriteRejected)
+    assert (rejected.evolution_id, rejected.kind, rejected.code) == (
+        eid,
+        "original_analysis",
+        "invalid",
+    )
+    assert "files_analyzed" in rejected.reason
+    # The plain watch still yields applied writes only.
+    assert [e.seq for e in plain] == [events[0].seq, events[2].seq]
+    async with store.context(eid).watch_outcomes(from_start=True) as again:
+        assert [e.seq for e in await take(again, 4)] == [e.seq for e in await store.history(eid)]
 
 
 @pytest.mark.parametrize("bad", ["has space", "a.b", "*", ""])

@@ -124,6 +124,26 @@ def _parser() -> argparse.ArgumentParser:
     )
     schema.set_defaults(run="schema:cmd_schema")
 
+    console = sub.add_parser(
+        "console", help="serve the web console (and its GraphQL API) on the store"
+    )
+    console.add_argument(
+        "--port", type=int, default=8765, help="HTTP port (default: 8765; 0: any free port)"
+    )
+    console.add_argument(
+        "--host",
+        default="127.0.0.1",
+        help="address to listen on (default: 127.0.0.1; the console has no login)",
+    )
+    console.add_argument(
+        "--tenant",
+        action="append",
+        default=None,
+        help="a tenant to offer (repeatable; the first is the default; default: "
+        "$CTXSTORE_TENANT or 'default')",
+    )
+    console.set_defaults(run="console:cmd_console")
+
     demo = sub.add_parser("demo", help="run the spec's four phases against the store")
     demo.add_argument("--target", default="./my-project")
     demo.set_defaults(run="contexts:cmd_demo")

@@ -11,7 +11,7 @@ from actors.client.context_store import (
 )
 from actors.client.handle import ContextHandle, WriteReceipt
 from actors.client.local import default_home
-from actors.client.watch import Watch
+from actors.client.watch import OutcomeWatch, Watch
 from contracts.errors import (
     AgentError,
     BrokerError,
@@ -40,6 +40,7 @@ __all__ = [
     "ContextNotFoundError",
     "ContextStoreError",
     "InvalidWriteError",
+    "OutcomeWatch",
     "PayloadTooLargeError",
     "RequestError",
     "SharedContextStore",

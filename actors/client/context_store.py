@@ -35,7 +35,7 @@ from contextvars import ContextVar
 from datetime import UTC, datetime
 from pathlib import Path
 from types import MappingProxyType
-from typing import Any, Final, Literal
+from typing import Any, Final, Literal, overload
 
 import msgspec
 import nats.errors
@@ -47,7 +47,7 @@ from actors.client.confirmations import Confirmations
 from actors.client.handle import ContextHandle, WriteReceipt, write_body
 from actors.client.history import load_timeline
 from actors.client.local import attach_local_server, default_home
-from actors.client.watch import Watch
+from actors.client.watch import OutcomeWatch, Watch
 from actors.core.bundles import (
     Published,
     ReplayResult,
@@ -588,6 +588,18 @@ class SharedContextStore(AsyncResource):
         eid = None if evolution_id is None else self.context(evolution_id).evolution_id
         return self._watch(eid, phases, from_start=from_start)
 
+    def watch_outcomes(
+        self,
+        evolution_id: str | None = None,
+        phases: Iterable[str] | None = None,
+        *,
+        from_start: bool = False,
+    ) -> OutcomeWatch:
+        """Like ``watch``, and rejected writes too: ``WriteApplied`` or ``WriteRejected``
+        (with its code and reason), in stream order; the live form of ``history``."""
+        eid = None if evolution_id is None else self.context(evolution_id).evolution_id
+        return self._watch(eid, phases, from_start=from_start, rejected=True)
+
     async def export_context(
         self,
         evolution_id: str | None = None,
@@ -825,10 +837,36 @@ class SharedContextStore(AsyncResource):
             raise ContextNotFoundError(f"no context {evolution_id} in tenant {self.config.tenant}")
         return timeline
 
+    @overload
     def _watch(
-        self, evolution_id: str | None, phases: Iterable[str] | None, *, from_start: bool
-    ) -> Watch:
-        return Watch(
+        self,
+        evolution_id: str | None,
+        phases: Iterable[str] | None,
+        *,
+        from_start: bool,
+        rejected: Literal[False] = False,
+    ) -> Watch: ...
+
+    @overload
+    def _watch(
+        self,
+        evolution_id: str | None,
+        phases: Iterable[str] | None,
+        *,
+        from_start: bool,
+        rejected: Literal[True],
+    ) -> OutcomeWatch: ...
+
+    def _watch(
+        self,
+        evolution_id: str | None,
+        phases: Iterable[str] | None,
+        *,
+        from_start: bool,
+        rejected: bool = False,
+    ) -> Watch | OutcomeWatch:
+        kind = OutcomeWatch if rejected else Watch
+        return kind(
             self._client,
             self.config.tenant,
             evolution_id,

@@ -14,7 +14,7 @@ from typing import TYPE_CHECKING, Any, Final, Literal, TypeVar
 
 import msgspec
 
-from actors.client.watch import Watch
+from actors.client.watch import OutcomeWatch, Watch
 from actors.core.timeline import diff_contexts
 from contracts import (
     AgentActivity,
@@ -118,6 +118,13 @@ class ContextHandle:
     def watch(self, phases: Iterable[str] | None = None, *, from_start: bool = False) -> Watch:
         """Its applied writes as they happen (see ``SharedContextStore.watch``)."""
         return self._store._watch(self.evolution_id, phases, from_start=from_start)
+
+    def watch_outcomes(
+        self, phases: Iterable[str] | None = None, *, from_start: bool = False
+    ) -> OutcomeWatch:
+        """Its applied and rejected writes as they happen (see
+        ``SharedContextStore.watch_outcomes``)."""
+        return self._store._watch(self.evolution_id, phases, from_start=from_start, rejected=True)
 
     async def export(self, path: str | os.PathLike[str] | None = None) -> str:
         """Write its bundle (see ``SharedContextStore.export_context``); returns the path."""

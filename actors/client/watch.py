@@ -13,6 +13,9 @@ event it saw, waiting for the server for as long as it takes (close the watch to
 
 Starting point: ``from_start`` replays every recorded event first (the events stream keeps
 them for its max age); otherwise the watch starts after the last event stored when it opens.
+
+``Watch`` yields applied writes; ``OutcomeWatch`` yields rejected ones too (``WriteRejected``,
+on ``ctxstore.error...``), for readers of a context's whole audit trail such as the console.
 """
 
 from __future__ import annotations
@@ -21,7 +24,7 @@ import asyncio
 import contextlib
 import logging
 from collections.abc import AsyncIterator, Awaitable, Callable, Iterable
-from typing import Any, Final
+from typing import Any, ClassVar, Final, Generic, Self, TypeVar, cast
 
 import msgspec
 import nats.errors
@@ -31,10 +34,10 @@ from nats.js.api import ConsumerConfig, DeliverPolicy
 from broker import EVENTS_STREAM
 from broker.lifecycle import AsyncResource
 from broker.nats_errors import nats_errors, store_error
-from contracts import Decoders, WriteApplied, event_filter
+from contracts import Decoders, WriteApplied, WriteRejected, event_filter, outcome_filter
 from contracts.errors import StoreTimeoutError, StoreUnavailableError
 
-__all__ = ["Watch"]
+__all__ = ["OutcomeWatch", "Watch"]
 
 log = logging.getLogger("ctxstore.watch")
 
@@ -43,8 +46,14 @@ _RESUME_WAIT_S: Final = 0.25
 _RESUME_WAIT_MAX_S: Final = 5.0
 
 
-class Watch(AsyncResource, AsyncIterator[WriteApplied]):
-    """An async iterator of applied writes. Close it with ``aclose()`` or ``async with``."""
+E = TypeVar("E", bound=WriteApplied | WriteRejected)
+
+
+class _EventWatch(AsyncResource, AsyncIterator[E], Generic[E]):
+    """An async iterator of write outcomes. Close it with ``aclose()`` or ``async with``."""
+
+    _FILTER: ClassVar[Callable[[str | None, str | None], str]]
+    _YIELDS: ClassVar[tuple[type[WriteApplied | WriteRejected], ...]]
 
     def __init__(
         self,
@@ -56,7 +65,7 @@ class Watch(AsyncResource, AsyncIterator[WriteApplied]):
         from_start: bool = False,
     ) -> None:
         self._connection = connection
-        self.subject = event_filter(tenant, evolution_id)
+        self.subject = type(self)._FILTER(tenant, evolution_id)
         self.phases = None if phases is None else frozenset(str(p) for p in phases)
         self.from_start = from_start
         self._sub: Any = None
@@ -66,7 +75,7 @@ class Watch(AsyncResource, AsyncIterator[WriteApplied]):
         self._closed = False
         self._next: asyncio.Future[Any] | None = None
 
-    async def open(self) -> Watch:
+    async def open(self) -> Self:
         """Subscribe now (otherwise the first ``__anext__`` does): events stored after this
         call are seen even if iteration starts later."""
         if self._sub is not None or self._closed:
@@ -117,10 +126,10 @@ class Watch(AsyncResource, AsyncIterator[WriteApplied]):
                 await asyncio.sleep(wait)
                 wait = min(wait * 2, _RESUME_WAIT_MAX_S)
 
-    def __aiter__(self) -> Watch:
+    def __aiter__(self) -> Self:
         return self
 
-    async def __anext__(self) -> WriteApplied:
+    async def __anext__(self) -> E:
         if self._closed:
             raise StopAsyncIteration
         await self.open()
@@ -153,12 +162,12 @@ class Watch(AsyncResource, AsyncIterator[WriteApplied]):
                 event = Decoders.event.decode(msg.data)
             except (msgspec.ValidationError, msgspec.DecodeError):
                 continue
-            if not isinstance(event, WriteApplied) or event.seq <= self._last_write_seq:
+            if not isinstance(event, self._YIELDS) or event.seq <= self._last_write_seq:
                 continue  # the same write announced twice (an actor restart)
             self._last_write_seq = event.seq
             if self.phases is not None and event.kind not in self.phases:
                 continue
-            return event
+            return cast(E, event)
 
     async def aclose(self) -> None:
         self._closed = True
@@ -168,3 +177,18 @@ class Watch(AsyncResource, AsyncIterator[WriteApplied]):
         if sub is not None:
             with contextlib.suppress(nats.errors.Error):
                 await sub.unsubscribe()
+
+
+class Watch(_EventWatch[WriteApplied]):
+    """Applied writes (``WriteApplied``), in order."""
+
+    _FILTER = staticmethod(event_filter)
+    _YIELDS = (WriteApplied,)
+
+
+class OutcomeWatch(_EventWatch[WriteApplied | WriteRejected]):
+    """Every judged write, in stream order: ``WriteApplied`` or ``WriteRejected`` (with its
+    code and reason)."""
+
+    _FILTER = staticmethod(outcome_filter)
+    _YIELDS = (WriteApplied, WriteRejected)
