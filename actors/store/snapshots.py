@@ -1,11 +1,14 @@
 """Snapshots of the store actor's state, kept in a JetStream object store.
 
 A snapshot is the whole ``StoreState`` (``StoreState.image()``: every context in creation order,
-the newest context per tenant, the outcomes of the latest writes, the stream time of each
-context's last write) as of ``applied_seq``,
-msgpack-encoded, zlib-compressed, framed as::
+as held (phases as encoded JSON, the larger ones compressed), the newest context per tenant,
+the outcomes of the latest writes, the stream time of each context's last write, the chunks
+of unfinished writes) as of ``applied_seq``, msgpack-encoded, framed as::
 
-    b"CTXSNAP1" | sha256(compressed body) (32 bytes) | compressed body
+    b"CTXSNAP3" | packing (1 byte: 0 as is, 1 zlib) | sha256(packed body) (32 bytes) | body
+
+The body is zlib-compressed only when that pays: the larger phases are held compressed
+already, and compressing them again cost seconds for a large store and saved little.
 
 and stored as object ``snapshot-<applied_seq, 20 digits>`` in the bucket
 ``ctxstore_snapshots`` (the object store chunks it, so JetStream's message size limit does
@@ -14,7 +17,7 @@ not bound it, and checks its own SHA-256 digest). The actor keeps the newest ``K
 On start the actor loads the newest snapshot that is valid for the stream it reads: right
 frame and checksum, a body that decodes, the same format, taken from this very write stream
 (its creation time is recorded: a recreated stream with the same name does not match), no
-further than the stream's last sequence, and with the same limits (``max_payload`` and
+further than the stream's last sequence, and with the same limits (``max_write`` and
 ``max_contexts`` decide outcomes, so a state built under other limits is another state).
 Anything else is skipped with a logged reason, the next older one is tried, and with none
 left the actor replays the whole stream. A snapshot never yields a state a full replay
@@ -42,9 +45,10 @@ from nats.js.api import ObjectMeta, ObjectMetaOptions, ObjectStoreConfig, Storag
 from nats.js.errors import BucketNotFoundError, NotFoundError
 from nats.js.object_store import ObjectStore
 
+from actors.core.chunks import OpenWrite
 from actors.core.fold import Limits, StateImage, StoreState, WriteOutcome
+from actors.core.held import HeldContext
 from broker.config import StoreConfig
-from contracts import EvolutionContext
 
 __all__ = [
     "FORMAT",
@@ -60,10 +64,15 @@ __all__ = [
 log = logging.getLogger("ctxstore.snapshots")
 
 SNAPSHOT_BUCKET: Final = "ctxstore_snapshots"
-FORMAT: Final = 2  # 2: outcomes of the latest writes, stream times of last writes
+# 2: outcomes of the latest writes, stream times of last writes; 3: contexts as held, the
+# unfinished writes in chunks, the body compressed only when that pays
+FORMAT: Final = 3
 KEEP: Final = 2
-_MAGIC: Final = b"CTXSNAP1"
+_MAGIC: Final = b"CTXSNAP3"
+_AS_IS: Final = 0
+_ZLIB: Final = 1
 _DIGEST_LEN: Final = 32
+_PROBE: Final = 1 << 20  # compressed first, to see whether compressing the body pays
 _CHUNK: Final = 256 * 1024
 _PREFIX: Final = "snapshot-"
 WRITES_PER_CONTEXT: Final = 4  # the counted cadence is at least this many writes per context
@@ -78,22 +87,28 @@ class SnapshotError(ValueError):
 
 
 class _Body(msgspec.Struct, Generic[C], frozen=True, kw_only=True):
-    """Read with the contexts decoded (``list[EvolutionContext]``), written with them
-    already encoded one by one (``msgspec.Raw``)."""
+    """Read with the contexts decoded (``list[HeldContext]``), written with them already
+    encoded one by one (``msgspec.Raw``)."""
 
     format: int
     stream_created: datetime
     applied_seq: int
-    max_payload: int
+    max_write: int
     max_contexts: int | None
     contexts: C  # in the state's (creation) order: pruning depends on it
     latest: dict[str, str]
     outcomes: list[WriteOutcome]
     touched: list[tuple[str, str, float]]
+    open_writes: list[OpenWrite]
+
+
+class _Format(msgspec.Struct, kw_only=True):
+    format: int
 
 
 _encoder = msgspec.msgpack.Encoder()
-_decoder = msgspec.msgpack.Decoder(_Body[list[EvolutionContext]])
+_decoder = msgspec.msgpack.Decoder(_Body[list[HeldContext]])
+_format_decoder = msgspec.msgpack.Decoder(_Format)
 
 
 def _body(image: StateImage, stream_created: datetime, contexts: list[bytes]) -> bytes:
@@ -106,20 +121,24 @@ def _body(image: StateImage, stream_created: datetime, contexts: list[bytes]) ->
         format=FORMAT,
         stream_created=stream_created,
         applied_seq=image.applied_seq,
-        max_payload=image.limits.max_payload,
+        max_write=image.limits.max_write,
         max_contexts=image.limits.max_contexts,
         contexts=msgspec.Raw(array),
         latest=image.latest,
         outcomes=image.outcomes,
         touched=image.touched,
+        open_writes=image.open_writes,
     )
     return _encoder.encode(body)
 
 
 def _frame(body: bytes) -> bytes:
     # zlib and hashlib release the GIL on large buffers: this part can run in a thread.
-    packed = zlib.compress(body, 1)
-    return _MAGIC + hashlib.sha256(packed).digest() + packed
+    packing, packed = _AS_IS, body
+    probe = body[:_PROBE]
+    if len(zlib.compress(probe, 1)) < len(probe) * 0.6:
+        packing, packed = _ZLIB, zlib.compress(body, 1)
+    return _MAGIC + bytes([packing]) + hashlib.sha256(packed).digest() + packed
 
 
 async def _encode_stepwise(image: StateImage, stream_created: datetime) -> bytes:
@@ -148,22 +167,27 @@ def encode_snapshot(state: StoreState, stream_created: datetime) -> bytes:
 def decode_snapshot(data: bytes, limits: Limits) -> tuple[StoreState, datetime]:
     """The state in a framed snapshot and the creation time of its stream; ``SnapshotError``
     when the frame, checksum, body, format or limits are not right."""
-    head = len(_MAGIC) + _DIGEST_LEN
+    head = len(_MAGIC) + 1 + _DIGEST_LEN
     if len(data) < head or not data.startswith(_MAGIC):
-        raise SnapshotError("not a snapshot (bad frame)")
-    digest, packed = data[len(_MAGIC) : head], data[head:]
+        raise SnapshotError("not a snapshot of this format (bad frame)")
+    view = memoryview(data)
+    packing, digest, packed = data[len(_MAGIC)], view[len(_MAGIC) + 1 : head], view[head:]
+    if packing not in (_AS_IS, _ZLIB):
+        raise SnapshotError(f"unknown packing {packing}")
     if hashlib.sha256(packed).digest() != digest:
         raise SnapshotError("checksum mismatch")
     try:
-        body = _decoder.decode(zlib.decompress(packed))
+        raw = zlib.decompress(packed) if packing == _ZLIB else packed
+        found = _format_decoder.decode(raw).format
+        if found != FORMAT:
+            raise SnapshotError(f"format {found}, this actor reads {FORMAT}")
+        body = _decoder.decode(raw)
     except (zlib.error, msgspec.DecodeError, msgspec.ValidationError) as exc:
         raise SnapshotError(f"undecodable body: {exc}") from None
-    if body.format != FORMAT:
-        raise SnapshotError(f"format {body.format}, this actor reads {FORMAT}")
-    if (body.max_payload, body.max_contexts) != (limits.max_payload, limits.max_contexts):
+    if (body.max_write, body.max_contexts) != (limits.max_write, limits.max_contexts):
         raise SnapshotError(
-            f"taken with limits max_payload={body.max_payload} max_contexts={body.max_contexts}"
-            f", the actor runs with {limits.max_payload} and {limits.max_contexts}"
+            f"taken with limits max_write={body.max_write} max_contexts={body.max_contexts}"
+            f", the actor runs with {limits.max_write} and {limits.max_contexts}"
         )
     image = StateImage(
         limits=limits,
@@ -172,6 +196,7 @@ def decode_snapshot(data: bytes, limits: Limits) -> tuple[StoreState, datetime]:
         latest=body.latest,
         outcomes=body.outcomes,
         touched=body.touched,
+        open_writes=body.open_writes,
     )
     return StoreState.from_image(image), body.stream_created
 
