@@ -12,15 +12,19 @@ are the write's body. Each chunk carries:
 ``Ctxstore-Chunk``         every chunk: ``<i>/<n>``, 1-based, ``n`` the same on all
 ``Ctxstore-Write-Bytes``   the first chunk: the size in bytes of the write's JSON body
                            (decoded: after decompression)
-``Ctxstore-Encoding``      the first chunk, optional: ``zlib`` when the joined bodies are the
-                           JSON compressed (RFC 1950, what ``zlib.compress`` makes)
+``Ctxstore-Encoding``      the first chunk, optional: ``zstd`` (RFC 8878, one frame) or
+                           ``zlib`` (RFC 1950) when the joined bodies are the JSON compressed
 ``Ctxstore-Write-Digest``  the last chunk: ``sha256=<hex>`` of the joined chunk bodies
 =========================  ===============================================================
 
 and its own ``Nats-Msg-Id`` (a retry of a chunk must reuse it). The store applies the write
 at the sequence of its last chunk, whole, or not at all: until then no reader sees any part
 of it, and the write's ``seq`` (the context's ``version`` once applied) is that of its last
-chunk. A write in one message may be compressed too: ``Ctxstore-Encoding: zlib`` alone.
+chunk. A write in one message may be compressed too: ``Ctxstore-Encoding`` alone.
+The Python client compresses bodies over ``COMPRESS_OVER`` with zstd: on this machine it
+was 12x faster than zlib on incompressible data (20 MB: 0.08 s against 0.9-1.1 s at any
+zlib level) and 1.7x faster on JSON, for the same size; zlib is read too, as every
+platform has it.
 
 A chunked write that is never finished (its writer died) is dropped by a message on its
 subject with ``Ctxstore-Write-Id`` and ``Ctxstore-Write-Abort: <reason>`` (empty body): the
@@ -39,6 +43,8 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Final
 
+import zstandard
+
 from contracts.codec import (
     HEADER_CHUNK,
     HEADER_ENCODING,
@@ -50,20 +56,25 @@ from contracts.codec import (
 
 __all__ = [
     "COMPRESS_OVER",
+    "ENCODINGS",
     "ENCODING_ZLIB",
+    "ENCODING_ZSTD",
     "MAX_CHUNKS",
     "Frame",
     "WritePart",
+    "compress",
     "digest_of",
     "frame_write",
     "read_part",
     "unpack",
 ]
 
+ENCODING_ZSTD: Final = "zstd"
 ENCODING_ZLIB: Final = "zlib"
+ENCODINGS: Final = frozenset({ENCODING_ZSTD, ENCODING_ZLIB})
 MAX_CHUNKS: Final = 1 << 20
 COMPRESS_OVER: Final = 32 * 1024  # bodies larger than this are sent compressed
-_COMPRESS_LEVEL: Final = 3  # about as fast as level 1 on JSON, and 10% smaller
+_ZSTD_LEVEL: Final = 3
 _WRITE_ID: Final = re.compile(r"[!-~]{1,128}")
 _CHUNK: Final = re.compile(r"([1-9][0-9]{0,6})/([1-9][0-9]{0,6})")
 _DIGEST: Final = re.compile(r"sha256=([0-9a-f]{64})")
@@ -105,12 +116,12 @@ def read_part(get: Callable[[str], str | None]) -> WritePart | None:
     write_id = get(HEADER_WRITE_ID)
     if write_id is not None and not _WRITE_ID.fullmatch(write_id):
         return _bad(f"{HEADER_WRITE_ID} must be 1-128 printable ASCII characters, no spaces")
-    if encoding is not None and encoding != ENCODING_ZLIB:
-        return _bad(f"unknown {HEADER_ENCODING} {encoding[:40]!r}; the store reads 'zlib'")
+    if encoding is not None and encoding not in ENCODINGS:
+        return _bad(f"unknown {HEADER_ENCODING} {encoding[:40]!r}; the store reads zstd, zlib")
     if abort is not None:
         if write_id is None:
             return _bad(f"{HEADER_WRITE_ABORT} needs {HEADER_WRITE_ID}")
-        return WritePart(write_id=write_id, abort=abort[:200])
+        return WritePart(write_id=write_id, abort=abort[:1000])
     if chunk is None:
         return WritePart(encoding=encoding)
     if write_id is None:
@@ -153,6 +164,8 @@ def unpack(data: bytes, encoding: str | None, limit: int) -> bytes:
     or decodes to more than ``limit`` bytes (found out without decoding more than that)."""
     if encoding is None:
         return data
+    if encoding == ENCODING_ZSTD:
+        return _unzstd(data, limit)
     inflater = zlib.decompressobj()
     try:
         body = inflater.decompress(data, limit + 1)
@@ -163,6 +176,24 @@ def unpack(data: bytes, encoding: str | None, limit: int) -> bytes:
     if not inflater.eof or inflater.unused_data:
         raise ValueError("the body is not one whole zlib stream (truncated, or data after it)")
     return body
+
+
+def _unzstd(data: bytes, limit: int) -> bytes:
+    declared = zstandard.frame_content_size(data) if len(data) >= 18 else -1
+    if declared > limit:
+        raise OverflowError(f"the body decodes to {declared} bytes, over {limit}")
+    try:
+        # The frame's own size when it has one (checked by zstd), else at most ``limit``.
+        return zstandard.ZstdDecompressor().decompress(
+            data, max_output_size=limit, allow_extra_data=False
+        )
+    except zstandard.ZstdError as exc:
+        raise ValueError(f"the body is not one whole zstd frame ({exc})") from None
+
+
+def compress(data: bytes) -> bytes:
+    """zstd, level 3: one frame with its content size."""
+    return zstandard.ZstdCompressor(level=_ZSTD_LEVEL).compress(data)
 
 
 @dataclass(frozen=True, slots=True)
@@ -183,9 +214,9 @@ def frame_write(
         raise ValueError("room must be at least one byte")
     packed, encoding = body, None
     if len(body) > compress_over:
-        squeezed = zlib.compress(body, _COMPRESS_LEVEL)
+        squeezed = compress(body)
         if len(squeezed) < len(body):
-            packed, encoding = squeezed, ENCODING_ZLIB
+            packed, encoding = squeezed, ENCODING_ZSTD
     if len(packed) <= room:
         return [Frame(packed, {} if encoding is None else {HEADER_ENCODING: encoding})]
     count = -(-len(packed) // room)

@@ -3,7 +3,7 @@
 A context as Python objects costs several times its JSON (dicts, lists, strings: a real
 evolution's 80 KB of JSON took about 4.5x that), and the store actor mostly sends contexts
 out as JSON. So the state keeps each phase (and the agents' records) as bytes: the phase's
-JSON, compressed with zlib when it is larger than ``HOLD_OVER``; replies are built from those
+JSON, compressed (zstd) when it is larger than ``HOLD_OVER``; replies are built from those
 bytes (``context_reply``) without decoding them, and a caller that wants the objects decodes
 the reply, getting objects of its own (``decoded``).
 
@@ -13,11 +13,11 @@ client decodes it into: the phase fields are spliced in as they are held.
 
 from __future__ import annotations
 
-import zlib
 from datetime import datetime
 from typing import Any, Final
 
 import msgspec
+import zstandard
 
 from contracts import (
     PHASE_WRITES,
@@ -50,7 +50,12 @@ __all__ = [
 
 EMPTY: Final = b"{}"
 HOLD_OVER: Final = 512  # JSON larger than this is held compressed
-_LEVEL: Final = 6
+# zstd level 3: a real evolution's phases held in 1.15x their gzip size (zlib level 6:
+# 1.08x) for a sixth of zlib's time, and 12x faster than zlib on incompressible data, which
+# bounds how long a large write holds up the actor.
+_LEVEL: Final = 3
+_compressor: Final = zstandard.ZstdCompressor(level=_LEVEL)
+_decompressor: Final = zstandard.ZstdDecompressor()
 PHASES: Final = tuple(PHASE_WRITES)
 _PHASE_INDEX: Final = {p.value: i for i, p in enumerate(PHASES)}
 NO_VERSIONS: Final = (0,) * len(PHASES)
@@ -58,15 +63,15 @@ Versions = tuple[int, ...]
 
 
 def hold(json: bytes) -> bytes:
-    """``json`` as the state holds it: as it is, or zlib-compressed past ``HOLD_OVER``."""
+    """``json`` as the state holds it: as it is, or compressed past ``HOLD_OVER``."""
     if len(json) <= HOLD_OVER:
         return EMPTY if json == EMPTY else json
-    return zlib.compress(json, _LEVEL)
+    return _compressor.compress(json)
 
 
 def unhold(held: bytes) -> bytes:
-    """The JSON of a held value (JSON objects start with ``{``; zlib data never does)."""
-    return held if held[:1] == b"{" else zlib.decompress(held)
+    """The JSON of a held value (JSON objects start with ``{``; a zstd frame never does)."""
+    return held if held[:1] == b"{" else _decompressor.decompress(held)
 
 
 def holding(value: Any) -> bytes:

@@ -5,9 +5,9 @@ as held (phases as encoded JSON, the larger ones compressed), the newest context
 the outcomes of the latest writes, the stream time of each context's last write, the chunks
 of unfinished writes) as of ``applied_seq``, msgpack-encoded, framed as::
 
-    b"CTXSNAP3" | packing (1 byte: 0 as is, 1 zlib) | sha256(packed body) (32 bytes) | body
+    b"CTXSNAP3" | packing (1 byte: 0 as is, 1 zstd) | sha256(packed body) (32 bytes) | body
 
-The body is zlib-compressed only when that pays: the larger phases are held compressed
+The body is compressed (zstd) only when that pays: the larger phases are held compressed
 already, and compressing them again cost seconds for a large store and saved little.
 
 and stored as object ``snapshot-<applied_seq, 20 digits>`` in the bucket
@@ -34,12 +34,12 @@ import hashlib
 import io
 import logging
 import time
-import zlib
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Final, Generic, TypeVar
 
 import msgspec
+import zstandard
 from nats.js import JetStreamContext
 from nats.js.api import ObjectMeta, ObjectMetaOptions, ObjectStoreConfig, StorageType
 from nats.js.errors import BucketNotFoundError, NotFoundError
@@ -70,7 +70,7 @@ FORMAT: Final = 3
 KEEP: Final = 2
 _MAGIC: Final = b"CTXSNAP3"
 _AS_IS: Final = 0
-_ZLIB: Final = 1
+_ZSTD: Final = 1
 _DIGEST_LEN: Final = 32
 _PROBE: Final = 1 << 20  # compressed first, to see whether compressing the body pays
 _CHUNK: Final = 256 * 1024
@@ -133,11 +133,12 @@ def _body(image: StateImage, stream_created: datetime, contexts: list[bytes]) ->
 
 
 def _frame(body: bytes) -> bytes:
-    # zlib and hashlib release the GIL on large buffers: this part can run in a thread.
+    # zstd and hashlib release the GIL on large buffers: this part can run in a thread.
     packing, packed = _AS_IS, body
     probe = body[:_PROBE]
-    if len(zlib.compress(probe, 1)) < len(probe) * 0.6:
-        packing, packed = _ZLIB, zlib.compress(body, 1)
+    squeeze = zstandard.ZstdCompressor(level=1)
+    if len(squeeze.compress(probe)) < len(probe) * 0.6:
+        packing, packed = _ZSTD, squeeze.compress(body)
     return _MAGIC + bytes([packing]) + hashlib.sha256(packed).digest() + packed
 
 
@@ -172,17 +173,17 @@ def decode_snapshot(data: bytes, limits: Limits) -> tuple[StoreState, datetime]:
         raise SnapshotError("not a snapshot of this format (bad frame)")
     view = memoryview(data)
     packing, digest, packed = data[len(_MAGIC)], view[len(_MAGIC) + 1 : head], view[head:]
-    if packing not in (_AS_IS, _ZLIB):
+    if packing not in (_AS_IS, _ZSTD):
         raise SnapshotError(f"unknown packing {packing}")
     if hashlib.sha256(packed).digest() != digest:
         raise SnapshotError("checksum mismatch")
     try:
-        raw = zlib.decompress(packed) if packing == _ZLIB else packed
+        raw = zstandard.ZstdDecompressor().decompress(packed) if packing == _ZSTD else packed
         found = _format_decoder.decode(raw).format
         if found != FORMAT:
             raise SnapshotError(f"format {found}, this actor reads {FORMAT}")
         body = _decoder.decode(raw)
-    except (zlib.error, msgspec.DecodeError, msgspec.ValidationError) as exc:
+    except (zstandard.ZstdError, msgspec.DecodeError, msgspec.ValidationError) as exc:
         raise SnapshotError(f"undecodable body: {exc}") from None
     if (body.max_write, body.max_contexts) != (limits.max_write, limits.max_contexts):
         raise SnapshotError(
