@@ -185,7 +185,7 @@ class StoreActor(Actor):
         self._intake_kind = await choose_intake(self._nc)
         js = self._nc.jetstream()
         await provision(js, self._config)
-        snapshots = Snapshots(js, self._config)
+        snapshots = Snapshots(js, self._config, nc=self._nc, intake=self._intake_kind)
         self.snapshots = snapshots if snapshots.enabled else None
         await self._recover()
         await self.queries.start()
