@@ -66,7 +66,9 @@ def hold(json: bytes) -> bytes:
     """``json`` as the state holds it: as it is, or compressed past ``HOLD_OVER``."""
     if len(json) <= HOLD_OVER:
         return EMPTY if json == EMPTY else json
-    return _compressor.compress(json)
+    # A copy: zstandard returns its output in a buffer sized for the worst case (about the
+    # input's size), and a bytes object keeps its allocation: 13.6 KiB held per 2-5 KB.
+    return bytes(memoryview(_compressor.compress(json)))
 
 
 def unhold(held: bytes) -> bytes:
