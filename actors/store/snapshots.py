@@ -151,17 +151,19 @@ def _body(image: StateImage, stream_created: datetime, contexts: list[bytes]) ->
     return _encoder.encode(body)
 
 
-def _frame(body: bytes) -> bytes:
+def _frame(body: bytes, squeeze_if_it_pays: bool = True) -> bytes:
     # zstd and zlib release the GIL on large buffers: this part can run in a thread.
     packing, packed = _AS_IS, body
     probe = body[:_PROBE]
     squeeze = zstandard.ZstdCompressor(level=1)
-    if len(squeeze.compress(probe)) < len(probe) * 0.6:
+    if squeeze_if_it_pays and len(squeeze.compress(probe)) < len(probe) * 0.6:
         packing, packed = _ZSTD, squeeze.compress(body)
     return _MAGIC + bytes([packing]) + zlib.crc32(packed).to_bytes(4, "big") + packed
 
 
-async def _encode_stepwise(image: StateImage, stream_created: datetime) -> bytes:
+async def _encode_stepwise(
+    image: StateImage, stream_created: datetime, squeeze_if_it_pays: bool = True
+) -> bytes:
     """``encode_snapshot`` in steps the actor's event loop can run between: msgpack encoding
     holds the GIL (one piece of 10,000 scaled contexts took 1.2 s), so it goes a slice of
     contexts at a time on the loop, and only compression and hashing go to a thread."""
@@ -175,7 +177,7 @@ async def _encode_stepwise(image: StateImage, stream_created: datetime) -> bytes
             since_yield = 0
             await asyncio.sleep(0)
     body = _body(image, stream_created, contexts)
-    return await asyncio.to_thread(_frame, body)
+    return await asyncio.to_thread(_frame, body, squeeze_if_it_pays)
 
 
 def encode_snapshot(state: StoreState, stream_created: datetime) -> bytes:
@@ -308,8 +310,17 @@ class Snapshots:
         skipped: list[str] = []
         for seq, name in await self._names(store):
             try:
+                started = time.perf_counter()
                 data = await self._fetch(store, name)
+                fetched = time.perf_counter()
                 state, created = await asyncio.to_thread(decode_snapshot, data, limits)
+                log.info(
+                    "snapshot %s: %d bytes read in %.2fs, decoded in %.2fs",
+                    name,
+                    len(data),
+                    fetched - started,
+                    time.perf_counter() - fetched,
+                )
                 if created != stream_created:
                     raise SnapshotError(
                         f"taken from another stream (created {created.isoformat()})"
@@ -407,12 +418,16 @@ class Snapshots:
         async with self._stored:
             await self._stored.wait_for(lambda: self.saved_seq >= seq)
 
-    async def save(self, state: StoreState, stream_created: datetime) -> str:
-        """Store a snapshot of ``state`` as it is now; drop all but the newest ``KEEP``."""
+    async def save(
+        self, state: StoreState, stream_created: datetime, *, squeeze_if_it_pays: bool = True
+    ) -> str:
+        """Store a snapshot of ``state`` as it is now; drop all but the newest ``KEEP``.
+        ``squeeze_if_it_pays=False``: never compress the body (benchmarks whose contexts
+        are copies of a few, which compress across contexts as real ones would not)."""
         image = state.image()  # synchronously: the state moves on meanwhile
         self.last_seq = image.applied_seq
         self._last_time = time.monotonic()
-        data = await _encode_stepwise(image, stream_created)
+        data = await _encode_stepwise(image, stream_created, squeeze_if_it_pays)
         store = await self._bucket(create=True)
         assert store is not None
         name = _name(image.applied_seq)
