@@ -29,6 +29,7 @@ __all__ = [
 ]
 
 ECHO_PREFIX = "bench.echo"
+SAME_PREFIX = "bench.same"  # an echo of bytes given beforehand (``bench.host``)
 
 
 @dataclass

@@ -12,7 +12,7 @@ import signal
 from nats.aio.msg import Msg
 
 from actors.store.actor import StoreActor
-from bench.common import ECHO_PREFIX, bench_config
+from bench.common import ECHO_PREFIX, SAME_PREFIX, bench_config
 from broker import connect
 
 
@@ -30,7 +30,19 @@ async def main(url: str) -> None:
             payload = replies[msg.subject] = b"x" * int(msg.subject.rsplit(".", 1)[1])
         await msg.respond(payload)
 
+    kept: dict[str, bytes] = {}
+
+    async def same(msg: Msg) -> None:
+        # bench.same.keep.<name> keeps the request's body; bench.same.get.<name> replies it.
+        _, _, op, name = msg.subject.split(".", 3)
+        if op == "keep":
+            kept[name] = msg.data
+            await msg.respond(b"ok")
+        else:
+            await msg.respond(kept.get(name, b""))
+
     await echo_nc.subscribe(f"{ECHO_PREFIX}.*", cb=echo)
+    await echo_nc.subscribe(f"{SAME_PREFIX}.*.*", cb=same)
     await echo_nc.flush()
     nc = await connect(url, name="bench-actor", long_running=True)
     async with StoreActor(nc, bench_config(url), read_wait=120.0, owns_process=True):

@@ -12,6 +12,7 @@ responder living in one process of their own (``bench.host``):
 
 from __future__ import annotations
 
+import tempfile
 import time
 from collections.abc import Awaitable, Callable
 from pathlib import Path
@@ -151,6 +152,80 @@ def _latency_figures(
     return figs
 
 
+async def _real_get(
+    store: SharedContextStore, raw: Any, blocks: int, per_block: int
+) -> list[Figure]:
+    """get_context of a real evolution's context (``bench.real``) against a bare echo of
+    the very bytes the store replies, decoded by the same typed decoder: what any client
+    pays to receive and decode that context."""
+    from bench.common import SAME_PREFIX
+    from bench.real import real_evolutions
+    from broker.publish import publish
+    from contracts import HEADER_MSG_ID, Decoders, write_subject
+
+    with tempfile.TemporaryDirectory(prefix="ctxbench-real-") as folder:
+        evolution = (await real_evolutions(Path(folder)))[0]
+    eid = "bench-real-0"
+    js = raw.jetstream()
+
+    async def jetstream() -> Any:
+        return js
+
+    last = 0
+    for i, (kind, body) in enumerate(evolution):
+        subject = write_subject("default", eid, kind)
+        ack = await publish(jetstream, subject, body, {HEADER_MSG_ID: f"{eid}-{i}"})
+        last = ack.seq
+    subject = query_subject("default", Query.GET)
+    request = encode(GetRequest(evolution_id=eid, min_seq=last))
+    reply = (await raw.request(subject, request, timeout=30)).data
+    await raw.request(f"{SAME_PREFIX}.keep.real", reply)
+    same = f"{SAME_PREFIX}.get.real"
+    decoder = Decoders.context
+
+    async def echo_decode() -> None:
+        decoder.decode((await raw.request(same, request)).data)
+
+    samples = await _interleaved(
+        {
+            "api": lambda: store.get_context(eid),
+            "raw": lambda: raw.request(subject, request),
+            "echo": lambda: raw.request(same, request),
+            "echo_decode": echo_decode,
+        },
+        blocks,
+        per_block,
+    )
+    p50 = {k: percentile(v, 50) for k, v in samples.items()}
+    p99 = {k: percentile(v, 99) for k, v in samples.items()}
+    ratio = p50["api"] / p50["echo_decode"]
+    extra = {
+        "p50_us": p50,
+        "p99_us": p99,
+        "reply_bytes": len(reply),
+        "samples": len(samples["api"]),
+    }
+    return [
+        Figure(
+            f"get_context p50, a real evolution's context ({len(reply):,} B)",
+            p50["api"],
+            "us",
+            p50["echo_decode"],
+            "bare echo of the same bytes + msgspec decode",
+            "<= 1.1x",
+            ratio <= 1.1,
+            extra,
+        ),
+        Figure(
+            "  ... raw request, no decode",
+            p50["raw"],
+            "us",
+            p50["echo"],
+            "bare echo of the same bytes",
+        ),
+    ]
+
+
 async def run_latency(tmp: Path, *, quick: bool) -> list[Figure]:
     blocks, per_block = (6, 200) if quick else (20, 500)
     async with server(tmp, "latency") as srv, ActorHost(srv.url):
@@ -178,6 +253,7 @@ async def run_latency(tmp: Path, *, quick: bool) -> list[Figure]:
                 blocks,
                 per_block,
             )
+            real = await _real_get(store, raw, blocks, per_block)
             cmp_samples = await _interleaved(
                 {
                     "api": lambda: store.get_comparison_data(eid),
@@ -188,7 +264,7 @@ async def run_latency(tmp: Path, *, quick: bool) -> list[Figure]:
                 per_block,
             )
         await raw.close()
-    figs = _latency_figures("get_context", get_samples, {"get": get_size}, True)
+    figs = [*real, *_latency_figures("get_context", get_samples, {"get": get_size}, True)]
     figs += _latency_figures("compare", cmp_samples, {"compare": cmp_size}, False)
     figs.append(
         Figure(

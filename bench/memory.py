@@ -87,12 +87,40 @@ def probe(contexts: int, scaled: bool, trace: bool) -> dict[str, float]:
     return result
 
 
-async def _probe(contexts: int, scaled: bool, trace: bool) -> dict[str, float]:
+def probe_real(contexts: int, real: Path) -> dict[str, float]:
+    """Contexts folded from the writes of real evolutions (``bench.real``), as the actor
+    folds them; their gzipped JSON is the baseline (the spec's "compressed JSON")."""
+    from bench.real import build_contexts, gzipped_json, load
+
+    evolutions = load(real)
+    gc.collect()
+    before = _rss()
+    state = build_contexts(evolutions, contexts)
+    gc.collect()
+    after = _rss()
+    del evolutions
+    sizes = [gzipped_json(c) for c in list(state.contexts.values())[: 6 * 20]]
+    from actors.core.held import context_reply
+
+    json_sizes = [len(context_reply(c)) for c in list(state.contexts.values())[: 6 * 20]]
+    return {
+        "contexts": len(state.contexts),
+        "bytes_per_context": (after - before) / contexts,
+        "gzip_json_bytes": sum(sizes) / len(sizes),
+        "json_bytes": sum(json_sizes) / len(json_sizes),
+    }
+
+
+async def _probe(
+    contexts: int, scaled: bool, trace: bool, real: Path | None = None
+) -> dict[str, float]:
     args = [sys.executable, "-m", "bench.memory", "--contexts", str(contexts)]
     if scaled:
         args.append("--scaled")
     if trace:
         args.append("--trace")
+    if real is not None:
+        args += ["--real", str(real)]
     proc = await asyncio.create_subprocess_exec(*args, stdout=asyncio.subprocess.PIPE)
     out, _ = await proc.communicate()
     if proc.returncode != 0:
@@ -104,7 +132,7 @@ async def _probe(contexts: int, scaled: bool, trace: bool) -> dict[str, float]:
 async def run_memory(tmp: Path, *, quick: bool, full: bool) -> list[Figure]:
     small_n = 20_000 if quick else 100_000
     scaled_n = 2_000 if quick else 10_000
-    figures = []
+    figures = [await _real_figure(tmp)]
     for label, n, scaled in (
         ("spec-sized", small_n, False),
         ("scaled (50 issues/tasks)", scaled_n, True),
@@ -145,10 +173,36 @@ async def run_memory(tmp: Path, *, quick: bool, full: bool) -> list[Figure]:
     return figures
 
 
+REAL_CONTEXTS = 10_000
+
+
+async def _real_figure(tmp: Path) -> Figure:
+    from bench.real import real_evolutions, save
+
+    path = tmp / "real.msgpack"
+    save(await real_evolutions(tmp), path)
+    got = await _probe(REAL_CONTEXTS, False, False, real=path)
+    per, gz = got["bytes_per_context"], got["gzip_json_bytes"]
+    return Figure(
+        f"memory per real evolution context, {REAL_CONTEXTS:,} contexts (RSS)",
+        per,
+        "B/context",
+        gz,
+        "its JSON gzipped",
+        "<= 1.5x",
+        per <= 1.5 * gz,
+        {"real": got},
+    )
+
+
 if __name__ == "__main__":
     parser = argparse.ArgumentParser()
     parser.add_argument("--contexts", type=int, required=True)
     parser.add_argument("--scaled", action="store_true")
     parser.add_argument("--trace", action="store_true")
+    parser.add_argument("--real", type=Path)
     a = parser.parse_args()
-    print(json.dumps(probe(a.contexts, a.scaled, a.trace)))
+    if a.real is not None:
+        print(json.dumps(probe_real(a.contexts, a.real)))
+    else:
+        print(json.dumps(probe(a.contexts, a.scaled, a.trace)))

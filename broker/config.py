@@ -2,7 +2,10 @@
 
 ``CONTEXT_STORE_BACKEND`` (memory|file), ``CONTEXT_STORE_MAX_SIZE`` (max contexts),
 ``CONTEXT_STORE_TTL`` (seconds), ``CONTEXT_STORE_COMPRESSION`` (true|false),
-``CONTEXT_STORE_MAX_PAYLOAD`` (bytes), ``CONTEXT_STORE_SYNC`` (always|default),
+``CONTEXT_STORE_MAX_PAYLOAD`` (bytes: the largest message, a write or a chunk of one),
+``CONTEXT_STORE_MAX_WRITE`` (bytes: the largest write, its JSON decoded),
+``CONTEXT_STORE_CHUNK_TIMEOUT`` (seconds: a write in chunks with no chunk for longer is dropped
+unfinished), ``CONTEXT_STORE_SYNC`` (always|default),
 ``CONTEXT_STORE_EXPORT_PATH``, ``CTXSTORE_TENANT``, ``NATS_URL``,
 ``CONTEXT_STORE_SNAPSHOT_EVERY`` (applied writes between snapshots; ``none`` turns them off),
 ``CONTEXT_STORE_SNAPSHOT_INTERVAL`` (seconds; a snapshot when writes were applied since the
@@ -32,7 +35,14 @@ from typing import Annotated, Any, Literal
 
 import msgspec
 
-from contracts import DEFAULT_MAX_PAYLOAD, DEFAULT_TENANT, ConfigError, SubjectError, check_token
+from contracts import (
+    DEFAULT_MAX_PAYLOAD,
+    DEFAULT_MAX_WRITE,
+    DEFAULT_TENANT,
+    ConfigError,
+    SubjectError,
+    check_token,
+)
 
 __all__ = ["StoreConfig"]
 
@@ -42,6 +52,8 @@ _ENV = {
     "CONTEXT_STORE_TTL": "ttl_seconds",
     "CONTEXT_STORE_COMPRESSION": "compression",
     "CONTEXT_STORE_MAX_PAYLOAD": "max_payload",
+    "CONTEXT_STORE_MAX_WRITE": "max_write",
+    "CONTEXT_STORE_CHUNK_TIMEOUT": "chunk_timeout",
     "CONTEXT_STORE_SYNC": "sync",
     "CONTEXT_STORE_EXPORT_PATH": "export_path",
     "CONTEXT_STORE_SNAPSHOT_EVERY": "snapshot_every",
@@ -57,6 +69,8 @@ _SERVER_SETTINGS = (
     "ttl_seconds",
     "compression",
     "max_payload",
+    "max_write",
+    "chunk_timeout",
     "sync",
     "snapshot_every",
     "snapshot_interval",
@@ -72,6 +86,8 @@ class StoreConfig(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fiel
     ttl_seconds: Annotated[float, msgspec.Meta(gt=0)] | None = None
     compression: bool = False
     max_payload: Annotated[int, msgspec.Meta(ge=1024, le=8 * 1024 * 1024)] = DEFAULT_MAX_PAYLOAD
+    max_write: Annotated[int, msgspec.Meta(ge=1024, le=1024 * 1024 * 1024)] = DEFAULT_MAX_WRITE
+    chunk_timeout: Annotated[float, msgspec.Meta(gt=0)] = 60.0
     sync: Literal["default", "always"] = "default"
     export_path: Path = Path("./contexts")
     tenant: str = DEFAULT_TENANT

@@ -46,6 +46,7 @@ from broker.delivery import (
 )
 from broker.lifecycle import AsyncResource
 from contracts import HEADER_RECORDED_TIME, HEADER_WRITER, ContextStoreError
+from contracts.framing import WritePart, read_part
 
 __all__ = [
     "Delivery",
@@ -58,6 +59,7 @@ __all__ = [
     "check_raw_delivery",
     "choose_intake",
     "open_intake",
+    "raw_part",
 ]
 
 log = logging.getLogger("ctxstore.intake")
@@ -66,6 +68,8 @@ IntakeMode = Literal["auto", "raw", "public"]
 _WRITER: Final = HEADER_WRITER.encode()
 _RECORDED: Final = HEADER_RECORDED_TIME.encode()
 _TIMEOUT: Final = b"408"
+# Any of these in a header block: the message has framing (a chunk, an abort, compression).
+_FRAMING: Final = (b"Ctxstore-Chunk", b"Ctxstore-Encoding", b"Ctxstore-Write-Abort")
 
 
 class IntakeError(ContextStoreError):
@@ -85,6 +89,7 @@ class Delivery:
     writer: str | None
     recorded: str | None
     ack: str
+    part: WritePart | None = None  # a chunk of a write, an abort, or a compressed write
 
 
 Handle = Callable[[Delivery], Awaitable[None]]
@@ -203,6 +208,7 @@ class RawIntake(Intake):
             writer=header(headers, _WRITER),
             recorded=header(headers, _RECORDED),
             ack=reply.decode("ascii", "replace"),
+            part=raw_part(headers),
         )
         if await self._deliver(delivery) and self._received >= self._batch:
             self._ended.set()
@@ -273,7 +279,15 @@ def _from_msg(msg: Msg) -> Delivery:
         writer=headers.get(HEADER_WRITER),
         recorded=headers.get(HEADER_RECORDED_TIME),
         ack=msg.reply,
+        part=read_part(headers.get),
     )
+
+
+def raw_part(headers: bytes | None) -> WritePart | None:
+    """The framing of a message from its raw header block (most messages have none)."""
+    if not headers or not any(name in headers for name in _FRAMING):
+        return None
+    return read_part(lambda name: header(headers, name.encode()))
 
 
 def _mode_from_env() -> IntakeMode:

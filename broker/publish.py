@@ -10,6 +10,7 @@ as a ``contracts.errors`` exception, JetStream refusals sorted by their error co
 
 from __future__ import annotations
 
+import hashlib
 from collections.abc import Awaitable, Callable, Mapping
 from typing import Final
 
@@ -19,7 +20,7 @@ from nats.js.api import PubAck
 
 from broker.nats_errors import store_error
 from broker.streams import WRITES_STREAM
-from contracts import HEADER_MSG_ID
+from contracts import HEADER_EXPECTED_LAST_SUBJECT_SEQ, HEADER_MSG_ID
 from contracts.errors import (
     ConflictError,
     PayloadTooLargeError,
@@ -27,8 +28,9 @@ from contracts.errors import (
     StoreTimeoutError,
     StoreUnavailableError,
 )
+from contracts.framing import COMPRESS_OVER, frame_write
 
-__all__ = ["JetStreamSource", "message_size", "publish"]
+__all__ = ["JetStreamSource", "message_size", "publish", "publish_write", "write_id_of"]
 
 JetStreamSource = Callable[[], Awaitable[JetStreamContext]]
 """Gives the JetStream context to publish with; called before each attempt, so a client
@@ -136,3 +138,104 @@ async def _stored_at(
             return None
         raise error from exc
     return seq if (stored.headers or {}).get(HEADER_MSG_ID) == msg_id else None
+
+
+_CHUNK_HEADERS: Final = 320  # room for a chunk's own headers (id, i/n, size, digest, encoding)
+
+
+def write_id_of(msg_id: str) -> str:
+    """A chunked write's ``Ctxstore-Write-Id``, from its ``Nats-Msg-Id``: a retry with the
+    same message id continues the same write."""
+    return hashlib.sha256(msg_id.encode()).hexdigest()[:32]
+
+
+async def publish_write(
+    jetstream: JetStreamSource,
+    subject: str,
+    data: bytes,
+    headers: Mapping[str, str],
+    *,
+    max_payload: int,
+    what: str | None = None,
+    compress_over: int = COMPRESS_OVER,
+) -> PubAck:
+    """Publish a write whose JSON body is ``data``: in one message, compressed if large
+    (``contracts.framing``), or in chunks when it does not fit in ``max_payload`` (the
+    smaller of the server's and the stream's limits). Returns the acknowledgement of its
+    last message: its ``seq`` is the write's; ``duplicate`` when every message was.
+
+    ``headers`` must hold a ``Nats-Msg-Id``; each chunk gets ``<it>.<i>``. A guard
+    (``Nats-Expected-Last-Subject-Sequence``) applies to the first chunk; each next chunk
+    expects the one before it, so nothing else can come between them on what the guard
+    covers (the guarded write stays one change). Errors as ``publish``."""
+    what = what or subject
+    msg_id = headers.get(HEADER_MSG_ID)
+    if msg_id is None:
+        raise ValueError("a write needs a Nats-Msg-Id")
+    room = max_payload - message_size(b"", headers) - _CHUNK_HEADERS
+    frames = frame_write(
+        data, room=max(room, 1), write_id=write_id_of(msg_id), compress_over=compress_over
+    )
+    if len(frames) == 1:
+        return await publish(
+            jetstream,
+            subject,
+            frames[0].data,
+            {**headers, **frames[0].headers},
+            max_payload=max_payload,
+            what=what,
+        )
+    if room < 1024:
+        raise PayloadTooLargeError(
+            f"{what}: the server's max_payload of {max_payload} bytes leaves no room for a chunk"
+        )
+    guarded = HEADER_EXPECTED_LAST_SUBJECT_SEQ in headers
+    i, last, duplicate = 0, None, True
+    while i < len(frames):
+        frame = frames[i]
+        chunk_headers = {**headers, **frame.headers, HEADER_MSG_ID: f"{msg_id}.{i + 1}"}
+        if guarded and last is not None:
+            chunk_headers[HEADER_EXPECTED_LAST_SUBJECT_SEQ] = str(last.seq)
+        try:
+            ack = await publish(
+                jetstream,
+                subject,
+                frame.data,
+                chunk_headers,
+                max_payload=max_payload,
+                what=f"{what} (chunk {i + 1} of {len(frames)})",
+            )
+        except ConflictError as exc:
+            # A retry of a write that got further than this chunk: its later chunks are
+            # stored (the guard, checked before duplicates, names the last one).
+            stored = await _stored_chunk(jetstream, exc.current_version, msg_id)
+            if stored is None or stored < i + 1 or exc.current_version is None:
+                raise
+            i, last = stored, PubAck(stream=WRITES_STREAM, seq=exc.current_version, duplicate=True)
+            continue
+        duplicate = duplicate and bool(ack.duplicate)
+        last = ack
+        i += 1
+    assert last is not None
+    return PubAck(stream=last.stream, seq=last.seq, duplicate=duplicate)
+
+
+async def _stored_chunk(jetstream: JetStreamSource, seq: int | None, msg_id: str) -> int | None:
+    """Which chunk of the write ``msg_id`` the message at ``seq`` is, if it is one."""
+    if not seq:
+        return None
+    js = await jetstream()
+    try:
+        stored = await js.get_msg(WRITES_STREAM, seq)
+    except Exception as exc:
+        error = store_error(exc, f"reading message {seq} of {WRITES_STREAM}")
+        if error is None:
+            raise
+        if isinstance(error, RequestError):
+            return None
+        raise error from exc
+    found = (stored.headers or {}).get(HEADER_MSG_ID, "")
+    prefix = f"{msg_id}."
+    if not found.startswith(prefix) or not found[len(prefix) :].isdigit():
+        return None
+    return int(found[len(prefix) :])

@@ -3,18 +3,24 @@
 File: UTF-8 JSON (gzip-compressed when the exporting store has compression on; readers
 detect gzip by its magic bytes ``1f 8b``)::
 
-    {"format": "ctxstore-bundle", "version": 1, "exported_at": ..., "tenant": ...,
+    {"format": "ctxstore-bundle", "version": 2, "exported_at": ..., "tenant": ...,
      "evolution_id": ..., "count": N, "head": "<hash of the last write>",
      "context_hash": "<sha256(head + context JSON)>", "context": {...},
      "writes": [{"seq", "time", "kind", "writer", "body" | "body_b64", "applied", "code",
-                 "reason", "hash"}, ...]}
+                 "reason", "dropped", "hash"}, ...]}
 
-``body`` is the write's raw message body as text (``body_b64``, base64, when it is not UTF-8).
+One entry per write. ``body`` is the write's JSON body as text (``body_b64``, base64, when it
+is not UTF-8): for a write sent in chunks or compressed, the whole body, decoded (it may be far
+larger than a message: an import sends it in chunks again), and ``seq`` that of its last
+chunk. ``dropped``: a write in chunks the store dropped unfinished (or whose chunks did not
+fit together): no body, and an import drops it again (an abort with its ``reason``).
 The hash chain: ``hash_i = sha256(hash_{i-1} + canonical_i)`` as lowercase hex, starting from
 ``GENESIS``, where ``canonical_i`` is the compact JSON array
 ``[seq, time, kind, writer, body, body_b64, applied, code, reason]`` (time as RFC 3339 UTC with
-``Z``). ``context_hash = sha256(head + compact JSON of the context, keys in file order)``.
-The chain detects edits, truncation and reordering; it is integrity, not a signature.
+``Z``), with ``true`` appended for a dropped write. ``context_hash = sha256(head + compact JSON
+of the context, keys in file order)``. The chain detects edits, truncation and reordering; it
+is integrity, not a signature. Version 1 (no ``dropped``; every body fit in one message) is
+read too.
 """
 
 from __future__ import annotations
@@ -30,6 +36,7 @@ from contracts.vocabulary import Timestamp
 __all__ = [
     "BUNDLE_FORMAT",
     "BUNDLE_VERSION",
+    "BUNDLE_VERSIONS_READ",
     "GENESIS",
     "Bundle",
     "BundleWrite",
@@ -38,7 +45,8 @@ __all__ = [
 ]
 
 BUNDLE_FORMAT: Final = "ctxstore-bundle"
-BUNDLE_VERSION: Final = 1
+BUNDLE_VERSION: Final = 2
+BUNDLE_VERSIONS_READ: Final = frozenset({1, 2})
 GENESIS: Final = "0" * 64
 
 Hex64 = Annotated[str, msgspec.Meta(pattern=r"^[0-9a-f]{64}$")]
@@ -55,22 +63,24 @@ class BundleWrite(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fiel
     applied: bool = True
     code: str | None = None
     reason: str | None = None
+    dropped: bool = False
     hash: Hex64
 
     def canonical(self) -> bytes:
-        return _encoder.encode(
-            [
-                self.seq,
-                self.time,
-                self.kind,
-                self.writer,
-                self.body,
-                self.body_b64,
-                self.applied,
-                self.code,
-                self.reason,
-            ]
-        )
+        fields = [
+            self.seq,
+            self.time,
+            self.kind,
+            self.writer,
+            self.body,
+            self.body_b64,
+            self.applied,
+            self.code,
+            self.reason,
+        ]
+        if self.dropped:
+            fields.append(True)
+        return _encoder.encode(fields)
 
 
 class Bundle(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fields=True):

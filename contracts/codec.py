@@ -24,13 +24,19 @@ from contracts.writes import Write
 
 __all__ = [
     "DEFAULT_MAX_PAYLOAD",
+    "DEFAULT_MAX_WRITE",
     "HEADER_CHUNK",
+    "HEADER_ENCODING",
     "HEADER_EXPECTED_LAST_SUBJECT_SEQ",
     "HEADER_EXPECTED_LAST_SUBJECT_SEQ_SUBJECT",
     "HEADER_MSG_ID",
     "HEADER_RECORDED_TIME",
     "HEADER_REPLY_BYTES",
     "HEADER_WRITER",
+    "HEADER_WRITE_ABORT",
+    "HEADER_WRITE_BYTES",
+    "HEADER_WRITE_DIGEST",
+    "HEADER_WRITE_ID",
     "WRITER_MAX",
     "Decoders",
     "decode",
@@ -46,13 +52,24 @@ HEADER_RECORDED_TIME: Final = "Ctxstore-Recorded-Time"
 # A reply too large for one message comes as several, each carrying "<i>/<n>" (1-based),
 # to a requester that asked for it (``accept_chunks``); their bodies, joined in order, are the
 # reply. ``Ctxstore-Reply-Bytes`` says the whole reply's size (also on the "too large" error a
-# requester that did not ask gets).
+# requester that did not ask gets). A write too large for one message goes the same way, as
+# several messages on its write subject (``contracts.framing``).
 HEADER_CHUNK: Final = "Ctxstore-Chunk"
 HEADER_REPLY_BYTES: Final = "Ctxstore-Reply-Bytes"
+# A write in chunks (see ``contracts.framing``): its id on every chunk, the size of its JSON
+# body on the first, the SHA-256 of the joined chunk bodies on the last.
+HEADER_WRITE_ID: Final = "Ctxstore-Write-Id"
+HEADER_WRITE_BYTES: Final = "Ctxstore-Write-Bytes"
+HEADER_WRITE_DIGEST: Final = "Ctxstore-Write-Digest"
+# ``zlib``: the body (joined chunks) is the write's JSON compressed (RFC 1950).
+HEADER_ENCODING: Final = "Ctxstore-Encoding"
+# Drop the unfinished chunked write named by ``Ctxstore-Write-Id``; the value says why.
+HEADER_WRITE_ABORT: Final = "Ctxstore-Write-Abort"
 HEADER_EXPECTED_LAST_SUBJECT_SEQ: Final = "Nats-Expected-Last-Subject-Sequence"
 HEADER_EXPECTED_LAST_SUBJECT_SEQ_SUBJECT: Final = "Nats-Expected-Last-Subject-Sequence-Subject"
 
-DEFAULT_MAX_PAYLOAD: Final = 256 * 1024
+DEFAULT_MAX_PAYLOAD: Final = 256 * 1024  # the largest message (a write, or a chunk of one)
+DEFAULT_MAX_WRITE: Final = 64 * 1024 * 1024  # the largest write (its JSON body, decoded)
 WRITER_MAX: Final = 256
 """Events and history carry a writer's name (its ``Ctxstore-Writer`` header) cut to this
 many characters: they echo it, and an echo must never be too large to send."""

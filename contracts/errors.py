@@ -18,7 +18,8 @@ raises one of these; no exception of nats-py or of a validation library reaches 
     ├── AgentError                     an evolution agent failed, is missing or did not answer
     └── RequestError                   the store answered, and said no (``.code``)
         ├── InvalidWriteError          a write or request failed validation (names the field)
-        │   └── PayloadTooLargeError   over a size limit
+        │   ├── PayloadTooLargeError   over a size limit
+        │   └── IncompleteWriteError   a write in chunks that was never finished
         ├── ContextNotFoundError       unknown evolution id (or no context at all)
         ├── ConflictError              the id exists, or the context moved past the expected version
         └── CapacityError              the store is full and nothing can be pruned
@@ -47,6 +48,7 @@ __all__ = [
     "ContextStoreError",
     "ErrorBody",
     "ErrorCode",
+    "IncompleteWriteError",
     "InvalidWriteError",
     "PayloadTooLargeError",
     "RequestError",
@@ -66,7 +68,9 @@ class ErrorCode(StrEnum):
     ``Nats-Service-Error-Code`` header), in a rejected write's event, outcome and history entry:
 
     - ``invalid`` (400): malformed JSON, wrong type, out of range, unknown field, unknown kind
-    - ``too_large`` (413): over the store's max_payload
+    - ``too_large`` (413): over the store's limit on a write (``max_write``)
+    - ``incomplete`` (400): a write in chunks that was dropped unfinished, or whose chunks
+      do not fit together (missing, out of order, wrong digest or size)
     - ``not_found`` (404): no such context (a write to one, or a query for one)
     - ``conflict`` (409): the evolution id exists (create, import without replace)
     - ``capacity`` (507): the store holds max_contexts and none is finished, so none can go
@@ -75,6 +79,7 @@ class ErrorCode(StrEnum):
 
     INVALID = "invalid"  # malformed JSON, wrong type, out of range, unknown field
     TOO_LARGE = "too_large"
+    INCOMPLETE = "incomplete"  # a chunked write dropped unfinished, or whose chunks disagree
     NOT_FOUND = "not_found"
     CONFLICT = "conflict"  # id exists, or expected version moved on
     CAPACITY = "capacity"  # max contexts reached and nothing can be pruned
@@ -89,6 +94,7 @@ class ErrorCode(StrEnum):
 _STATUS = {
     ErrorCode.INVALID: 400,
     ErrorCode.TOO_LARGE: 413,
+    ErrorCode.INCOMPLETE: 400,
     ErrorCode.NOT_FOUND: 404,
     ErrorCode.CONFLICT: 409,
     ErrorCode.CAPACITY: 507,
@@ -177,6 +183,10 @@ class PayloadTooLargeError(InvalidWriteError):
     code = ErrorCode.TOO_LARGE
 
 
+class IncompleteWriteError(InvalidWriteError):
+    code = ErrorCode.INCOMPLETE
+
+
 class ContextNotFoundError(RequestError):
     code = ErrorCode.NOT_FOUND
 
@@ -196,6 +206,7 @@ class CapacityError(RequestError):
 _BY_CODE: dict[ErrorCode, type[RequestError]] = {
     ErrorCode.INVALID: InvalidWriteError,
     ErrorCode.TOO_LARGE: PayloadTooLargeError,
+    ErrorCode.INCOMPLETE: IncompleteWriteError,
     ErrorCode.NOT_FOUND: ContextNotFoundError,
     ErrorCode.CONFLICT: ConflictError,
     ErrorCode.CAPACITY: CapacityError,

@@ -23,16 +23,23 @@ from contracts.agents import AGENT_NAMES, AgentReply, AgentRequest
 from contracts.bundle import Bundle
 from contracts.catalogue import DUPLICATE_WINDOW_S, EVENTS, QUERIES, WRITES, query_doc
 from contracts.codec import (
+    HEADER_CHUNK,
+    HEADER_ENCODING,
     HEADER_EXPECTED_LAST_SUBJECT_SEQ,
     HEADER_EXPECTED_LAST_SUBJECT_SEQ_SUBJECT,
     HEADER_MSG_ID,
     HEADER_RECORDED_TIME,
+    HEADER_WRITE_ABORT,
+    HEADER_WRITE_BYTES,
+    HEADER_WRITE_DIGEST,
+    HEADER_WRITE_ID,
     HEADER_WRITER,
     WRITER_MAX,
 )
 from contracts.context import Comparison, EvolutionContext
 from contracts.errors import HEADER_SERVICE_ERROR, HEADER_SERVICE_ERROR_CODE, ErrorBody, ErrorCode
 from contracts.events import PRUNED_KIND, Event
+from contracts.framing import ENCODINGS
 from contracts.jetstream import PubAck, PubError
 from contracts.queries import (
     MIN_SEQ_WAIT_S,
@@ -139,6 +146,53 @@ _WRITE_HEADERS: Final[dict[str, Any]] = {
                 "of its last write on any of its subjects, so a write guarded by a version "
                 f"needs this header set to {ROOT}.{Channel.WRITE}.<tenant>.<evolution_id>.> "
                 "(without it, the guard compares with the last write of the same kind only)."
+            ),
+        },
+        HEADER_ENCODING: {
+            "type": "string",
+            "enum": sorted(ENCODINGS),
+            "description": (
+                "The body (for a write in chunks: the joined chunk bodies, on the first chunk) "
+                "is the write's JSON compressed: zstd (one frame) or zlib (RFC 1950)."
+            ),
+        },
+        HEADER_WRITE_ID: {
+            "type": "string",
+            "pattern": "^[!-~]{1,128}$",
+            "description": (
+                "A write in chunks: its id, the same on each of its chunks, unique per write. "
+                "A write too large for one message is published as n messages on its own "
+                "write subject, in order; the store applies it, whole, at the sequence of the "
+                "last (its seq and the context's version)."
+            ),
+        },
+        HEADER_CHUNK: {
+            "type": "string",
+            "pattern": "^[1-9][0-9]*/[1-9][0-9]*$",
+            "description": "A write in chunks: this chunk is i of n (1-based), on every chunk.",
+        },
+        HEADER_WRITE_BYTES: {
+            "type": "string",
+            "pattern": "^[0-9]+$",
+            "description": (
+                "A write in chunks, on its first chunk: the size of its JSON body, decoded. "
+                "Over the store's max_write, the write is refused (too_large) at its last chunk."
+            ),
+        },
+        HEADER_WRITE_DIGEST: {
+            "type": "string",
+            "pattern": "^sha256=[0-9a-f]{64}$",
+            "description": (
+                "A write in chunks, on its last chunk: the SHA-256 of its joined chunk bodies."
+            ),
+        },
+        HEADER_WRITE_ABORT: {
+            "type": "string",
+            "description": (
+                "With Ctxstore-Write-Id and an empty body: drop that unfinished write in "
+                "chunks, for the reason given (recorded as a rejected write, code incomplete). "
+                "The store actor sends one for a write with no chunk for chunk_timeout seconds, "
+                "and for the oldest when unfinished writes hold too much memory."
             ),
         },
     },

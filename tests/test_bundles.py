@@ -109,7 +109,7 @@ async def test_export_writes_one_file_with_context_history_and_hash_chain(
     raw = read_bytes(await store.export_context(eid))
     assert raw[:2] != b"\x1f\x8b"  # compression is off in this store
     doc = json.loads(raw)
-    assert (doc["format"], doc["version"]) == ("ctxstore-bundle", 1)
+    assert (doc["format"], doc["version"]) == ("ctxstore-bundle", 2)
     assert doc["evolution_id"] == eid
     assert doc["context"] == msgspec.to_builtins(await store.get_context(eid))
     history = await store.history(eid)
@@ -358,13 +358,13 @@ async def test_a_write_over_the_target_stores_limit_is_refused_before_publishing
     big = [{"id": f"t{i}", "note": "x" * 100} for i in range(200)]  # about 24 KB
     await store.store_improvement_plan(big, [], {}, 0.5)
     path = await store.export_context()
-    async with fresh_store(tmp_path, max_payload=16 * 1024) as small:
+    async with fresh_store(tmp_path, max_write=16 * 1024) as small:
         await small.get_all_contexts()  # connected
         assert small.url is not None
         raw = await connect(small.url, name="test-raw")
         try:
             before = await last_seq(raw)
-            with pytest.raises(BundleError, match="over this store's payload limit"):
+            with pytest.raises(BundleError, match="over this store's limit on a write"):
                 await small.import_context(path)
             assert await last_seq(raw) == before
         finally:

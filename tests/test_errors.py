@@ -18,10 +18,12 @@ from workload import running_actor
 from actors import (
     ContextNotFoundError,
     ContextStoreError,
+    IncompleteWriteError,
     InvalidWriteError,
     PayloadTooLargeError,
     RequestError,
     SharedContextStore,
+    StoreActor,
     StoreTimeoutError,
     StoreUnavailableError,
 )
@@ -317,12 +319,14 @@ async def test_oversize_payload_from_a_plain_client_is_refused_by_jetstream(
 
 
 async def test_the_client_refuses_an_oversize_write_before_sending(
-    store: SharedContextStore, nc: Client, config: StoreConfig
+    actor: StoreActor, nc: Client, config: StoreConfig
 ) -> None:
+    capped = config.replace(max_write=128 * 1024)
+    store = SharedContextStore(config=capped)
     await store.create_context("./p")
     last = await stream_last_seq(nc)
-    blob = "x" * config.max_payload
-    with pytest.raises(PayloadTooLargeError, match="exceeds"):
+    blob = "x" * capped.max_write
+    with pytest.raises(PayloadTooLargeError, match="exceeds the store's limit on a write"):
         await store.store_original_analysis(
             files_analyzed=1, metrics={"blob": blob}, issues=[], improvements=[]
         )
@@ -330,6 +334,7 @@ async def test_the_client_refuses_an_oversize_write_before_sending(
         await store.store_implementation_log([blob], [], [])
     assert await stream_last_seq(nc) == last
     assert (await store.get_context()).original_analysis == {}
+    await store.aclose()
 
 
 async def test_a_write_over_the_streams_limit_is_refused_by_the_server_as_too_large(
@@ -472,6 +477,7 @@ def test_every_wire_error_code_maps_into_the_hierarchy() -> None:
     expected: dict[ErrorCode, type[ContextStoreError]] = {
         ErrorCode.INVALID: InvalidWriteError,
         ErrorCode.TOO_LARGE: PayloadTooLargeError,
+        ErrorCode.INCOMPLETE: IncompleteWriteError,
         ErrorCode.NOT_FOUND: ContextNotFoundError,
         ErrorCode.CONFLICT: ConflictError,
         ErrorCode.CAPACITY: CapacityError,

@@ -265,17 +265,15 @@ async def test_pruning_is_the_same_on_replay(
 # -- max payload ---------------------------------------------------------------------------
 
 
-async def test_the_actor_enforces_its_payload_limit_even_when_the_stream_allows_more(
+async def test_the_actor_enforces_its_limit_on_a_write_whatever_the_writer_checked(
     server: EmbeddedServer, config: StoreConfig, nc: Client
 ) -> None:
-    """Three layers: the client refuses before sending, the stream's max_msg_size refuses
-    at the server (tests/test_errors.py), and the actor rejects what a looser stream let in."""
-    strict = config.replace(**{"max_payload": 2048})
+    """Two layers: the client refuses a write over ``max_write`` before sending
+    (tests/test_errors.py), and the actor rejects what another writer sent anyway."""
+    strict = config.replace(**{"max_write": 2048})
     async with running_actor(server, strict) as actor:
         async with SharedContextStore(config=strict) as store:
             eid = await store.create_context("./p")
-        # Another configuration provisioned the stream with a higher limit meanwhile.
-        await provision(nc.jetstream(), config)
         rejected = await subscribe(nc, error_filter("default", eid))
         body = msgspec.json.encode(
             {"type": "original_analysis", "files_analyzed": 1, "metrics": {"x": "y" * 4000}}

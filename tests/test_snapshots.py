@@ -269,7 +269,7 @@ async def test_a_rejection_before_the_snapshot_is_still_reported_after_a_restart
 
 
 def test_the_snapshot_codec_round_trips_and_refuses_tampering() -> None:
-    limits = Limits(max_payload=64 * 1024, max_contexts=3)
+    limits = Limits(max_write=64 * 1024, max_contexts=3)
     state = StoreState(limits)
     now = datetime(2026, 1, 2, 3, 4, 5, 123456, tzinfo=UTC)
     writes = [
@@ -295,6 +295,6 @@ def test_the_snapshot_codec_round_trips_and_refuses_tampering() -> None:
     with pytest.raises(SnapshotError, match="checksum"):
         decode_snapshot(data[:-1] + bytes([data[-1] ^ 1]), limits)
     with pytest.raises(SnapshotError, match="limits"):
-        decode_snapshot(data, Limits(max_payload=64 * 1024, max_contexts=None))
+        decode_snapshot(data, Limits(max_write=64 * 1024, max_contexts=None))
     with pytest.raises(SnapshotError, match="frame"):
         decode_snapshot(b"{}", limits)

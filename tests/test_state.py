@@ -8,6 +8,7 @@ import msgspec
 import pytest
 
 from actors.core.fold import Applied, Limits, Rejected, StoredWrite, StoreState, compare, summarize
+from actors.core.held import decoded
 from contracts import (
     AgentActivity,
     CreateContext,
@@ -29,7 +30,7 @@ from contracts import (
 )
 
 T0 = datetime(2025, 8, 17, 12, 0, tzinfo=UTC)
-LIMITS = Limits(max_payload=64 * 1024)
+LIMITS = Limits(max_write=64 * 1024)
 
 
 class Log:
@@ -195,7 +196,8 @@ def test_a_rejection_logs_the_reason_and_moves_the_version_only() -> None:
     assert after.version == bad.seq
     assert after.updated_at == bad.time
     assert after.error_log == [f"seq 3 original_analysis: {outcome.reason}"]
-    assert outcome.context == after
+    assert outcome.context is not None
+    assert decoded(outcome.context) == after
 
 
 @pytest.mark.parametrize(
@@ -346,7 +348,7 @@ def test_capacity_refuses_new_contexts_only() -> None:
     log.add("evo-1", CreateContext(target_path="./1"))
     log.add("evo-2", CreateContext(target_path="./2"))
     log.add("evo-1", OriginalAnalysis(files_analyzed=1))
-    state = replay(log.writes, Limits(max_payload=64 * 1024, max_contexts=1))
+    state = replay(log.writes, Limits(max_write=64 * 1024, max_contexts=1))
     rejected = state.outcome(2)
     assert rejected is not None
     assert not rejected.applied
@@ -388,14 +390,16 @@ def test_import_creates_and_replaces_only_when_asked() -> None:
 def test_summary_and_comparison_read_the_context() -> None:
     state = replay(a_full_log().writes)
     ctx = state.get("default", "evo-1")
+    held = state.held("default", "evo-1")
     assert ctx is not None
-    comparison = compare(ctx)
+    assert held is not None
+    comparison = compare(held)
     assert comparison.before == ctx.original_analysis
     assert comparison.plan == ctx.improvement_plan
     assert comparison.after == ctx.evaluation_results
     assert comparison.implementation == ctx.implementation_log
     assert comparison.research == ctx.external_research
-    summary = summarize(ctx)
+    summary = summarize(held)
     assert summary.phases == [
         "original_analysis",
         "external_research",

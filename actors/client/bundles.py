@@ -19,15 +19,18 @@ from nats.aio.client import Client
 from nats.js import JetStreamContext
 
 from actors.client.history import load_timeline
-from actors.core.bundles import Published, decode_bundle, encode_bundle, raw_body
+from actors.core.bundles import Published, abort_reason, decode_bundle, encode_bundle, raw_body
 from broker import StoreConfig
 from broker.nats_errors import nats_errors
 from broker.publish import publish as publish_message
+from broker.publish import publish_write, write_id_of
 from contracts import (
     HEADER_EXPECTED_LAST_SUBJECT_SEQ,
     HEADER_EXPECTED_LAST_SUBJECT_SEQ_SUBJECT,
     HEADER_MSG_ID,
     HEADER_RECORDED_TIME,
+    HEADER_WRITE_ABORT,
+    HEADER_WRITE_ID,
     HEADER_WRITER,
     BundleError,
     CapacityError,
@@ -88,7 +91,7 @@ async def publish_bundle(
         nc,
         tenant,
         evolution_id,
-        max_payload=config.max_payload,
+        max_write=config.max_write,
         read_timeout=config.request_timeout,
     )
     exists = current.context_at() is not None
@@ -99,16 +102,19 @@ async def publish_bundle(
         )
     subject_filter = write_filter(tenant, evolution_id)
     expected = current.last_seq
-    max_payload = nc.max_payload
+    max_payload = min(nc.max_payload, config.max_payload)
 
     async def jetstream() -> JetStreamContext:
         return (await connection()).jetstream(timeout=config.request_timeout)
 
-    async def publish(subject: str, data: bytes, headers: dict[str, str]) -> int:
+    async def publish(
+        subject: str, data: bytes, headers: dict[str, str], *, whole: bool = True
+    ) -> int:
         headers[HEADER_EXPECTED_LAST_SUBJECT_SEQ] = str(expected)
         headers[HEADER_EXPECTED_LAST_SUBJECT_SEQ_SUBJECT] = subject_filter
+        send = publish_write if whole else publish_message
         try:
-            ack = await publish_message(
+            ack = await send(
                 jetstream, subject, data, headers, max_payload=max_payload, what=subject
             )
         except ConflictError:
@@ -133,7 +139,12 @@ async def publish_bundle(
         if write.writer is not None:
             headers[HEADER_WRITER] = write.writer
         subject = write_subject(tenant, evolution_id, write.kind)
-        expected = await publish(subject, raw_body(write), headers)
+        if write.dropped:  # dropped again, with the reason it was dropped for
+            headers[HEADER_WRITE_ID] = write_id_of(headers[HEADER_MSG_ID])
+            headers[HEADER_WRITE_ABORT] = abort_reason(write)
+            expected = await publish(subject, b"", headers, whole=False)
+        else:
+            expected = await publish(subject, raw_body(write), headers)
         seq_map[expected] = write.seq
         if i == 0 and confirm_first:
             await _confirm_first(await connection(), config, expected, write)

@@ -62,7 +62,7 @@ from broker.chunks import request_in_chunks
 from broker.home import FileLock
 from broker.lifecycle import AsyncResource
 from broker.nats_errors import nats_errors, store_error
-from broker.publish import publish
+from broker.publish import publish_write
 from broker.redact import redact
 from contracts import (
     HEADER_CHUNK,
@@ -144,9 +144,9 @@ def new_evolution_id() -> str:
 class SharedContextStore(AsyncResource):
     """The shared context of evolutions, over NATS.
 
-    ``backend``, ``max_contexts``, ``enable_compression``, ``export_path``, ``ttl`` and
-    ``max_payload`` configure the local server this client starts (no URL given, none
-    running) and the client's own checks; a server already running, local or remote, has
+    ``backend``, ``max_contexts``, ``enable_compression``, ``export_path``, ``ttl``,
+    ``max_payload`` and ``max_write`` configure the local server this client starts (no URL
+    given, none running) and the client's own checks; a server already running, local or remote, has
     its own configuration.
 
     Every write method takes ``expected_version=`` (write only if the context is still at
@@ -174,6 +174,7 @@ class SharedContextStore(AsyncResource):
         export_path: str | Path | None = None,
         ttl: float | None = None,
         max_payload: int | None = None,
+        max_write: int | None = None,
         tenant: str | None = None,
         name: str | None = None,
         timeout: float | None = None,
@@ -189,6 +190,7 @@ class SharedContextStore(AsyncResource):
             export_path=export_path,
             ttl_seconds=ttl,
             max_payload=max_payload,
+            max_write=max_write,
             tenant=tenant,
             request_timeout=timeout,
         )
@@ -625,7 +627,7 @@ class SharedContextStore(AsyncResource):
         to import under another id. A malformed, truncated or tampered file raises
         ``BundleError`` and writes nothing."""
         bundle = read_bundle(file_path)
-        check_consistent(bundle, max_payload=self.config.max_payload)
+        check_consistent(bundle, max_write=self.config.max_write)
         handle = self.context(evolution_id if evolution_id is not None else bundle.evolution_id)
         published, ctx = await self._publish_bundle(bundle, handle, replace=replace)
         ensure_imported(ctx, bundle, published)
@@ -674,12 +676,12 @@ class SharedContextStore(AsyncResource):
             with nats_errors(f"listening for the outcome of writes to {evolution_id}"):
                 await confirmations.listen(evolution_id)
         try:
-            ack = await publish(
+            ack = await publish_write(
                 self._jetstream,
                 write_subject(self.config.tenant, evolution_id, kind),
                 data,
                 headers,
-                max_payload=nc.max_payload,
+                max_payload=self._message_limit(nc),
                 what=f"the {kind} write to {evolution_id}",
             )
         except ConflictError as exc:
@@ -697,12 +699,17 @@ class SharedContextStore(AsyncResource):
             Decoders.write.decode(data)  # constructors do not validate; the decoder does
         except (msgspec.ValidationError, TypeError, ValueError) as exc:
             raise InvalidWriteError(f"invalid {body.__struct_config__.tag} write: {exc}") from None
-        if len(data) > self.config.max_payload:
+        if len(data) > self.config.max_write:
             raise PayloadTooLargeError(
-                f"{body.__struct_config__.tag} write of {len(data)} bytes exceeds the limit of "
-                f"{self.config.max_payload} bytes"
+                f"{body.__struct_config__.tag} write of {len(data)} bytes exceeds the store's "
+                f"limit on a write (max_write) of {self.config.max_write} bytes"
             )
         return data
+
+    def _message_limit(self, nc: Client) -> int:
+        """The largest message a write may use: the server's and the write stream's limit
+        (the store's ``max_payload``); a larger write goes in chunks."""
+        return min(nc.max_payload, self.config.max_payload)
 
     async def _confirm(self, seq: int, confirmations: Confirmations | None) -> None:
         """Raise if the actor rejected the write at ``seq``. Its event usually says so first
@@ -830,7 +837,7 @@ class SharedContextStore(AsyncResource):
                 await self._client(),
                 self.config.tenant,
                 evolution_id,
-                max_payload=self.config.max_payload,
+                max_write=self.config.max_write,
                 read_timeout=self.config.request_timeout,
             )
         if not timeline.records:

@@ -30,6 +30,7 @@ from contracts import (
     error_filter,
     write_filter,
 )
+from contracts.framing import read_part
 
 __all__ = ["load_timeline", "read_messages", "stored_write"]
 
@@ -46,6 +47,7 @@ def stored_write(msg: Msg) -> StoredWrite:
         msg.data,
         headers.get(HEADER_WRITER),
         headers.get(HEADER_RECORDED_TIME),
+        read_part(headers.get),
     )
 
 
@@ -103,7 +105,7 @@ async def load_timeline(
     tenant: str,
     evolution_id: str,
     *,
-    max_payload: int,
+    max_write: int,
     up_to_seq: int | None = None,
     read_timeout: float = 5.0,
 ) -> Timeline:
@@ -138,4 +140,4 @@ async def load_timeline(
         for msg in writes
         if WriteSubject.try_parse(msg.subject) is not None  # no deeper tokens
     ]
-    return Timeline(tenant, evolution_id, records, max_payload=max_payload)
+    return Timeline(tenant, evolution_id, records, max_write=max_write)

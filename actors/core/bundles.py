@@ -22,8 +22,9 @@ from typing import Final
 
 import msgspec
 
-from actors.core.fold import Applied, Limits, StoredWrite, StoreState
-from actors.core.timeline import Timeline, diff_contexts
+from actors.core.fold import Applied, Limits, Rejected, StoredWrite, StoreState
+from actors.core.held import HeldContext, decoded
+from actors.core.timeline import Timeline, diff_contexts, history_entry
 from contracts import (
     BundleError,
     ContextNotFoundError,
@@ -36,17 +37,20 @@ from contracts import (
 from contracts.bundle import (
     BUNDLE_FORMAT,
     BUNDLE_VERSION,
+    BUNDLE_VERSIONS_READ,
     GENESIS,
     Bundle,
     BundleWrite,
     chain_hash,
     context_hash,
 )
+from contracts.framing import WritePart
 from contracts.history import Change
 
 __all__ = [
     "Published",
     "ReplayResult",
+    "abort_reason",
     "as_recorded",
     "build_bundle",
     "check_consistent",
@@ -66,35 +70,46 @@ _decoder: Final = msgspec.json.Decoder(Bundle)
 
 
 def build_bundle(timeline: Timeline) -> Bundle:
-    """The bundle of a context: its current state and every write on its subjects."""
-    steps = list(timeline.steps())
-    context = steps[-1].context if steps else None
-    if context is None:
-        raise ContextNotFoundError(
-            f"no context {timeline.evolution_id} in tenant {timeline.tenant}"
-        )
+    """The bundle of a context: its state and every write on its subjects, one entry per
+    write (the chunks of a write in chunks make one, with its whole body). A write still
+    unfinished at the end is left out, and the context is the one before its chunks."""
+    context: HeldContext | None = None
     prev = GENESIS
     writes: list[BundleWrite] = []
-    for entry in timeline.entries():
-        write = timeline.records[len(writes)].write
-        try:
-            body, body_b64 = write.data.decode("utf-8"), None
-        except UnicodeDecodeError:
-            body, body_b64 = None, base64.b64encode(write.data).decode("ascii")
+    for step in timeline.steps():
+        entry = history_entry(step)
+        if entry is None:  # a chunk that did not finish its write
+            continue
+        context = step.context
+        outcome = step.outcome
+        dropped = isinstance(outcome, Rejected) and _from_chunks(outcome.write)
+        write = outcome.write if outcome is not None else step.recorded.write
+        body, body_b64 = None, None
+        if not dropped:
+            try:
+                body = write.data.decode("utf-8")
+            except UnicodeDecodeError:
+                body_b64 = base64.b64encode(write.data).decode("ascii")
         unsigned = BundleWrite(
             seq=entry.seq,
             time=entry.time,
             kind=entry.kind,
             writer=entry.writer,
-            body=body,
+            body=body if not dropped else "",
             body_b64=body_b64,
             applied=entry.applied,
             code=entry.code,
             reason=entry.reason,
+            dropped=dropped,
             hash=GENESIS,
         )
         prev = chain_hash(prev, unsigned.canonical())
         writes.append(msgspec.structs.replace(unsigned, hash=prev))
+    if context is None:
+        raise ContextNotFoundError(
+            f"no context {timeline.evolution_id} in tenant {timeline.tenant}"
+        )
+    ctx = decoded(context)
     return Bundle(
         format=BUNDLE_FORMAT,
         version=BUNDLE_VERSION,
@@ -103,10 +118,15 @@ def build_bundle(timeline: Timeline) -> Bundle:
         evolution_id=timeline.evolution_id,
         count=len(writes),
         head=prev,
-        context_hash=context_hash(prev, context),
-        context=context,
+        context_hash=context_hash(prev, ctx),
+        context=ctx,
         writes=writes,
     )
+
+
+def _from_chunks(write: StoredWrite) -> bool:
+    """A rejection decided by the chunks (or an abort) of a write, not by its body."""
+    return write.part is not None and write.part.write_id is not None
 
 
 def encode_bundle(bundle: Bundle, *, compress: bool) -> bytes:
@@ -134,10 +154,10 @@ def decode_bundle(raw: bytes, *, source: str = "bundle") -> Bundle:
         raise BundleError(f"{source} is not valid JSON (truncated?): {exc}") from None
     if bundle.format != BUNDLE_FORMAT:
         raise BundleError(f"{source} is a {bundle.format!r} file, not a {BUNDLE_FORMAT}")
-    if bundle.version != BUNDLE_VERSION:
+    if bundle.version not in BUNDLE_VERSIONS_READ:
         raise BundleError(
-            f"{source} has {BUNDLE_FORMAT} version {bundle.version}; this store reads version "
-            f"{BUNDLE_VERSION}"
+            f"{source} has {BUNDLE_FORMAT} version {bundle.version}; this store reads versions "
+            f"{', '.join(map(str, sorted(BUNDLE_VERSIONS_READ)))}"
         )
     if bundle.count != len(bundle.writes):
         raise BundleError(
@@ -184,27 +204,37 @@ def raw_body(write: BundleWrite, where: str = "write") -> bytes:
         raise BundleError(f"{where}: body_b64 is not valid base64 ({exc})") from None
 
 
+def abort_reason(write: BundleWrite) -> str:
+    """What an import's abort of a dropped write says: the reason recorded, so the store
+    logs the same error as the one exported."""
+    return (write.reason or "dropped unfinished").replace("\r", " ").replace("\n", " ")
+
+
 def _stored(bundle: Bundle, write: BundleWrite) -> StoredWrite:
+    subject = write_subject(bundle.tenant, bundle.evolution_id, write.kind)
+    if write.dropped:
+        part = WritePart(write_id=f"bundle-{write.seq}", abort=abort_reason(write))
+        return StoredWrite(write.seq, write.time, subject, b"", write.writer, part=part)
     return StoredWrite(
         seq=write.seq,
         time=write.time,
-        subject=write_subject(bundle.tenant, bundle.evolution_id, write.kind),
+        subject=subject,
         data=raw_body(write),
         writer=write.writer,
     )
 
 
-def check_consistent(bundle: Bundle, *, max_payload: int) -> None:
+def check_consistent(bundle: Bundle, *, max_write: int) -> None:
     """Strict check: folding the bundle's writes gives its context and its outcomes, and
-    every write fits this store's payload limit."""
+    every write fits this store's limit on a write."""
     for write in bundle.writes:
         size = len(raw_body(write))
-        if size > max_payload:
+        if size > max_write:
             raise BundleError(
                 f"write seq {write.seq} ({write.kind}) is {size} bytes, over this store's "
-                f"payload limit of {max_payload} bytes"
+                f"limit on a write of {max_write} bytes"
             )
-    state = StoreState(Limits(max_payload=max_payload, max_contexts=None))
+    state = StoreState(Limits(max_write=max_write, max_contexts=None))
     for write in bundle.writes:
         if not write.applied and write.code == ErrorCode.CAPACITY:
             state.applied_seq = write.seq  # refused for a full store: changed nothing

@@ -21,6 +21,7 @@ Decisions worth knowing:
 
 from __future__ import annotations
 
+import dataclasses
 import sys
 from collections import OrderedDict
 from collections.abc import Iterator
@@ -30,8 +31,19 @@ from typing import Any, Final
 
 import msgspec
 
+from actors.core.chunks import Assembled, Chunks, OpenWrite, Refused
+from actors.core.held import (
+    HeldContext,
+    decoded,
+    decoded_comparison,
+    hold,
+    holding,
+    phase_json,
+    phase_versions,
+    unhold,
+    written_phases,
+)
 from contracts import (
-    PHASE_WRITES,
     AgentActivity,
     Comparison,
     ContextSummary,
@@ -54,13 +66,14 @@ from contracts import (
     Write,
     WriteKind,
     WriteSubject,
-    phase_data,
     writer_name,
 )
+from contracts.framing import WritePart, unpack
 
 __all__ = [
     "OUTCOMES_KEPT",
     "Applied",
+    "Held",
     "Limits",
     "Outcome",
     "Rejected",
@@ -87,7 +100,7 @@ _PHASE_OF: dict[str, Phase] = {p.value: p for p in Phase}
 
 @dataclass(frozen=True, slots=True)
 class Limits:
-    max_payload: int
+    max_write: int  # the largest write, its JSON body decoded
     max_contexts: int | None = None
 
 
@@ -106,6 +119,7 @@ class StoredWrite:
     data: bytes
     writer: str | None = None
     stored: datetime | None = None  # the stream's time, when ``time`` is a recorded one
+    part: WritePart | None = None  # framing: a chunk, an abort, or a compressed write
 
     @property
     def stored_time(self) -> datetime:
@@ -120,6 +134,7 @@ class StoredWrite:
         data: bytes,
         writer: str | None,
         recorded: str | None,
+        part: WritePart | None = None,
     ) -> StoredWrite:
         """A write as the stream delivered it: ``stamp_ns`` is the stream's time, ``recorded``
         the ``Ctxstore-Recorded-Time`` header of a re-published write (or None). A recorded
@@ -134,6 +149,7 @@ class StoredWrite:
             data=data,
             writer=writer_name(writer),
             stored=stored,
+            part=part,
         )
 
 
@@ -164,11 +180,11 @@ class Rejection(Exception):
 
 @dataclass(frozen=True, slots=True)
 class Applied:
-    write: StoredWrite
+    write: StoredWrite  # for a write in chunks: the whole write, at its last chunk's seq
     tenant: str
     kind: WriteKind
-    context: EvolutionContext | None  # None after a delete
-    pruned: tuple[EvolutionContext, ...] = ()  # contexts removed to make room (max_contexts)
+    context: HeldContext | None  # None after a delete
+    pruned: tuple[HeldContext, ...] = ()  # contexts removed to make room (max_contexts)
 
 
 @dataclass(frozen=True, slots=True)
@@ -179,19 +195,26 @@ class Rejected:
     kind: str
     code: ErrorCode
     reason: str
-    context: EvolutionContext | None  # the context with the error logged, if it exists
+    context: HeldContext | None  # the context with the error logged, if it exists
 
 
-Outcome = Applied | Rejected
+@dataclass(frozen=True, slots=True)
+class Held:
+    """A chunk of a write that is not finished yet (or of one the store does not hold): the
+    write is applied, or refused, at its last chunk. Nothing to announce."""
+
+    write: StoredWrite
+    context: HeldContext | None  # the context, its version moved to this chunk's seq
 
 
-def _touch(ctx: EvolutionContext, write: StoredWrite, **changes: object) -> EvolutionContext:
+Outcome = Applied | Rejected | Held
+
+
+def _touch(ctx: HeldContext, write: StoredWrite, **changes: object) -> HeldContext:
     return msgspec.structs.replace(ctx, version=write.seq, updated_at=write.time, **changes)
 
 
 _NO_ERRORS: Final[list[str]] = []
-_NO_AGENTS: Final[dict[str, dict[str, Any]]] = {}
-_NO_VERSIONS: Final[dict[str, int]] = {}
 
 
 def _interned(words: list[str]) -> list[str]:
@@ -200,18 +223,18 @@ def _interned(words: list[str]) -> list[str]:
 
 
 def evolve(
-    ctx: EvolutionContext | None,
+    ctx: HeldContext | None,
     body: Write,
     write: StoredWrite,
     tenant: str,
     evolution_id: str,
-) -> EvolutionContext | None:
+) -> HeldContext | None:
     """What ``body`` makes of ``ctx``. Pure; raises ``Rejection``."""
     match body:
         case CreateContext(target_path=target, focus_areas=focus):
             if ctx is not None:
                 raise Rejection(ErrorCode.CONFLICT, f"context {evolution_id} already exists")
-            return EvolutionContext(
+            return HeldContext(
                 evolution_id=evolution_id,
                 tenant=tenant,
                 created_at=write.time,
@@ -219,11 +242,9 @@ def evolve(
                 target_path=target,
                 focus_areas=_interned(focus),
                 version=write.seq,
-                # Shared empties: every change below builds a new dict or list, never
-                # mutating these, and a store of many contexts holds them once.
+                # A shared empty: every change below builds a new list, never mutating it,
+                # and a store of many contexts holds it once.
                 error_log=_NO_ERRORS,
-                agents=_NO_AGENTS,
-                phase_versions=_NO_VERSIONS,
             )
         case ImportContext():
             if ctx is not None and not body.replace:
@@ -231,18 +252,18 @@ def evolve(
                     ErrorCode.CONFLICT,
                     f"context {evolution_id} already exists (import with replace to overwrite)",
                 )
-            return EvolutionContext(
+            return HeldContext(
                 evolution_id=evolution_id,
                 tenant=tenant,
                 created_at=body.created_at,
                 updated_at=write.time,
                 target_path=body.target_path,
                 focus_areas=_interned(body.focus_areas),
-                original_analysis=body.original_analysis,
-                external_research=body.external_research,
-                improvement_plan=body.improvement_plan,
-                implementation_log=body.implementation_log,
-                evaluation_results=body.evaluation_results,
+                original_analysis=holding(body.original_analysis),
+                external_research=holding(body.external_research),
+                improvement_plan=holding(body.improvement_plan),
+                implementation_log=holding(body.implementation_log),
+                evaluation_results=holding(body.evaluation_results),
                 status=body.status,
                 current_phase=body.current_phase,
                 error_log=list(body.error_log),
@@ -263,7 +284,9 @@ def evolve(
             record = {"state": activity, "at": write.time.isoformat()}
             if detail is not None:
                 record["detail"] = detail
-            return _touch(ctx, write, agents={**ctx.agents, agent: record})
+            agents: dict[str, Any] = msgspec.json.decode(unhold(ctx.agents))
+            agents[agent] = record
+            return _touch(ctx, write, agents=holding(agents))
         case (
             OriginalAnalysis()
             | ExternalResearch()
@@ -275,8 +298,8 @@ def evolve(
             return _touch(
                 ctx,
                 write,
-                phase_versions={**ctx.phase_versions, phase.value: write.seq},
-                **{phase.value: phase_data(body)},
+                phase_versions=phase_versions(ctx.phase_versions, phase, write.seq),
+                **{phase.value: hold(phase_json(body))},
             )
     raise Rejection(ErrorCode.INVALID, f"unsupported write {type(body).__name__}")
 
@@ -314,36 +337,45 @@ class StateImage:
 
     limits: Limits
     applied_seq: int
-    contexts: list[EvolutionContext]  # in creation order: pruning depends on it
+    contexts: list[HeldContext]  # in creation order: pruning depends on it
     latest: dict[str, str]
     outcomes: list[WriteOutcome]
     touched: list[tuple[str, str, float]]  # tenant, id, stream time of its last write
+    open_writes: list[OpenWrite] = field(default_factory=list)  # unfinished chunked writes
 
 
 @dataclass(slots=True)
 class StoreState:
     """All contexts of all tenants, and how far the stream has been applied.
 
-    Besides the contexts it keeps the outcome of the last ``OUTCOMES_KEPT`` writes (what the
-    outcome query answers: applied or why not, never a body) and, per context, the stream
-    time of its last write (what TTL judges by: a time a writer can set, such as an
-    import's recorded time, must never make a live context look idle)."""
+    Contexts are held as ``HeldContext`` (phases as encoded, maybe compressed, JSON): ``held``
+    gives one as held, ``get`` one decoded. Besides the contexts it keeps the outcome of the
+    last ``OUTCOMES_KEPT`` writes (what the outcome query answers: applied or why not, never
+    a body), per context the stream time of its last write (what TTL judges by: a time a
+    writer can set, such as an import's recorded time, must never make a live context look
+    idle), and the chunks of unfinished writes (``chunks``)."""
 
     limits: Limits
-    contexts: dict[tuple[str, str], EvolutionContext] = field(default_factory=dict)
+    contexts: dict[tuple[str, str], HeldContext] = field(default_factory=dict)
     applied_seq: int = 0
+    chunks: Chunks = field(default_factory=Chunks)
     _latest: dict[str, str] = field(default_factory=dict)
     _outcomes: OrderedDict[int, WriteOutcome] = field(default_factory=OrderedDict)
     _touched: dict[tuple[str, str], float] = field(default_factory=dict)
 
-    def get(self, tenant: str, evolution_id: str | None) -> EvolutionContext | None:
+    def held(self, tenant: str, evolution_id: str | None) -> HeldContext | None:
         if evolution_id is None:
             evolution_id = self._latest.get(tenant)
             if evolution_id is None:
                 return None
         return self.contexts.get((tenant, evolution_id))
 
-    def of_tenant(self, tenant: str) -> Iterator[EvolutionContext]:
+    def get(self, tenant: str, evolution_id: str | None) -> EvolutionContext | None:
+        """The context decoded: objects of the caller's own."""
+        ctx = self.held(tenant, evolution_id)
+        return None if ctx is None else decoded(ctx)
+
+    def of_tenant(self, tenant: str) -> Iterator[HeldContext]:
         return (c for (t, _), c in self.contexts.items() if t == tenant)
 
     def outcome(self, seq: int) -> WriteOutcome | None:
@@ -351,13 +383,14 @@ class StoreState:
         applied; None for a sequence not applied yet or no longer remembered."""
         return self._outcomes.get(seq)
 
-    def idle(self, ttl_seconds: float, now: datetime) -> list[EvolutionContext]:
+    def idle(self, ttl_seconds: float, now: datetime) -> list[HeldContext]:
         """The contexts whose last write reached the stream more than ``ttl_seconds`` ago."""
         cutoff = now.timestamp() - ttl_seconds
         return [self.contexts[k] for k, t in self._touched.items() if t < cutoff]
 
     def image(self) -> StateImage:
-        """The whole state as plain values (shallow copies: contexts are immutable)."""
+        """The whole state as plain values (shallow copies: contexts are immutable; the
+        unfinished writes are copied, as they change in place)."""
         return StateImage(
             limits=self.limits,
             applied_seq=self.applied_seq,
@@ -365,6 +398,9 @@ class StoreState:
             latest=dict(self._latest),
             outcomes=list(self._outcomes.values()),
             touched=[(t, e, at) for (t, e), at in self._touched.items()],
+            open_writes=[
+                msgspec.structs.replace(w, parts=list(w.parts)) for w in self.chunks.oldest()
+            ],
         )
 
     @classmethod
@@ -374,6 +410,7 @@ class StoreState:
         state._latest = dict(image.latest)
         state._outcomes = OrderedDict((o.seq, o) for o in image.outcomes)
         state._touched = {(t, e): at for t, e, at in image.touched}
+        state.chunks = Chunks(list(image.open_writes))
         return state
 
     def apply(self, write: StoredWrite) -> Outcome | None:
@@ -381,16 +418,71 @@ class StoreState:
         if write.seq <= self.applied_seq:
             return None
         self.applied_seq = write.seq
-        outcome = self._apply(write)
-        self._remember(outcome)
+        outcome = self._apply(write) if write.part is None else self._apply_part(write, write.part)
+        if not isinstance(outcome, Held):
+            self._remember(outcome)
         return outcome
 
-    def _remember(self, outcome: Outcome) -> None:
+    def _remember(self, outcome: Applied | Rejected) -> None:
         self._outcomes[outcome.write.seq] = _outcome_of(outcome)
         while len(self._outcomes) > OUTCOMES_KEPT:
             self._outcomes.popitem(last=False)
 
-    def _apply(self, write: StoredWrite) -> Outcome:
+    def _apply_part(self, write: StoredWrite, part: WritePart) -> Outcome:
+        """A message with framing headers: a compressed write, a chunk, or an abort."""
+        try:
+            where = WriteSubject.parse(write.subject).check()
+        except SubjectError as exc:
+            return self._reject(write, "", "", "", ErrorCode.INVALID, str(exc))
+        if part.error is not None:
+            return self._reject(
+                write, where.tenant, where.evolution_id, where.kind, ErrorCode.INVALID, part.error
+            )
+        if part.write_id is None:  # a whole write in one message
+            return self._apply(write, encoding=part.encoding)
+        if part.abort is not None:
+            self.chunks.close(write.subject, part.write_id)
+            return self._reject(
+                write,
+                where.tenant,
+                where.evolution_id,
+                where.kind,
+                ErrorCode.INCOMPLETE,
+                part.abort or f"write {part.write_id} dropped unfinished",
+            )
+        taken = self.chunks.take(
+            write.subject,
+            part,
+            write.data,
+            write.seq,
+            write.stored_time.timestamp(),
+            self.limits.max_write,
+        )
+        match taken:
+            case None:
+                return self._moved(write, where)
+            case Refused(code=code, reason=reason):
+                return self._reject(
+                    write, where.tenant, where.evolution_id, where.kind, code, reason
+                )
+            case Assembled(data=data, encoding=encoding, size=size):
+                whole = dataclasses.replace(write, data=data, part=None)
+                return self._apply(whole, encoding=encoding, size=size)
+
+    def _moved(self, write: StoredWrite, where: WriteSubject) -> Held:
+        """A held chunk changes nothing but the context's version: its version stays the last
+        sequence among its subjects, which is what guarded writes are checked against."""
+        key = (where.tenant, where.evolution_id)
+        ctx = self.contexts.get(key)
+        if ctx is not None:
+            ctx = msgspec.structs.replace(ctx, version=write.seq)
+            self.contexts[key] = ctx
+            self._touched[key] = write.stored_time.timestamp()
+        return Held(write, ctx)
+
+    def _apply(
+        self, write: StoredWrite, *, encoding: str | None = None, size: int | None = None
+    ) -> Applied | Rejected:
         try:
             where = WriteSubject.parse(write.subject).check()
         except SubjectError as exc:
@@ -399,6 +491,8 @@ class StoreState:
         ctx = self.contexts.get(key)
         prune: list[tuple[str, str]] = []
         try:
+            if encoding is not None:
+                write = dataclasses.replace(write, data=self._unpacked(write.data, encoding, size))
             body = self._decode(write, where.kind)
             new = evolve(ctx, body, write, where.tenant, where.evolution_id)
             if ctx is None and new is not None:
@@ -410,6 +504,7 @@ class StoreState:
         if new is None:
             self.contexts.pop(key, None)
             self._touched.pop(key, None)
+            self.chunks.close_context(write.subject[: write.subject.rfind(".") + 1])
             if self._latest.get(where.tenant) == where.evolution_id:
                 self._relink_latest(where.tenant)
         else:
@@ -422,12 +517,29 @@ class StoreState:
             write=write, tenant=where.tenant, kind=_KIND_OF[where.kind], context=new, pruned=pruned
         )
 
-    def _decode(self, write: StoredWrite, kind: str) -> Write:
-        if len(write.data) > self.limits.max_payload:
+    def _unpacked(self, data: bytes, encoding: str, size: int | None) -> bytes:
+        try:
+            body = unpack(data, encoding, self.limits.max_write)
+        except OverflowError:
             raise Rejection(
                 ErrorCode.TOO_LARGE,
-                f"payload of {len(write.data)} bytes exceeds the limit of "
-                f"{self.limits.max_payload} bytes",
+                f"the write decodes to more than the limit of {self.limits.max_write} bytes",
+            ) from None
+        except ValueError as exc:
+            raise Rejection(ErrorCode.INVALID, str(exc)) from None
+        if size is not None and len(body) != size:
+            raise Rejection(
+                ErrorCode.INCOMPLETE,
+                f"the write decodes to {len(body)} bytes, its first chunk said {size}",
+            )
+        return body
+
+    def _decode(self, write: StoredWrite, kind: str) -> Write:
+        if len(write.data) > self.limits.max_write:
+            raise Rejection(
+                ErrorCode.TOO_LARGE,
+                f"write of {len(write.data)} bytes exceeds the limit of "
+                f"{self.limits.max_write} bytes",
             )
         if kind not in _KINDS:
             raise Rejection(
@@ -461,7 +573,7 @@ class StoreState:
             )
         return victims
 
-    def _prune(self, key: tuple[str, str]) -> EvolutionContext:
+    def _prune(self, key: tuple[str, str]) -> HeldContext:
         ctx = self.contexts.pop(key)
         self._touched.pop(key, None)
         if self._latest.get(key[0]) == key[1]:
@@ -482,6 +594,7 @@ class StoreState:
             entry = f"seq {write.seq} {kind}: {reason}"
             ctx = _touch(ctx, write, error_log=[*ctx.error_log, entry][-_ERROR_LOG_LIMIT:])
             self.contexts[(tenant, evolution_id)] = ctx
+            self._touched[(tenant, evolution_id)] = write.stored_time.timestamp()
         if len(reason) > REASON_KEPT:
             reason = f"{reason[:REASON_KEPT]}... ({len(reason)} characters)"
         return Rejected(write, tenant, evolution_id, kind, code, reason, ctx)
@@ -494,7 +607,7 @@ class StoreState:
             self._latest[tenant] = newest.evolution_id
 
 
-def summarize(ctx: EvolutionContext) -> ContextSummary:
+def summarize(ctx: HeldContext) -> ContextSummary:
     return ContextSummary(
         evolution_id=ctx.evolution_id,
         created_at=ctx.created_at,
@@ -503,20 +616,11 @@ def summarize(ctx: EvolutionContext) -> ContextSummary:
         status=ctx.status,
         current_phase=ctx.current_phase,
         version=ctx.version,
-        phases=[p.value for p in PHASE_WRITES if getattr(ctx, p.value)],
+        phases=written_phases(ctx),
         errors=len(ctx.error_log),
     )
 
 
-def compare(ctx: EvolutionContext) -> Comparison:
-    return Comparison(
-        evolution_id=ctx.evolution_id,
-        version=ctx.version,
-        before=ctx.original_analysis,
-        plan=ctx.improvement_plan,
-        after=ctx.evaluation_results,
-        implementation=ctx.implementation_log,
-        research=ctx.external_research,
-        status=ctx.status,
-        current_phase=ctx.current_phase,
-    )
+def compare(ctx: HeldContext) -> Comparison:
+    """The three-way comparison, decoded (the query replies with ``comparison_reply``)."""
+    return decoded_comparison(ctx)

@@ -26,6 +26,7 @@ from typing import Any, Final
 import msgspec
 
 from actors.core.fold import Applied, Limits, Outcome, Rejected, StoredWrite, StoreState
+from actors.core.held import HeldContext, decoded
 from contracts import ErrorCode, EvolutionContext, WriteKind, WriteSubject
 from contracts.history import Change, HistoryEntry
 
@@ -61,19 +62,19 @@ class Recorded:
 class Step:
     recorded: Recorded
     outcome: Outcome | None
-    context: EvolutionContext | None  # the context after this write
+    context: HeldContext | None  # the context after this write
 
 
 class Timeline:
     """The writes of one context, in stream order, and the states they lead to."""
 
     def __init__(
-        self, tenant: str, evolution_id: str, records: list[Recorded], *, max_payload: int
+        self, tenant: str, evolution_id: str, records: list[Recorded], *, max_write: int
     ) -> None:
         self.tenant = tenant
         self.evolution_id = evolution_id
         self.records = records
-        self.max_payload = max_payload
+        self.max_write = max_write
 
     @property
     def last_seq(self) -> int:
@@ -81,30 +82,31 @@ class Timeline:
 
     def steps(self, until: Point | None = None) -> Iterator[Step]:
         """Fold the state over the writes up to ``until`` (inclusive), one step per write."""
-        stepper = Stepper(self.tenant, self.evolution_id, max_payload=self.max_payload)
+        stepper = Stepper(self.tenant, self.evolution_id, max_write=self.max_write)
         for rec in self.records:
             if _within(rec.write, until):
                 yield stepper.step(rec)
 
     def context_at(self, at: Point | None = None) -> EvolutionContext | None:
         """The context as it was at ``at`` (None: now); None if it did not exist then."""
-        ctx: EvolutionContext | None = None
+        ctx: HeldContext | None = None
         for step in self.steps(at):
             ctx = step.context
-        return ctx
+        return None if ctx is None else decoded(ctx)
 
     def entries(self) -> list[HistoryEntry]:
-        return [history_entry(step) for step in self.steps()]
+        """One entry per write; the chunks of a write in chunks make one entry, at its last."""
+        return [e for step in self.steps() if (e := history_entry(step)) is not None]
 
 
 class Stepper:
     """Folds one context's writes one at a time, in stream order: what ``Timeline.steps``
     does over a list, for a reader that takes the writes as they come and keeps none."""
 
-    def __init__(self, tenant: str, evolution_id: str, *, max_payload: int) -> None:
+    def __init__(self, tenant: str, evolution_id: str, *, max_write: int) -> None:
         self.tenant = tenant
         self.evolution_id = evolution_id
-        self._state = StoreState(Limits(max_payload=max_payload, max_contexts=None))
+        self._state = StoreState(Limits(max_write=max_write, max_contexts=None))
         self._key = (tenant, evolution_id)
 
     def step(self, rec: Recorded) -> Step:
@@ -134,9 +136,12 @@ def _within(write: StoredWrite, until: Point | None) -> bool:
     return write.seq <= until
 
 
-def history_entry(step: Step) -> HistoryEntry:
-    """The history entry of one step: the write, and what the store made of it."""
-    write = step.recorded.write
+def history_entry(step: Step) -> HistoryEntry | None:
+    """The history entry of one step: the write, and what the store made of it; None for a
+    chunk that does not finish its write (the write's entry comes at its last chunk)."""
+    if step.outcome is not None and not isinstance(step.outcome, Applied | Rejected):
+        return None
+    write = step.outcome.write if step.outcome is not None else step.recorded.write
     kind = WriteSubject.parse(write.subject).kind
     ctx = step.context
     common: dict[str, Any] = dict(

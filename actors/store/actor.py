@@ -31,9 +31,12 @@ from datetime import UTC, datetime
 from typing import Final, Literal
 
 import nats.errors
+import nats.js
 from nats.js.api import AckPolicy, ConsumerConfig, DeliverPolicy
 
-from actors.core.fold import Applied, Limits, Outcome, Rejected, StoredWrite, StoreState
+from actors.core.chunks import to_drop
+from actors.core.fold import Applied, Held, Limits, Outcome, Rejected, StoredWrite, StoreState
+from actors.core.held import HeldContext
 from actors.runtime.actor import Actor
 from actors.store.lease import Lease
 from actors.store.queries import Queries
@@ -50,11 +53,16 @@ from broker import (
 )
 from broker.delivery import ACK, NO_RESPONDERS
 from broker.intake import Delivery, Handle, Intake, choose_intake, open_intake
+from broker.publish import publish
 from contracts import (
+    HEADER_MSG_ID,
+    HEADER_WRITE_ABORT,
+    HEADER_WRITE_ID,
+    HEADER_WRITER,
     PRUNED_KIND,
     ContextPruned,
+    ContextStoreError,
     Decoders,
-    EvolutionContext,
     WriteApplied,
     WriteRejected,
     WriteSubject,
@@ -82,6 +90,7 @@ _LEASE_POLL_S: Final = 0.5
 # Events of writes applied but not announced (by recovery, or by a standby), kept to announce
 # when this actor leads; a standby drops those its leader announced meanwhile.
 _KEPT_UNANNOUNCED: Final = 100_000
+CHUNKS_WRITER: Final = "ctxstore-actor"  # the writer of the aborts of unfinished writes
 
 
 @contextlib.contextmanager
@@ -145,7 +154,7 @@ class StoreActor(Actor):
         self._fetch_batch = fetch_batch
         # Room for two of the largest writes per pull request, so every request progresses.
         self._pull_bytes = max(_PULL_BYTES, 2 * config.max_payload + 65_536)
-        self.state = state or StoreState(Limits(config.max_payload, config.max_contexts))
+        self.state = state or StoreState(Limits(config.max_write, config.max_contexts))
         self.queries = Queries(nc, self, lambda: self.state, read_wait=read_wait)
         self.lease = Lease(nc.jetstream(), ttl=lease_ttl, memory=config.backend == "memory")
         self.role: Role = "starting"
@@ -164,6 +173,10 @@ class StoreActor(Actor):
         self._announced = 0  # every write up to this one was announced
         self._unannounced: deque[tuple[int, list[Announcement]]] = deque(maxlen=_KEPT_UNANNOUNCED)
         self.takeovers = 0
+        self.dropped_writes = 0  # unfinished chunked writes this actor dropped (aborts sent)
+        self._chunk_sweep: asyncio.Task[None] | None = None
+        # Unfinished writes may hold this much before the oldest are dropped.
+        self.chunk_budget = 2 * config.max_write
 
     # -- lifecycle ---------------------------------------------------------------------
 
@@ -172,7 +185,7 @@ class StoreActor(Actor):
         self._intake_kind = await choose_intake(self._nc)
         js = self._nc.jetstream()
         await provision(js, self._config)
-        snapshots = Snapshots(js, self._config)
+        snapshots = Snapshots(js, self._config, nc=self._nc, intake=self._intake_kind)
         self.snapshots = snapshots if snapshots.enabled else None
         await self._recover()
         await self.queries.start()
@@ -436,6 +449,7 @@ class StoreActor(Actor):
                 group.create_task(self.lease.keep(lost), name="ctxstore-lease")
                 if self._config.ttl_seconds is not None:
                     group.create_task(self._expire_loop(), name="ctxstore-ttl")
+                group.create_task(self._chunks_loop(), name="ctxstore-chunks")
                 group.create_task(self._consume(), name="ctxstore-consume")
                 await lost.wait()
                 raise LeadershipLost()  # ends the group: its tasks are cancelled
@@ -460,6 +474,8 @@ class StoreActor(Actor):
             self.queries.wake()
             self._maybe_snapshot()
             self._maybe_freeze()
+            if self.state.chunks.bytes > self.chunk_budget:
+                self._sweep_chunks()
 
         async def on_write(delivery: Delivery) -> None:
             nonlocal unacked
@@ -552,6 +568,55 @@ class StoreActor(Actor):
 
         self._snapshot_task = self.spawn(save(), name="ctxstore-snapshot")
 
+    async def _chunks_loop(self) -> None:
+        """Drop the chunked writes whose writer stopped sending (see ``_sweep_chunks``)."""
+        every = min(max(self._config.chunk_timeout / 4, 0.05), 10.0)
+        while True:
+            await asyncio.sleep(every)
+            if self.state.chunks.open:
+                self._sweep_chunks()
+
+    def _sweep_chunks(self) -> None:
+        """Send an abort for each unfinished write that had no chunk for ``chunk_timeout``,
+        and for the oldest while they hold more than ``chunk_budget`` bytes. The abort is a
+        message in the log (the fold drops the write when it meets it), so a replay, a
+        standby and the context's history all drop it at the same point."""
+        if self._chunk_sweep is not None or not self.running:
+            return
+        drops = to_drop(
+            self.state.chunks.oldest(),
+            now=datetime.now(UTC).timestamp(),
+            idle=self._config.chunk_timeout,
+            budget=self.chunk_budget,
+        )
+        if not drops:
+            return
+
+        async def send() -> None:
+            js = self._nc.jetstream()
+
+            async def jetstream() -> nats.js.JetStreamContext:
+                return js
+
+            try:
+                for w, reason in drops:
+                    headers = {
+                        # Swept twice before it applied: stored once.
+                        HEADER_MSG_ID: f"abort-{w.first_seq}-{w.write_id}",
+                        HEADER_WRITE_ID: w.write_id,
+                        HEADER_WRITE_ABORT: reason,
+                        HEADER_WRITER: CHUNKS_WRITER,
+                    }
+                    await publish(jetstream, w.subject, b"", headers, what=reason)
+                    self.dropped_writes += 1
+                    log.info("%s (%s)", reason, w.subject)
+            except ContextStoreError as exc:
+                log.warning("dropping an unfinished write failed: %r", exc)
+            finally:
+                self._chunk_sweep = None
+
+        self._chunk_sweep = self.spawn(send(), name="ctxstore-chunk-sweep")
+
     async def _expire_loop(self) -> None:
         ttl = self._config.ttl_seconds
         assert ttl is not None
@@ -613,6 +678,8 @@ class StoreActor(Actor):
                         for gone in outcome.pruned
                     ),
                 ]
+            case Held():
+                return []
             case Rejected(tenant=tenant, evolution_id=evolution_id, kind=kind):
                 rejected = WriteRejected(
                     tenant=tenant or "_",
@@ -631,7 +698,7 @@ class StoreActor(Actor):
 
     async def _announce_pruned(
         self,
-        gone: EvolutionContext,
+        gone: HeldContext,
         *,
         seq: int,
         time: datetime,
@@ -648,7 +715,7 @@ class StoreActor(Actor):
 
 
 def _pruned(
-    gone: EvolutionContext,
+    gone: HeldContext,
     *,
     seq: int,
     time: datetime,
@@ -680,6 +747,7 @@ def _stored(delivery: Delivery) -> StoredWrite:
         delivery.data,
         delivery.writer,
         delivery.recorded,
+        delivery.part,
     )
 
 

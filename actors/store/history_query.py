@@ -51,6 +51,7 @@ from contracts import (
     query_tenant,
     write_filter,
 )
+from contracts.framing import read_part
 from contracts.history import HistoryEntry
 
 __all__ = ["HistoryQuery"]
@@ -74,14 +75,14 @@ class HistoryQuery:
         self,
         nc: BusClient,
         *,
-        max_payload: int,
+        max_write: int,
         applied: Callable[[], int],
         reach: Callable[[int], Awaitable[None]],
         spawn: Callable[..., object],
         read_timeout: float,
     ) -> None:
         self._nc = nc
-        self._max_payload = max_payload  # the store's limit on a write, as the fold applies it
+        self._max_write = max_write  # the store's limit on a write, as the fold applies it
         self._applied = applied
         self._reach = reach
         self._spawn = spawn
@@ -126,7 +127,7 @@ class HistoryQuery:
         budget = self._nc.max_payload
         empty = HistoryPage(evolution_id=eid, entries=[], next_seq=_WIDEST_SEQ, applied_seq=up_to)
         size = len(encode(empty))
-        stepper = Stepper(tenant, eid, max_payload=self._max_payload)
+        stepper = Stepper(tenant, eid, max_write=self._max_write)
         entries: list[HistoryEntry] = []
         next_seq: int | None = None
         seen = False
@@ -144,6 +145,8 @@ class HistoryQuery:
                     next_seq = seq
                     break
                 entry = history_entry(step)
+                if entry is None:  # a chunk: its write's entry comes at its last chunk
+                    continue
                 cost = len(encode(entry)) + (1 if entries else 0)  # and a comma
                 if size + cost > budget:
                     next_seq = seq
@@ -237,6 +240,7 @@ def _recorded(msg: Msg, capacity: dict[int, str]) -> Recorded:
         msg.data,
         headers.get(HEADER_WRITER),
         headers.get(HEADER_RECORDED_TIME),
+        read_part(headers.get),
     )
     reason = capacity.get(seq)
     return Recorded(write=write, stored_at=msg.metadata.timestamp, capacity_reason=reason)

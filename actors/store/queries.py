@@ -6,8 +6,10 @@ wrong while serving one request becomes that request's error reply (bounded in s
 never stops the actor. Replies too large for one message go in chunks to requesters that
 ask for them (``accept_chunks``), else as a ``too_large`` error.
 
-Encoded replies are cached per context version and view (a context read many times is
-encoded once), within a byte budget so that large contexts cannot double the store's memory.
+Contexts are held as encoded JSON (``actors.core.held``): a reply is built from those bytes
+without decoding them. Replies are cached per context version and view (a context held
+compressed is decompressed once for many reads), within a byte budget so that large
+contexts cannot double the store's memory.
 """
 
 from __future__ import annotations
@@ -25,7 +27,8 @@ from nats.micro import add_service
 from nats.micro.request import Request
 from nats.micro.service import Service
 
-from actors.core.fold import StoreState, compare, summarize
+from actors.core.fold import StoreState, summarize
+from actors.core.held import HeldContext, comparison_reply, context_reply
 from actors.runtime.actor import Actor
 from actors.runtime.replies import reply, reply_error
 from actors.store.history_query import HistoryQuery
@@ -35,7 +38,6 @@ from contracts import (
     ContextNotFoundError,
     Decoders,
     ErrorCode,
-    EvolutionContext,
     OutcomeReply,
     Query,
     RequestError,
@@ -143,7 +145,7 @@ class Queries:
             Query.OUTCOME: self._endpoint(Decoders.outcome_request, self._outcome),
             Query.HISTORY: HistoryQuery(
                 self._nc,
-                max_payload=self._state().limits.max_payload,
+                max_write=self._state().limits.max_write,
                 applied=lambda: self._state().applied_seq,
                 reach=self.reach,
                 spawn=self._owner.spawn,
@@ -195,20 +197,22 @@ class Queries:
 
         return handle
 
-    def _context(self, tenant: str, evolution_id: str | None) -> EvolutionContext:
-        ctx = self._state().get(tenant, evolution_id)
+    def _context(self, tenant: str, evolution_id: str | None) -> HeldContext:
+        ctx = self._state().held(tenant, evolution_id)
         if ctx is None:
             what = f"context {evolution_id}" if evolution_id else "context"
             raise ContextNotFoundError(f"no {what} in tenant {tenant}")
         return ctx
 
-    def _encoded(self, ctx: EvolutionContext, view: Query, render: Callable[[], Any]) -> bytes:
+    def _encoded(
+        self, ctx: HeldContext, view: Query, render: Callable[[HeldContext], bytes]
+    ) -> bytes:
         key = (ctx.tenant, ctx.evolution_id, view)
         cached = self._cache.get(key)
         if cached is not None and cached[0] == ctx.version:
             self._cache.move_to_end(key)
             return cached[1]
-        data = encode(render())
+        data = render(ctx)
         if cached is not None:
             self._cached_bytes -= len(cached[1])
         self._cache[key] = (ctx.version, data)
@@ -221,7 +225,7 @@ class Queries:
 
     def _get(self, tenant: str, body: Any) -> bytes:
         ctx = self._context(tenant, body.evolution_id)
-        return self._encoded(ctx, Query.GET, lambda: ctx)
+        return self._encoded(ctx, Query.GET, context_reply)
 
     def _list(self, tenant: str, body: Any) -> bytes:
         state = self._state()
@@ -233,7 +237,7 @@ class Queries:
 
     def _compare(self, tenant: str, body: Any) -> bytes:
         ctx = self._context(tenant, body.evolution_id)
-        return self._encoded(ctx, Query.COMPARE, lambda: compare(ctx))
+        return self._encoded(ctx, Query.COMPARE, comparison_reply)
 
     def _outcome(self, tenant: str, body: Any) -> bytes:
         outcome = self._state().outcome(body.seq)

@@ -32,6 +32,7 @@ from typing import Final
 
 from nats.js import JetStreamContext
 
+from actors.core.held import HeldContext
 from broker.publish import publish
 from broker.streams import WRITES_STREAM
 from contracts import (
@@ -70,7 +71,7 @@ def expired(
 
 async def expire(
     js: JetStreamContext,
-    ctx: EvolutionContext,
+    ctx: HeldContext,
     ttl_seconds: float,
     reach: Callable[[int], Awaitable[None]],
 ) -> int | None:
