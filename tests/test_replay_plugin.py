@@ -8,6 +8,7 @@ import io
 import json
 import os
 import sys
+from collections.abc import AsyncIterator
 from importlib.metadata import entry_points
 from pathlib import Path
 from typing import Any
@@ -15,9 +16,10 @@ from typing import Any
 import msgspec
 from nats.aio.client import Client
 
-from actors import SharedContextStore
+from actors import SharedContextStore, StoreActor
 from actors.cli import main
 from actors.pytest_plugin import Replay
+from broker import EmbeddedServer, StoreConfig, connect
 from contracts import EvolutionContext, Stage, Status, WriteKind, write_subject
 from contracts.bundle import GENESIS, chain_hash, context_hash
 
@@ -61,15 +63,31 @@ def rechain(path: str, target: Path) -> None:
     target.write_text(json.dumps(doc), encoding="utf-8")
 
 
+@contextlib.asynccontextmanager
+async def another_store(tmp_path: Path) -> AsyncIterator[tuple[SharedContextStore, Client]]:
+    """A store on a server of its own, where a recording is made."""
+    async with EmbeddedServer(tmp_path / "recording") as server:
+        config = StoreConfig.build({}, nats_url=server.url, export_path=tmp_path / "recorded")
+        actor_nc = await connect(server.url, name="recording-actor", long_running=True)
+        raw = await connect(server.url, name="recording-raw")
+        try:
+            async with StoreActor(actor_nc, config), SharedContextStore(config=config) as store:
+                yield store, raw
+        finally:
+            await raw.close()
+            await actor_nc.close()
+
+
 async def test_replay_fixture_loads_a_recording_into_a_fresh_store(
-    store: SharedContextStore,
-    nc: Client,
+    tmp_path: Path,
     ctxstore_store: SharedContextStore,
     ctxstore_replay: Replay,
 ) -> None:
-    eid, path = await record(store, nc)
-    recorded = await store.get_context(eid)
-    assert ctxstore_store.url != store.url  # its own server
+    async with another_store(tmp_path) as (store, nc):
+        eid, path = await record(store, nc)
+        recorded = await store.get_context(eid)
+        recorded_kinds = [e.kind for e in await store.history(eid)]
+        assert ctxstore_store.url != store.url  # its own server
     result = await ctxstore_replay(path)
     assert result.identical, result.changes
     assert result.evolution_id != eid
@@ -81,7 +99,7 @@ async def test_replay_fixture_loads_a_recording_into_a_fresh_store(
     assert ctx.created_at == recorded.created_at
     assert len(ctx.error_log) == 1  # the rejected write, replayed and rejected again
     history = await ctxstore_store.history(result.evolution_id)
-    assert [e.kind for e in history] == [e.kind for e in await store.history(eid)]
+    assert [e.kind for e in history] == recorded_kinds
 
 
 async def test_replay_reports_where_the_result_differs_from_the_recording(
