@@ -389,13 +389,26 @@ def summarize(ctx: EvolutionContext) -> ContextSummary:
     )
 
 
+def measured_after(implementation_log: dict[str, Any]) -> dict[str, Any]:
+    """The state measured after implementation (metrics, the project's test results), which
+    the evolution keeps with the implementation log's last rollback point; {} before."""
+    points = implementation_log.get("rollback_points")
+    for point in reversed(points if isinstance(points, list) else []):
+        state = point.get("state") if isinstance(point, dict) else None
+        if isinstance(state, dict):
+            return state
+    return {}
+
+
 def compare(ctx: EvolutionContext) -> Comparison:
+    # The spec's after is the current state: measured after implementation, not the
+    # evaluator's verdict (which ctx.evaluation_results holds).
     return Comparison(
         evolution_id=ctx.evolution_id,
         version=ctx.version,
         before=ctx.original_analysis,
         plan=ctx.improvement_plan,
-        after=ctx.evaluation_results,
+        after=measured_after(ctx.implementation_log),
         implementation=ctx.implementation_log,
         research=ctx.external_research,
         status=ctx.status,
