@@ -337,7 +337,8 @@ def _analyze_definition(report: FileFacts, definition: Definition, lines: list[s
             f"{length} lines > {LONG_FUNCTION_THRESHOLD}: split into focused helpers",
             digest,
         )
-    if not definition.public:
+    if not definition.public or is_test_file(report.file):
+        # Tests are not API: they get no generated docstrings or annotations.
         return
     if not decorators & _DOC_EXEMPT_DECORATORS:
         kind = "method" if definition.is_method else "function"
@@ -360,7 +361,7 @@ def _check_docstring(
         return
     label = "module" if kind == "module" else f"{kind} {symbol}"
     report.add_issue("missing_docstring", line, symbol, f"public {label} has no docstring", "low")
-    if report.runtime_docs or not documentable:
+    if report.runtime_docs or not documentable or is_test_file(report.file):
         # A docstring read at run time (--help text, __doc__) is behaviour: never generated.
         return
     report.add_finding("add_docstring", line, symbol, f"public {label} has no docstring", digest)

@@ -117,7 +117,9 @@ def _with_docstring(node: _Def, literal: str) -> _Def:
     body = node.body
     if isinstance(body, cst.SimpleStatementSuite):
         # ``def f(): return 1``: the body moves to its own lines under the docstring.
-        rest = cst.SimpleStatementLine(list(body.body))
+        rest = cst.SimpleStatementLine(
+            list(body.body), trailing_whitespace=body.trailing_whitespace
+        )
         return node.with_changes(body=cst.IndentedBlock([statement, rest]))
     return node.with_changes(body=body.with_changes(body=[statement, *body.body]))
 
