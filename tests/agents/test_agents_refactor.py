@@ -30,12 +30,17 @@ GOOD_LETTER = (
     "        if score >= bound:\n            return grade\n    return 'K'\n```"
 )
 # Simpler, and wrong: clamp(150) must be 100.
-BAD_CLAMP = "```python\ndef clamp(score):\n    if score < 0:\n        return 0\n    return min(score, 99)\n```"
+BAD_CLAMP = (
+    "```python\ndef clamp(score):\n    if score < 0:\n        return 0\n"
+    "    return min(score, 99)\n```"
+)
 REPLIES = {
     "of this function:\n\ndef letter": GOOD_LETTER,
     "of this function:\n\ndef clamp": BAD_CLAMP,
     "`average`": "Mean of the scores; raises ZeroDivisionError when there are none.",
-    "scores.py. Write the docstring of `<module>`": "Letter grades, streak bonuses and clamping for exam scores.",
+    "scores.py. Write the docstring of `<module>`": (
+        "Letter grades, streak bonuses and clamping for exam scores."
+    ),
 }
 
 
@@ -61,7 +66,8 @@ def test_edits_that_break_the_tests_are_found_and_rolled_back(
     plan = plan_improvements(analysis, {}).to_dict()
     copy = WorkingCopy.create(project, tmp_path / "work", blob_dir=tmp_path / "blobs")
     command = default_test_command(copy.root)
-    assert command is not None and "pytest" in command
+    assert command is not None
+    assert "pytest" in command
     verifier = Verifier(copy.root, command)
     with model_endpoint(REPLIES) as (url, _):
         model = ModelExecutor.from_env({"CTXSTORE_MODEL_URL": url})

@@ -129,14 +129,27 @@ class PlannerAgent(Agent):
         if not ctx.original_analysis:
             raise ValueError("no original_analysis to plan from")
         learning = await self._learning(ctx)
-        plan = plan_improvements(
-            ctx.original_analysis, ctx.external_research, max_tasks=MAX_TASKS, learning=learning
-        )
+        # Half the payload limit: the implementation log holds an entry and a rollback point
+        # per task, so a plan that fills a write would leave its log too large for one.
+        budget = _budget(self.store) // 2
+        max_tasks = MAX_TASKS
+        while True:
+            plan = plan_improvements(
+                ctx.original_analysis,
+                ctx.external_research,
+                max_tasks=max_tasks,
+                learning=learning,
+            )
+            size = encoded_size(plan.store_kwargs())
+            if size <= budget or max_tasks <= 1:
+                break
+            max_tasks = max(1, min(max_tasks - 1, int(max_tasks * budget / size * 0.95)))
         await self.store.store_improvement_plan(**plan.store_kwargs(), evolution_id=evolution_id)
         return {
             "tasks": len(plan.tasks),
             "estimated_impact": plan.estimated_impact,
             "excluded": len(plan.excluded),
+            "task_limit": max_tasks,
             LEARNED_FROM: learning.evolutions,
         }
 

@@ -343,7 +343,7 @@ def _analyze_definition(report: FileFacts, definition: Definition, lines: list[s
     if not decorators & _DOC_EXEMPT_DECORATORS:
         kind = "method" if definition.is_method else "function"
         _check_docstring(report, node, name, kind, node.lineno, digest, documentable)
-    _check_annotations(report, definition, digest)
+    _check_annotations(report, definition, digest, documentable)
 
 
 def _check_docstring(
@@ -367,7 +367,9 @@ def _check_docstring(
     report.add_finding("add_docstring", line, symbol, f"public {label} has no docstring", digest)
 
 
-def _check_annotations(report: FileFacts, definition: Definition, digest: str) -> None:
+def _check_annotations(
+    report: FileFacts, definition: Definition, digest: str, undecorated: bool
+) -> None:
     node = definition.node
     if isinstance(node, ast.ClassDef):
         return
@@ -386,7 +388,8 @@ def _check_annotations(report: FileFacts, definition: Definition, digest: str) -
     )
     params = [m for m in missing if m != "return"]
     return_missing = "return" in missing
-    if return_missing and returns_nothing(node):
+    if return_missing and undecorated and returns_nothing(node):
+        # A decorator may read annotations (a route's response schema): only plain functions.
         report.add_finding(
             "add_return_annotation",
             node.lineno,

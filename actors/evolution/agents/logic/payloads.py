@@ -42,17 +42,35 @@ def rank_improvements(improvements: Sequence[Mapping[str, Any]]) -> list[JSON]:
     )
 
 
+def _fitting(items: Sequence[object], room: int) -> int:
+    """How many leading items encode within ``room`` bytes."""
+    used = 0
+    for count, item in enumerate(items):
+        used += encoded_size(item) + 1
+        if used > room:
+            return count
+    return len(items)
+
+
 def fit_lists(
-    build: Callable[[Mapping[str, int]], JSON], lengths: Mapping[str, int], budget: int
-) -> tuple[JSON, dict[str, int]]:
-    """Cut the longest list by a quarter until ``build(cuts)`` encodes within ``budget``."""
-    cuts = {name: min(n, MAX_LISTED) for name, n in lengths.items()}
+    build: Callable[[Mapping[str, int]], JSON],
+    lists: Mapping[str, Sequence[object]],
+    shares: Mapping[str, float],
+    budget: int,
+) -> JSON:
+    """Each list cut to its share of ``budget`` (the last list named takes what is left),
+    then cut by a quarter at a time until ``build(cuts)`` encodes within ``budget``."""
+    cuts = {name: min(len(items), MAX_LISTED) for name, items in lists.items()}
+    for name, share in shares.items():
+        cuts[name] = min(cuts[name], _fitting(lists[name], int(budget * share)))
     payload = build(cuts)
+    names = list(lists)
     while encoded_size(payload) > budget and any(cuts.values()):
-        longest = max(cuts, key=lambda name: cuts[name])
-        cuts[longest] = cuts[longest] * 3 // 4
+        # The lists listed first give way first.
+        name = next(n for n in names if cuts[n])
+        cuts[name] = cuts[name] * 3 // 4
         payload = build(cuts)
-    return payload, cuts
+    return payload
 
 
 def analysis_payload(result: AnalysisResult, budget: int) -> JSON:
@@ -83,10 +101,11 @@ def analysis_payload(result: AnalysisResult, budget: int) -> JSON:
             "improvements": improvements[: cuts["improvements"]],
         }
 
-    lengths = {
-        "improvements": len(improvements),
-        "issues": len(issues),
-        "per_file": len(per_file),
+    # Improvements feed the planner: they get what the issues (summarised by issue_counts)
+    # and the per-file detail leave.
+    lists: dict[str, Sequence[object]] = {
+        "issues": issues,
+        "per_file": per_file,
+        "improvements": improvements,
     }
-    payload, _ = fit_lists(build, lengths, budget)
-    return payload
+    return fit_lists(build, lists, {"issues": 0.1, "per_file": 0.2}, budget)
