@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import hashlib
+import json
 import os
 import shutil
 import subprocess
@@ -466,3 +467,44 @@ async def test_a_thousand_file_project_fits_the_store_and_finishes(
     assert 50 < len(ctx.improvement_plan["tasks"]) < 200
     kept = [c for c in ctx.implementation_log["changes"] if c.get("outcome") == "kept"]
     assert len(kept) == ctx.evaluation_results["metrics_comparison"]["tasks"]["achieved"] > 50
+
+
+async def test_ctxstore_evolve_verify_runs_the_given_command_and_rolls_back_what_fails(
+    server: EmbeddedServer, actor: StoreActor, tmp_path: Path
+) -> None:
+    project = tmp_path / "clickapp"
+    shutil.copytree(CLICKAPP, project)
+    # A check that passes on the original and rejects one of the two simplifications.
+    check = 'grep -q "    if shout:" clickapp/cli.py'
+    env = {**os.environ, "CTXSTORE_HOME": str(tmp_path / "home")}
+    proc = await asyncio.create_subprocess_exec(
+        sys.executable,
+        "-m",
+        "actors.cli",
+        "--nats-url",
+        server.url,
+        "evolve",
+        str(project),
+        "--focus",
+        "complexity",
+        "--workdir",
+        str(tmp_path / "work"),
+        "--verify",
+        check,
+        "--json",
+        stdout=asyncio.subprocess.PIPE,
+        env=env,
+    )
+    async with asyncio.timeout(120):
+        out, _ = await proc.communicate()
+    assert proc.returncode == 0, out
+    result = json.loads(out)
+    changes = {c["symbol"]: c for c in result["comparison"]["implementation"]["changes"]}
+    assert changes["greet"]["outcome"] == "rolled_back"
+    assert changes["label"]["outcome"] == "kept"
+    tests = result["comparison"]["after"]["tests"]
+    assert tests["command"] == check
+    assert tests["final"]["returncode"] == 0
+    text = (tmp_path / "work" / "clickapp" / "cli.py").read_text()
+    assert "    if shout:" in text
+    assert 'return "small"\n    if size < 100:' in text

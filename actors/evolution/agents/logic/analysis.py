@@ -28,7 +28,7 @@ from .measure import (
     Diagnostic,
     docstring_coverage,
     interrogate_config,
-    ruff_check_files,
+    start_ruff_check,
     tool_versions,
 )
 from .source import count_lines, is_test_file, iter_python_files, read_source
@@ -227,10 +227,11 @@ def analyze_files(
 ) -> AnalysisResult:
     """Analyse the named files of the project at ``root``."""
     config, config_source, exclude = interrogate_config(root)
+    # Ruff reads the files on another core while this one parses them; an unparseable file
+    # just gets no diagnostics.
+    ruff = start_ruff_check(root, relpaths, ("C901", *SIMPLIFY_RULES))
     reports = [_analyze_file(root / rel, rel, config, exclude) for rel in relpaths]
-    parsed = [r.file for r in reports if r.parsed]
-    diagnostics = ruff_check_files(root, parsed, ("C901", *SIMPLIFY_RULES)) if parsed else []
-    _attach_ruff(reports, diagnostics)
+    _attach_ruff(reports, ruff())
     test_files = sum(1 for r in reports if is_test_file(r.file))
     findings = [f for r in reports for f in r.findings]
     if test_files == 0:

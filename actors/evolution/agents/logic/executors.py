@@ -10,6 +10,7 @@ guessing: ``deferred`` when the task needs a capability it lacks.
 from __future__ import annotations
 
 import ast
+import hashlib
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any, Protocol
@@ -51,6 +52,7 @@ DOC_NEUTRAL_DECORATORS = frozenset(
 )
 # Rounds of ruff fixes: one fix can make another possible (a collapsed if, then an else).
 _FIX_ROUNDS = 5
+_CACHED_TEXTS = 16
 
 
 @dataclass(frozen=True)
@@ -155,16 +157,32 @@ class RuffSimplifyExecutor:
 
     name = "ruff"
 
+    def __init__(self) -> None:
+        # The text one task leaves is the text the next task in that file starts from: its
+        # diagnostics are already known.
+        self._diagnostics: dict[str, list[Diagnostic]] = {}
+
     def supports(self, action: str) -> bool:
         return action in ("reduce_complexity", "simplify")
+
+    def _check(self, text: str, relpath: str) -> list[Diagnostic]:
+        key = hashlib.sha256(f"{relpath}\0{text}".encode("utf-8", "surrogatepass")).hexdigest()
+        found = self._diagnostics.get(key)
+        if found is None:
+            found = ruff_check_text(text, relpath, ("C901", *SIMPLIFY_RULES))
+            if len(self._diagnostics) >= _CACHED_TEXTS:
+                self._diagnostics.pop(next(iter(self._diagnostics)))
+            self._diagnostics[key] = found
+        return found
 
     def edit(self, task: Mapping[str, Any], text: str, relpath: str) -> Edited | Skip:
         symbol = task_symbol(task)
         line = task_line(task)
         before: int | None = None
+        complexity: int | None = None
         applied: list[str] = []
         current = text
-        for _ in range(_FIX_ROUNDS):
+        for round_ in range(_FIX_ROUNDS + 1):
             tree = parse(current, relpath)
             if isinstance(tree, Skip):
                 return tree
@@ -172,7 +190,7 @@ class RuffSimplifyExecutor:
                 node = locate(tree, symbol, line).node
             except EditError as exc:
                 return Skip(str(exc))
-            diagnostics = ruff_check_text(current, relpath, ("C901", *SIMPLIFY_RULES))
+            diagnostics = self._check(current, relpath)
             complexity = _complexity_of(diagnostics, node)
             before = complexity if before is None else before
             end = node.end_lineno or node.lineno
@@ -184,7 +202,8 @@ class RuffSimplifyExecutor:
                 and node.lineno <= d.line <= end
                 and all(node.lineno <= e.start[0] and e.end[0] <= end for e in d.safe_edits)
             )
-            if not chosen:
+            # The last round only measures: its text is the one returned.
+            if not chosen or round_ == _FIX_ROUNDS:
                 break
             current = apply_edits(current, [e for d in chosen for e in d.safe_edits or ()])
             applied.extend(d.code for d in chosen)
@@ -195,12 +214,8 @@ class RuffSimplifyExecutor:
                 f"(complexity {before}); it needs a refactor by a model or a person",
                 deferred=True,
             )
-        tree = parse(current, relpath)
-        if isinstance(tree, Skip):
-            return Skip(f"ruff's fixes broke {relpath}; not applied")
-        after = _complexity_of(
-            ruff_check_text(current, relpath, ("C901",)), locate(tree, symbol, line).node
-        )
+        # The last round ran on the final text: its complexity is the one after.
+        after = complexity
         codes = ", ".join(sorted(set(applied)))
         return Edited(
             current,

@@ -14,7 +14,7 @@ import ast
 import json
 import re
 import subprocess
-from collections.abc import Iterable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
 from functools import cache
 from pathlib import Path
@@ -38,6 +38,7 @@ __all__ = [
     "ruff_check_files",
     "ruff_check_text",
     "ruff_version",
+    "start_ruff_check",
     "tool_versions",
 ]
 
@@ -133,10 +134,14 @@ def _run(args: list[str], stdin: str | None = None) -> list[dict[str, Any]]:
         out = subprocess.run(args, input=stdin, capture_output=True, text=True, check=False)
     except OSError as exc:
         raise RuffError(f"cannot run ruff: {exc}") from exc
+    return _decode(out.stdout, out.stderr)
+
+
+def _decode(stdout: str, stderr: str) -> list[dict[str, Any]]:
     try:
-        data = json.loads(out.stdout or "[]")
+        data = json.loads(stdout or "[]")
     except json.JSONDecodeError as exc:
-        raise RuffError(f"ruff gave unreadable output: {out.stderr.strip()[:500]}") from exc
+        raise RuffError(f"ruff gave unreadable output: {stderr.strip()[:500]}") from exc
     if not isinstance(data, list):
         raise RuffError("ruff gave unexpected output")
     return data
@@ -178,17 +183,46 @@ def ruff_check_files(
     root: Path, relpaths: Sequence[str], select: Sequence[str]
 ) -> list[Diagnostic]:
     """Ruff's diagnostics for the given files (relative to ``root``)."""
-    found: list[Diagnostic] = []
+    return start_ruff_check(root, relpaths, select)()
+
+
+def start_ruff_check(
+    root: Path, relpaths: Sequence[str], select: Sequence[str]
+) -> Callable[[], list[Diagnostic]]:
+    """Start ruff on the files now (it runs on another core while Python works); the
+    returned function waits for and reads its diagnostics."""
     base = root.resolve()
-    for i in range(0, len(relpaths), _FILES_PER_CALL):
-        chunk = relpaths[i : i + _FILES_PER_CALL]
-        for raw in _run([*_command(select), "--", *(str(base / p) for p in chunk)]):
-            try:
-                relpath = Path(str(raw.get("filename"))).resolve().relative_to(base).as_posix()
-            except ValueError:
-                continue
-            found.append(_diagnostic(raw, relpath))
-    return found
+    processes: list[subprocess.Popen[str]] = []
+    try:
+        for i in range(0, len(relpaths), _FILES_PER_CALL):
+            chunk = relpaths[i : i + _FILES_PER_CALL]
+            processes.append(
+                subprocess.Popen(
+                    [*_command(select), "--", *(str(base / p) for p in chunk)],
+                    stdout=subprocess.PIPE,
+                    stderr=subprocess.PIPE,
+                    text=True,
+                )
+            )
+    except OSError as exc:
+        for process in processes:
+            process.kill()
+        raise RuffError(f"cannot run ruff: {exc}") from exc
+
+    def collect() -> list[Diagnostic]:
+        found: list[Diagnostic] = []
+        for process in processes:
+            stdout, stderr = process.communicate()
+            for raw in _decode(stdout, stderr):
+                try:
+                    name = Path(str(raw.get("filename"))).resolve()
+                    relpath = name.relative_to(base).as_posix()
+                except ValueError:
+                    continue
+                found.append(_diagnostic(raw, relpath))
+        return found
+
+    return collect
 
 
 def ruff_check_text(text: str, relpath: str, select: Sequence[str]) -> list[Diagnostic]:
@@ -252,6 +286,19 @@ def interrogate_config(root: Path) -> tuple[InterrogateConfig, str, tuple[str, .
         return InterrogateConfig(), "interrogate defaults (project config invalid)", exclude
 
 
+_STATEMENT_HOLDERS = (ast.stmt, ast.excepthandler, ast.match_case)
+
+
+class _DefinitionVisitor(CoverageVisitor):  # type: ignore[misc]
+    """Interrogate's visitor, walking statements only: definitions are statements, so the
+    nodes it records are the same, without visiting every expression."""
+
+    def generic_visit(self, node: ast.AST) -> None:
+        for child in ast.iter_child_nodes(node):
+            if isinstance(child, _STATEMENT_HOLDERS):
+                self.visit(child)
+
+
 @dataclass(frozen=True)
 class DocCoverage:
     total: int
@@ -263,7 +310,7 @@ def docstring_coverage(tree: ast.Module, relpath: str, config: InterrogateConfig
     """Interrogate's count for one parsed file, with the same filters its CLI applies."""
     if config.ignore_init_module and relpath.rsplit("/", 1)[-1] == "__init__.py":
         return DocCoverage(0, 0, frozenset())
-    visitor = CoverageVisitor(filename=relpath, config=config)
+    visitor = _DefinitionVisitor(filename=relpath, config=config)
     visitor.visit(tree)
     nodes = list(visitor.nodes)
     if len(nodes) == 1 and config.ignore_module:

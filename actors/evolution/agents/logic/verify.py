@@ -1,13 +1,13 @@
 """Running the project's own tests on the working copy, to verify edits.
 
-The default command is pytest, when the project is set up for it (pytest configuration, a
-``conftest.py``, or a tests folder of ``test_*.py`` files); a user's command (``ctxstore
+The default command is pytest, when the project is set up for it (pytest configuration or a
+``conftest.py``); a user's command (``ctxstore
 evolve --verify "CMD"``) replaces it. The working copy's code is what gets imported
 (``PYTHONPATH`` points at it, ``src/`` layout included), not an installed copy of the project.
 
 A run passes when the command exits 0. When the project's tests already fail before any
-edit, the pytest default still tells regressions apart (JUnit XML: no test may fail that
-passed before); a custom command then cannot, and verification says so.
+edit, a pytest command still tells regressions apart (JUnit XML: no test may fail that
+passed before); another command then cannot, and verification says so.
 """
 
 from __future__ import annotations
@@ -15,6 +15,7 @@ from __future__ import annotations
 import configparser
 import os
 import re
+import shlex
 import subprocess
 import sys
 import tempfile
@@ -70,13 +71,8 @@ def _uses_pytest(root: Path) -> bool:
         return True
     if _configured_testpaths(root) is not None:
         return True
-    for folder in ("tests", "test"):
-        tests = root / folder
-        if (tests / "conftest.py").is_file():
-            return True
-        if tests.is_dir() and any(tests.glob("test_*.py")):
-            return True
-    return False
+    # A tests folder alone is not enough: Django's, for one, needs its own runner.
+    return any((root / folder / "conftest.py").is_file() for folder in ("tests", "test"))
 
 
 def _configured_testpaths(root: Path) -> list[str] | None:
@@ -121,7 +117,10 @@ class Verifier:
 
     @property
     def junit(self) -> bool:
-        return isinstance(self.command, list) and "pytest" in self.command
+        """Whether the command runs pytest, which can then report each test's outcome."""
+        if isinstance(self.command, str):
+            return "pytest" in self.command
+        return "pytest" in self.command
 
     def describe(self) -> str:
         return self.command if isinstance(self.command, str) else " ".join(self.command)
@@ -130,8 +129,12 @@ class Verifier:
         with tempfile.TemporaryDirectory(prefix="ctxstore-verify-") as tmp:
             report = Path(tmp) / "junit.xml"
             command: list[str] | str = self.command
-            if self.junit and isinstance(command, list):
-                command = [*command, f"--junitxml={report}"]
+            if self.junit:
+                command = (
+                    f"{command} --junitxml={shlex.quote(str(report))}"
+                    if isinstance(command, str)
+                    else [*command, f"--junitxml={report}"]
+                )
             env = {**os.environ, "PYTHONDONTWRITEBYTECODE": "1"}
             env["PYTHONPATH"] = os.pathsep.join(
                 [str(_import_root(self.root)), *filter(None, [env.get("PYTHONPATH")])]
@@ -169,11 +172,13 @@ class Verifier:
 
     @property
     def can_judge(self) -> bool:
-        """Whether a failing run can be told from the project's own failures."""
+        """Whether a failing run can be told from the project's own failures: the baseline
+        passed, or it failed tests (pytest exit 1, not a collection or usage error) that are
+        known by name."""
         base = self.baseline
-        return base is not None and (
-            base.returncode == 0 or (base.ids_known and not base.timed_out)
-        )
+        if base is None or base.timed_out:
+            return False
+        return base.returncode == 0 or (base.returncode == 1 and base.ids_known)
 
     def passes(self, run: TestRun) -> bool:
         """No regression against the baseline."""
