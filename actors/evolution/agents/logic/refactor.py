@@ -1,9 +1,9 @@
 """Run a plan's tasks on a working copy, verify them with the project's tests, keep what
 passes.
 
-1. The project's tests run once on the untouched copy (the baseline).
-2. Every task is done in memory, file by file, by the first executor that can; each file is
-   parsed once per task and written once.
+1. Every task is done in memory, file by file, by the first executor that can.
+2. If anything was edited, the project's tests run once on the untouched copy (the
+   baseline), then the edited files are written, each once.
 3. The tests run on the edited copy. If they regress, the edits are bisected: halves are
    re-applied from the original files until each edit that breaks the tests is found; those
    are rolled back (``rolled_back``), the rest kept.
@@ -76,9 +76,11 @@ def execute_plan(
     """Do the tasks (in ``order``, the plan's priorities, moved only as far as their
     ``depends_on`` needs), verify, and log every task's outcome."""
     tasks = _ordered(plan_tasks, order)
-    baseline = verifier.start() if verifier is not None else None
     outcomes, states = _apply(tasks, copy, executors, progress)
     touched = {o.file for o in outcomes if o.edited is not None}
+    # Edits are made in memory first: with none, the project's tests need not run at all;
+    # with some, the baseline runs on the copy before they are written.
+    baseline = verifier.start() if verifier is not None and touched else None
     _write(copy, states, touched)
     rolled_back: dict[str, TestRun] = {}
     final_run = baseline
@@ -105,6 +107,7 @@ def execute_plan(
     if verifier is not None:
         tests = {
             "command": verifier.describe(),
+            "note": "" if touched else "not run: nothing was edited",
             "baseline": baseline.to_dict() if baseline else None,
             "final": final_run.to_dict() if final_run else None,
             "runs": len(verifier.runs),
