@@ -12,9 +12,13 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
 
 @contextmanager
-def model_endpoint(replies: Mapping[str, str]) -> Iterator[tuple[str, list[str]]]:
-    """Yields the base URL and the list of prompts received."""
+def model_endpoint(
+    replies: Mapping[str, str], *, together: int = 1
+) -> Iterator[tuple[str, list[str]]]:
+    """Yields the base URL and the list of prompts received. With ``together`` > 1, each
+    request waits (up to 10 s) until that many are in flight, else fails with 503."""
     prompts: list[str] = []
+    barrier = threading.Barrier(together, timeout=10) if together > 1 else None
 
     class Handler(BaseHTTPRequestHandler):
         def do_POST(self) -> None:
@@ -22,6 +26,13 @@ def model_endpoint(replies: Mapping[str, str]) -> Iterator[tuple[str, list[str]]
             body = json.loads(self.rfile.read(length))
             prompt = body["messages"][-1]["content"]
             prompts.append(prompt)
+            if barrier is not None:
+                try:
+                    barrier.wait()
+                except threading.BrokenBarrierError:
+                    self.send_response(503)
+                    self.end_headers()
+                    return
             reply = next((r for cue, r in replies.items() if cue in prompt), None)
             if self.path != "/v1/chat/completions" or reply is None:
                 self.send_response(404)

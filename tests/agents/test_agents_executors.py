@@ -156,3 +156,22 @@ def test_model_executor_writes_checked_docstrings_and_refactors() -> None:
 
 def test_model_executor_is_off_without_configuration() -> None:
     assert ModelExecutor.from_env({}) is None
+
+
+def test_model_replies_are_fetched_concurrently_ahead_of_the_edits() -> None:
+    source = "".join(f"def f{n}(xs):\n    return sorted(xs)[{n}]\n\n\n" for n in range(3))
+    replies = {f"`f{n}`": f"Pick the element of rank {n} from the sorted input." for n in range(3)}
+    tasks = [task("add_docstring", f"f{n}") for n in range(3)]
+    # The endpoint answers only once all three requests are in flight together.
+    with model_endpoint(replies, together=3) as (url, prompts):
+        executor = ModelExecutor.from_env({"CTXSTORE_MODEL_URL": url})
+        assert executor is not None
+        executor.prefetch([(t, source, "m.py") for t in tasks])
+        assert len(prompts) == 3
+        text = source
+        for t in tasks:
+            done = executor.edit(t, text, "m.py")
+            assert isinstance(done, Edited), done
+            text = done.text
+        assert len(prompts) == 3  # every edit used a reply fetched ahead
+    assert text.count('"""Pick the element of rank') == 3

@@ -9,6 +9,7 @@ configured by environment (off unless ``CTXSTORE_MODEL_URL`` is set):
 ``CTXSTORE_MODEL``         model name (default ``default``)
 ``CTXSTORE_MODEL_API_KEY`` bearer token, if the endpoint wants one
 ``CTXSTORE_MODEL_TIMEOUT`` seconds per request (default 60)
+``CTXSTORE_MODEL_CONCURRENCY`` requests in flight at once (default 4)
 
 Its edits go through the same checks as every other (libcst, syntax-tree comparison) and
 the same verification by the project's tests, with rollback. Replies it cannot use (a
@@ -19,19 +20,21 @@ before) are refused, never written.
 from __future__ import annotations
 
 import ast
+import contextlib
 import hashlib
 import json
 import os
 import re
 import urllib.error
 import urllib.request
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from typing import Any
 
 from .edits import EditError, insert_docstring, locate, replace_function
 from .executors import DOC_NEUTRAL_DECORATORS, Edited, Skip, parse, task_line, task_symbol
-from .measure import ruff_check_text
+from .measure import RuffError, ruff_check_text
 from .summaries import restates_name
 from .symbols import MODULE_SYMBOL, decorator_names
 
@@ -100,6 +103,8 @@ class ModelExecutor:
 
     client: ModelClient
     name: str = "model"
+    # Requests in flight at once when replies are fetched ahead (``prefetch``).
+    concurrency: int = 4
     # Bisection re-applies edits: the same prompt must not cost a second request.
     _replies: dict[str, str] = field(default_factory=dict)
 
@@ -113,10 +118,14 @@ class ModelExecutor:
             timeout = float(env.get("CTXSTORE_MODEL_TIMEOUT", "60"))
         except ValueError:
             timeout = 60.0
+        try:
+            concurrency = max(1, int(env.get("CTXSTORE_MODEL_CONCURRENCY", "4")))
+        except ValueError:
+            concurrency = 4
         client = ModelClient(
             url, env.get("CTXSTORE_MODEL", "default"), env.get("CTXSTORE_MODEL_API_KEY"), timeout
         )
-        return cls(client)
+        return cls(client, concurrency=concurrency)
 
     def supports(self, action: str) -> bool:
         return action in ("add_docstring", "reduce_complexity", "split_function")
@@ -140,20 +149,68 @@ class ModelExecutor:
         except EditError as exc:
             return Skip(f"model reply refused: {exc}")
 
+    def prefetch(self, jobs: Sequence[tuple[Mapping[str, Any], str, str]]) -> None:
+        """Ask for the replies of (task, file text, path) jobs concurrently, ahead of the
+        edits, which are made one after the other: a reply whose prompt still matches when
+        its edit comes is used from the cache. Failures are left for the edit to report."""
+        prompts: list[tuple[str, str]] = []
+        for task, text, relpath in jobs:
+            if not self.supports(str(task.get("action"))):
+                continue
+            tree = parse(text, relpath)
+            if isinstance(tree, Skip):
+                continue
+            with contextlib.suppress(EditError, ModelError, RuffError):
+                prompt = self._prompt(task, text, tree, relpath)
+                if not isinstance(prompt, Skip):
+                    prompts.append(prompt[:2])
+        if not prompts:
+            return
+
+        def ask(prompt: tuple[str, str]) -> None:
+            with contextlib.suppress(ModelError):
+                self._ask(*prompt)
+
+        with ThreadPoolExecutor(max_workers=self.concurrency) as pool:
+            list(pool.map(ask, prompts))
+
+    def _prompt(
+        self, task: Mapping[str, Any], text: str, tree: ast.Module, relpath: str
+    ) -> tuple[str, str, Any] | Skip:
+        """(system, user, context) for the task: the name a docstring must not restate, or
+        the complexity a refactor must lower."""
+        symbol, line = task_symbol(task), task_line(task)
+        if task.get("action") == "add_docstring":
+            if symbol == MODULE_SYMBOL:
+                source, name = text, relpath.rsplit("/", 1)[-1].removesuffix(".py")
+            else:
+                node = locate(tree, symbol, line).node
+                if decorator_names(node) - DOC_NEUTRAL_DECORATORS:
+                    return Skip(f"{symbol} is decorated; its docstring may be read at run time")
+                source = ast.get_source_segment(text, node) or ""
+                name = node.name
+            user = f"File {relpath}. Write the docstring of `{symbol}`:\n\n{source[:12000]}"
+            return _DOC_SYSTEM, user, name
+        node = locate(tree, symbol, line).node
+        if isinstance(node, ast.ClassDef):
+            return Skip(f"{symbol} is a class")
+        source = ast.get_source_segment(text, node, padded=False) or ""
+        before = _complexity(text, relpath, node)
+        user = (
+            f"File {relpath}. Lower the cyclomatic complexity (now {before}) of this function:"
+            f"\n\n{source[:20000]}"
+        )
+        return _REFACTOR_SYSTEM, user, before
+
     def _docstring(
         self, task: Mapping[str, Any], text: str, tree: ast.Module, relpath: str
     ) -> Edited | Skip:
+        prompt = self._prompt(task, text, tree, relpath)
+        if isinstance(prompt, Skip):
+            return prompt
+        system, user, name = prompt
         symbol, line = task_symbol(task), task_line(task)
-        if symbol == MODULE_SYMBOL:
-            source, name = text, relpath.rsplit("/", 1)[-1].removesuffix(".py")
-        else:
-            node = locate(tree, symbol, line).node
-            if decorator_names(node) - DOC_NEUTRAL_DECORATORS:
-                return Skip(f"{symbol} is decorated; its docstring may be read at run time")
-            source = ast.get_source_segment(text, node) or ""
-            name = node.name
-        user = f"File {relpath}. Write the docstring of `{symbol}`:\n\n{source[:12000]}"
-        doc = _clean_docstring(self._ask(_DOC_SYSTEM, user))
+        doc = _clean_docstring(self._ask(system, user))
         if not doc:
             raise EditError("empty docstring")
         if restates_name(doc.splitlines()[0], name):
@@ -166,17 +223,12 @@ class ModelExecutor:
     def _refactor(
         self, task: Mapping[str, Any], text: str, tree: ast.Module, relpath: str
     ) -> Edited | Skip:
+        prompt = self._prompt(task, text, tree, relpath)
+        if isinstance(prompt, Skip):
+            return prompt
+        system, user, before = prompt
         symbol, line = task_symbol(task), task_line(task)
-        node = locate(tree, symbol, line).node
-        if isinstance(node, ast.ClassDef):
-            return Skip(f"{symbol} is a class")
-        source = ast.get_source_segment(text, node, padded=False) or ""
-        before = _complexity(text, relpath, node)
-        user = (
-            f"File {relpath}. Lower the cyclomatic complexity (now {before}) of this function:"
-            f"\n\n{source[:20000]}"
-        )
-        match = _FENCE.search(self._ask(_REFACTOR_SYSTEM, user))
+        match = _FENCE.search(self._ask(system, user))
         if match is None:
             raise EditError("no python code block in the reply")
         new_text = replace_function(text, tree, symbol, _dedent(match.group(1)), line)

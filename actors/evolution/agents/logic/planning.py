@@ -6,8 +6,8 @@ Ordering rules (deterministic):
   before surface edits of the same symbol (docstring, annotations): the docstring should
   describe the reshaped function, and a rewrite may replace the signature.
 * ``add_tests`` runs after every structural rewrite, so tests pin the final shape.
-* Otherwise tasks run by priority (high first), kinds that keep failing in earlier
-  evolutions of the project after the others, then file, then bottom-up by line, so the
+* Otherwise tasks run by priority (high first; a kind that keeps failing in earlier
+  evolutions of the project drops one level), then file, then bottom-up by line, so the
   line numbers recorded for tasks not yet run stay accurate while a file is being edited.
   Correctness does not rely on this: executors locate their target by qualified symbol
   name in the current file, not by line.
@@ -120,9 +120,10 @@ def plan_improvements(
             excluded.append({"key": key, "reason": reason})
 
     def rank(imp: Mapping[str, Any]) -> tuple[Any, ...]:
+        # A kind that keeps failing drops one priority level, behind that level's others.
         failing = int(learning.keeps_failing(str(imp.get("type"))))
         priority, *rest = _sort_key(imp)
-        return (priority, failing, *rest)
+        return (priority + failing, failing, *rest)
 
     if max_tasks is not None:
         keep = sorted(range(len(improvements)), key=lambda i: rank(improvements[i]))
@@ -217,7 +218,7 @@ def _execution_order(tasks: Sequence[JSON], learning: Learning | None = None) ->
     def key(task: Mapping[str, Any]) -> tuple[Any, ...]:
         priority, *rest = _sort_key(task)
         failing = int(learning is not None and learning.keeps_failing(str(task["action"])))
-        return (priority, failing, *rest)
+        return (priority + failing, failing, *rest)
 
     ready = [(key(t), t["id"]) for t in tasks if not waiting[t["id"]]]
     heapq.heapify(ready)

@@ -76,6 +76,7 @@ def execute_plan(
     """Do the tasks (in ``order``, the plan's priorities, moved only as far as their
     ``depends_on`` needs), verify, and log every task's outcome."""
     tasks = _ordered(plan_tasks, order)
+    _prefetch(tasks, copy, executors)
     outcomes, states = _apply(tasks, copy, executors, progress)
     touched = {o.file for o in outcomes if o.edited is not None}
     # Edits are made in memory first: with none, the project's tests need not run at all;
@@ -151,6 +152,23 @@ def _apply(
         texts[relpath] = result.text
         states.append((outcome.task_id, relpath, result.text))
     return outcomes, states
+
+
+def _prefetch(
+    tasks: Sequence[Mapping[str, Any]], copy: WorkingCopy, executors: Sequence[Executor]
+) -> None:
+    """Let executors that wait on a service (a model) ask for all their replies at once."""
+    jobs: list[tuple[Mapping[str, Any], str, str]] = []
+    for task in tasks:
+        relpath = str(task.get("file") or "")
+        try:
+            jobs.append((task, copy.original(relpath).text, relpath))
+        except (OSError, ValueError, SyntaxError, LookupError):
+            continue
+    for executor in executors:
+        prefetch = getattr(executor, "prefetch", None)
+        if callable(prefetch):
+            prefetch(jobs)
 
 
 def _write(copy: WorkingCopy, states: Sequence[tuple[str, str, str]], touched: set[str]) -> None:
