@@ -499,9 +499,11 @@ async def test_ctxstore_evolve_verify_runs_the_given_command_and_rolls_back_what
         out, _ = await proc.communicate()
     assert proc.returncode == 0, out
     result = json.loads(out)
-    changes = {c["symbol"]: c for c in result["comparison"]["implementation"]["changes"]}
-    assert changes["greet"]["outcome"] == "rolled_back"
-    assert changes["label"]["outcome"] == "kept"
+    changes = {
+        (c["action"], c["symbol"]): c for c in result["comparison"]["implementation"]["changes"]
+    }
+    assert changes[("simplify", "greet")]["outcome"] == "rolled_back"
+    assert changes[("simplify", "label")]["outcome"] == "kept"
     tests = result["comparison"]["after"]["tests"]
     assert tests["command"] == check
     assert tests["final"]["returncode"] == 0
