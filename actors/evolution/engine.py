@@ -30,6 +30,7 @@ from actors.client import SharedContextStore, get_context_store
 from actors.client.local import default_home
 from actors.evolution.agents.base import AgentHost
 from actors.evolution.agents.logic import Executor, ResearchSource
+from actors.evolution.agents.logic.refactor import MAX_TEST_RUNS
 from actors.evolution.agents.roles import (
     OPTION_APPLY,
     OPTION_VERIFY,
@@ -55,7 +56,7 @@ from contracts.errors import AgentError, service_error
 
 __all__ = ["EvolutionConfig", "EvolutionEngine", "EvolutionResult", "Progress"]
 
-VERIFY_RUNS_ALLOWED = 8
+VERIFY_RUNS_ALLOWED = MAX_TEST_RUNS
 
 _REPLY = msgspec.json.Decoder(AgentReply)
 

@@ -122,3 +122,33 @@ def test_without_tests_the_edits_are_kept_and_reported_unverified(
     assert [c["symbol"] for c in kept] == ["bonus"]
     deferred = {c["symbol"] for c in result.changes if c["outcome"] == "deferred"}
     assert {"letter", "clamp"} <= deferred
+
+
+def test_edits_not_verified_within_the_run_budget_are_not_kept(
+    project: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from actors.evolution.agents.logic import refactor
+
+    # Baseline, the failing full check, one half: then the budget is spent.
+    monkeypatch.setattr(refactor, "MAX_TEST_RUNS", 3)
+    analysis = analyze_project(project, ["complexity"]).to_dict()
+    plan = plan_improvements(analysis, {}).to_dict()
+    copy = WorkingCopy.create(project, tmp_path / "work")
+    command = default_test_command(copy.root)
+    assert command is not None
+    verifier = Verifier(copy.root, command)
+    with model_endpoint(REPLIES) as (url, _):
+        model = ModelExecutor.from_env({"CTXSTORE_MODEL_URL": url})
+        assert model is not None
+        result = execute_plan(
+            plan["tasks"],
+            copy,
+            [RuffSimplifyExecutor(), model],
+            order=plan["priorities"],
+            verifier=verifier,
+        )
+    reasons = [c["reason"] for c in result.changes if c["outcome"] == "rolled_back"]
+    assert any("not verified within 3 test runs" in r for r in reasons)
+    # Whatever is kept passed the tests; the copy ends in a state the tests accept.
+    assert result.tests["final"]["returncode"] == 0
+    assert "return min(score, 99)" not in (copy.root / "grading" / "scores.py").read_text()

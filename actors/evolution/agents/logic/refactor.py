@@ -26,9 +26,13 @@ from .learning import task_key
 from .verify import TestRun, Verifier
 from .workcopy import WorkingCopy
 
-__all__ = ["ImplementationResult", "execute_plan"]
+__all__ = ["MAX_TEST_RUNS", "ImplementationResult", "execute_plan"]
 
 JSON = dict[str, Any]
+# Test runs one implementation may make (baseline, check, bisection, final state). Each bad
+# edit costs about two runs per halving, so this finds a few bad edits among hundreds.
+MAX_TEST_RUNS = 24
+_UNVERIFIED = TestRun(returncode=-1, duration=0.0, output_tail="out of test runs")
 # Actions a model-backed executor can do and rules cannot.
 _NEEDS_MODEL = frozenset({"add_docstring", "reduce_complexity", "split_function"})
 
@@ -219,6 +223,11 @@ def _bisect(
 
     def search(candidates: Sequence[str]) -> None:
         nonlocal last
+        if len(verifier.runs) >= MAX_TEST_RUNS:
+            # Out of test runs: what could not be verified is not kept.
+            for task_id in candidates:
+                bad[task_id] = _UNVERIFIED
+            return
         chosen = good | set(candidates)
         _, states = _apply(tasks, copy, executors, None, keep=chosen)
         _write(copy, states, touched)
@@ -259,12 +268,17 @@ def _change(outcome: _Outcome, rolled_back: Mapping[str, TestRun]) -> JSON:
     if outcome.task_id in rolled_back:
         run = rolled_back[outcome.task_id]
         failing = ", ".join(sorted(run.failed_ids)[:5]) or f"exit code {run.returncode}"
+        reason = (
+            f"not verified within {MAX_TEST_RUNS} test runs"
+            if run is _UNVERIFIED
+            else f"the project's tests fail with this edit: {failing}"
+        )
         edit = outcome.edited
         entry.update(
             outcome="rolled_back",
             type=edit.type if edit else "edit",
             executor=edit.executor if edit else None,
-            reason=f"the project's tests fail with this edit: {failing}",
+            reason=reason,
         )
     elif outcome.edited is not None:
         edit = outcome.edited
