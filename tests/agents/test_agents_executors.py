@@ -175,3 +175,32 @@ def test_model_replies_are_fetched_concurrently_ahead_of_the_edits() -> None:
             text = done.text
         assert len(prompts) == 3  # every edit used a reply fetched ahead
     assert text.count('"""Pick the element of rank') == 3
+
+
+def test_fixes_that_only_restyle_are_not_edits_worth_keeping() -> None:
+    source = textwrap.dedent(
+        """\
+        def restyle(a):
+            if a > 1:
+                return 1
+            elif a > 0:
+                return 2
+            return 3
+
+
+        def dedent(a):
+            if a:
+                return 1
+            else:
+                print(a)
+                return 2
+        """
+    )
+    executor = RuffSimplifyExecutor()
+    restyle = executor.edit(task("simplify", "restyle"), source, "m.py")
+    assert isinstance(restyle, Skip)  # elif -> if after a return: same indentation
+    assert restyle.deferred
+    dedent = executor.edit(task("simplify", "dedent"), source, "m.py")
+    assert isinstance(dedent, Edited)
+    assert "    else:" not in dedent.text
+    assert "\n    print(a)\n    return 2\n" in dedent.text

@@ -21,7 +21,7 @@ from typing import Any
 
 from interrogate.config import InterrogateConfig
 
-from .executors import DOC_NEUTRAL_DECORATORS
+from .executors import DOC_NEUTRAL_DECORATORS, worth_keeping
 from .focus import normalize_focus
 from .measure import (
     SIMPLIFY_RULES,
@@ -231,7 +231,7 @@ def analyze_files(
     # just gets no diagnostics.
     ruff = start_ruff_check(root, relpaths, ("C901", *SIMPLIFY_RULES))
     reports = [_analyze_file(root / rel, rel, config, exclude) for rel in relpaths]
-    _attach_ruff(reports, ruff())
+    _attach_ruff(root, reports, ruff())
     test_files = sum(1 for r in reports if is_test_file(r.file))
     findings = [f for r in reports for f in r.findings]
     if test_files == 0:
@@ -406,8 +406,11 @@ def _check_annotations(
         )
 
 
-def _attach_ruff(reports: Sequence[FileFacts], diagnostics: Sequence[Diagnostic]) -> None:
+def _attach_ruff(
+    root: Path, reports: Sequence[FileFacts], diagnostics: Sequence[Diagnostic]
+) -> None:
     by_file = {r.file: r for r in reports}
+    texts: dict[str, str] = {}
     for diag in diagnostics:
         report = by_file.get(diag.file)
         if report is None:
@@ -418,8 +421,11 @@ def _attach_ruff(reports: Sequence[FileFacts], diagnostics: Sequence[Diagnostic]
                     fn.complexity = diag.complexity
                     break
         elif diag.safe_edits is not None:
+            if diag.file not in texts:
+                texts[diag.file] = read_source(root / diag.file).text
+            # Only fixes the executor would make count (not ``elif`` -> ``if`` restyling).
             inner = _innermost(report.functions, diag.line)
-            if inner is not None:
+            if inner is not None and worth_keeping(texts[diag.file], diag):
                 inner.simplifications.append(diag.code)
     for report in reports:
         for fn in report.functions:

@@ -28,6 +28,7 @@ __all__ = [
     "Skip",
     "default_executors",
     "task_symbol",
+    "worth_keeping",
 ]
 
 JSON = dict[str, Any]
@@ -50,6 +51,8 @@ DOC_NEUTRAL_DECORATORS = frozenset(
         "asynccontextmanager",
     }
 )
+# Fixes that merge branches, so mccabe counts fewer decision points.
+LOWERS_COMPLEXITY = frozenset({"SIM102", "SIM114", "PLR1730"})
 # Rounds of ruff fixes: one fix can make another possible (a collapsed if, then an else).
 _FIX_ROUNDS = 5
 _CACHED_TEXTS = 16
@@ -201,6 +204,7 @@ class RuffSimplifyExecutor:
                 and d.safe_edits
                 and node.lineno <= d.line <= end
                 and all(node.lineno <= e.start[0] and e.end[0] <= end for e in d.safe_edits)
+                and worth_keeping(current, d)
             )
             # The last round only measures: its text is the one returned.
             if not chosen or round_ == _FIX_ROUNDS:
@@ -224,6 +228,19 @@ class RuffSimplifyExecutor:
             self.name,
             {"complexity_before": before, "complexity_after": after},
         )
+
+
+def worth_keeping(text: str, diagnostic: Diagnostic) -> bool:
+    """A fix that lowers complexity, or one that lowers the indentation a reader sees
+    (``elif`` turned into ``if`` after a return only restyles: not worth an edit)."""
+    if diagnostic.code in LOWERS_COMPLEXITY:
+        return True
+    edited = apply_edits(text, diagnostic.safe_edits or ())
+    return _indentation(edited) < _indentation(text)
+
+
+def _indentation(text: str) -> int:
+    return sum(len(line) - len(line.lstrip()) for line in text.splitlines() if line.strip())
 
 
 def _complexity_of(diagnostics: Sequence[Diagnostic], node: ast.AST) -> int | None:
