@@ -1,7 +1,7 @@
 """Figure 7: a whole evolution's cost against project size.
 
 Full evolutions (research and analysis, planning, implementation, evaluation; local agents,
-no test command) of generated projects of ``SMALL`` and ``4 * SMALL`` files, in the same run;
+no test command) of fresh generated projects of ``SMALL`` and ``4 * SMALL`` files, in the same run;
 the larger one's wall time as a ratio of the smaller one's: 4x is linear growth. The store
 runs with its default payload limit, so the bounded phase writes are part of what is
 measured."""
@@ -26,7 +26,6 @@ async def run_evolve(tmp: Path, *, quick: bool) -> list[Figure]:
 
     rounds = 1 if quick else 3
     sizes = (SMALL, 4 * SMALL)
-    projects = {n: generate_project(tmp / f"p{n}", n) for n in sizes}
     times: dict[int, list[float]] = {n: [] for n in sizes}
     async with server(tmp, "evolve") as srv, ActorHost(srv.url):
         config = StoreConfig.build(None, nats_url=srv.url)
@@ -34,10 +33,13 @@ async def run_evolve(tmp: Path, *, quick: bool) -> list[Figure]:
         async with store, EvolutionEngine(store) as engine:
             for r in range(rounds + 1):  # the first round warms up
                 for n in sizes if r % 2 else tuple(reversed(sizes)):
+                    # A fresh project each time: a second evolution of the same one would
+                    # learn from the first and do less.
+                    project = generate_project(tmp / f"p{n}-{r}", n, salt=1000 * r)
                     started = time.perf_counter()
                     result = await engine.run_evolution(
                         EvolutionConfig(
-                            projects[n],
+                            project,
                             ("documentation", "complexity"),
                             workdir=tmp / f"work-{n}-{r}",
                             verify="none",

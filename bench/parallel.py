@@ -55,14 +55,15 @@ async def run_parallel(tmp: Path, *, quick: bool) -> list[Figure]:
 GENERATED_FILES = 600
 
 
-def generate_project(root: Path, files: int) -> Path:
+def generate_project(root: Path, files: int, salt: int = 0) -> Path:
     """A project of ``files`` modules, each with a function ruff can simplify and one
-    without a docstring (the same shape as the test suite's large project)."""
+    without a docstring (the same shape as the test suite's large project). Another ``salt``
+    gives other content, so an evolution has nothing to learn from one of another salt."""
     for n in range(files):
         folder = root / f"pkg{n // 40:02d}"
         folder.mkdir(parents=True, exist_ok=True)
         (folder / f"mod{n % 40:02d}.py").write_text(
-            f"def check_{n}(a, b):\n    if a:\n        if b:\n            return {n}\n"
+            f"def check_{n}(a, b):\n    if a:\n        if b:\n            return {n + salt}\n"
             f"    return 0\n\n\ndef plain_{n}(x):\n    return x + {n}\n"
         )
     return root

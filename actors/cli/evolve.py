@@ -125,12 +125,21 @@ def _print_summary(result: EvolutionResult) -> None:
     counts = metrics.get("tasks", {})
     tests = after.get("tests") or {}
     final = tests.get("final") or {}
-    verified = (
-        f"tests: {tests.get('command')}: {final.get('passed', 0)} passed, "
-        f"{final.get('failed', 0)} failed, {tests.get('runs', 0)} run(s)"
-        if tests
-        else "tests: none found to verify with (use --verify CMD)"
-    )
+    baseline = tests.get("baseline") or {}
+    if not tests:
+        verified = "tests: none found to verify with (use --verify CMD)"
+    elif not baseline:
+        verified = f"tests: {tests.get('command')}: {tests.get('note') or 'not run'}"
+    elif not tests.get("judged"):
+        verified = (
+            f"tests: {tests.get('command')} fails before any edit (exit "
+            f"{baseline.get('returncode')}): edits kept unverified"
+        )
+    else:
+        verified = (
+            f"tests: {tests.get('command')}: {final.get('passed', 0)} passed, "
+            f"{final.get('failed', 0)} failed, {tests.get('runs', 0)} run(s)"
+        )
     learned = plan.get("dependencies", {}).get("learned_from") or []
     issues = sum((before.get("metrics", {}).get("issue_counts") or {}).values())
     rows3 = [

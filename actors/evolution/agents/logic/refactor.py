@@ -103,7 +103,8 @@ def execute_plan(
             if final_run is None:
                 final_run = verifier.run()
     points = _rollback_points(copy, states)
-    changes = [_change(o, rolled_back) for o in outcomes]
+    verified = verifier is not None and verifier.can_judge
+    changes = [_change(o, rolled_back, verified) for o in outcomes]
     modified = sorted({relpath for _, relpath, _ in states})
     counts: dict[str, int] = {}
     for change in changes:
@@ -253,7 +254,7 @@ def _bisect(
     return good, bad, final
 
 
-def _change(outcome: _Outcome, rolled_back: Mapping[str, TestRun]) -> JSON:
+def _change(outcome: _Outcome, rolled_back: Mapping[str, TestRun], verified: bool) -> JSON:
     task = outcome.task
     action = str(task.get("action", ""))
     entry: JSON = {
@@ -282,7 +283,13 @@ def _change(outcome: _Outcome, rolled_back: Mapping[str, TestRun]) -> JSON:
         )
     elif outcome.edited is not None:
         edit = outcome.edited
-        entry.update(outcome="kept", type=edit.type, executor=edit.executor, detail=edit.detail)
+        entry.update(
+            outcome="kept",
+            type=edit.type,
+            executor=edit.executor,
+            detail=edit.detail,
+            verified=verified,
+        )
         if edit.measures:
             entry.update(edit.measures)
     else:
