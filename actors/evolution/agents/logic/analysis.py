@@ -227,11 +227,22 @@ def analyze_files(
 ) -> AnalysisResult:
     """Analyse the named files of the project at ``root``."""
     config, config_source, exclude = interrogate_config(root)
+    settings = f"{config_source}|{config!r}|{exclude!r}"
+    known: dict[str, FileFacts] = {}
+    for rel in relpaths:
+        facts = _FACTS.get((rel, _digest(root / rel), settings))
+        if facts is not None:
+            known[rel] = facts
+    todo = [rel for rel in relpaths if rel not in known]
     # Ruff reads the files on another core while this one parses them; an unparseable file
     # just gets no diagnostics.
-    ruff = start_ruff_check(root, relpaths, ("C901", *SIMPLIFY_RULES))
-    reports = [_analyze_file(root / rel, rel, config, exclude) for rel in relpaths]
-    _attach_ruff(root, reports, ruff())
+    ruff = start_ruff_check(root, todo, ("C901", *SIMPLIFY_RULES))
+    fresh = [_analyze_file(root / rel, rel, config, exclude) for rel in todo]
+    _attach_ruff(root, fresh, ruff())
+    for facts in fresh:
+        _remember((facts.file, facts.digest, settings), facts)
+        known[facts.file] = facts
+    reports = [known[rel] for rel in relpaths]
     test_files = sum(1 for r in reports if is_test_file(r.file))
     findings = [f for r in reports for f in r.findings]
     if test_files == 0:
@@ -257,6 +268,28 @@ def analyze_files(
         improvements=_improvements(findings, normalize_focus(focus_areas)),
         files=reports,
     )
+
+
+# Facts of files already analysed, by (path, content hash, settings): the re-analysis after
+# implementation, in the same process (the engine's local agents), re-reads only the files
+# that changed. Facts are only read once made.
+_FACTS: dict[tuple[str, str, str], FileFacts] = {}
+_FACTS_KEPT = 50_000
+
+
+def _digest(path: Path) -> str:
+    try:
+        return hashlib.sha256(path.read_bytes()).hexdigest()
+    except OSError:
+        return ""
+
+
+def _remember(key: tuple[str, str, str], facts: FileFacts) -> None:
+    if not facts.digest:
+        return
+    if len(_FACTS) >= _FACTS_KEPT:
+        del _FACTS[next(iter(_FACTS))]
+    _FACTS[key] = facts
 
 
 def project_fingerprint(digests: Sequence[tuple[str, str]]) -> str:

@@ -163,19 +163,27 @@ class RuffSimplifyExecutor:
     def __init__(self) -> None:
         # The text one task leaves is the text the next task in that file starts from: its
         # diagnostics are already known.
-        self._diagnostics: dict[str, list[Diagnostic]] = {}
+        # Trees are only read, never changed, so they can be shared between tasks.
+        self._known: dict[str, tuple[ast.Module | Skip, list[Diagnostic]]] = {}
 
     def supports(self, action: str) -> bool:
         return action in ("reduce_complexity", "simplify")
 
-    def _check(self, text: str, relpath: str) -> list[Diagnostic]:
+    def _check(self, text: str, relpath: str) -> tuple[ast.Module | Skip, list[Diagnostic]]:
+        """The text's syntax tree (or why it has none) and ruff's diagnostics."""
         key = hashlib.sha256(f"{relpath}\0{text}".encode("utf-8", "surrogatepass")).hexdigest()
-        found = self._diagnostics.get(key)
+        found = self._known.get(key)
         if found is None:
-            found = ruff_check_text(text, relpath, ("C901", *SIMPLIFY_RULES))
-            if len(self._diagnostics) >= _CACHED_TEXTS:
-                self._diagnostics.pop(next(iter(self._diagnostics)))
-            self._diagnostics[key] = found
+            tree = parse(text, relpath)
+            diagnostics = (
+                []
+                if isinstance(tree, Skip)
+                else ruff_check_text(text, relpath, ("C901", *SIMPLIFY_RULES))
+            )
+            found = (tree, diagnostics)
+            if len(self._known) >= _CACHED_TEXTS:
+                self._known.pop(next(iter(self._known)))
+            self._known[key] = found
         return found
 
     def edit(self, task: Mapping[str, Any], text: str, relpath: str) -> Edited | Skip:
@@ -186,14 +194,13 @@ class RuffSimplifyExecutor:
         applied: list[str] = []
         current = text
         for round_ in range(_FIX_ROUNDS + 1):
-            tree = parse(current, relpath)
+            tree, diagnostics = self._check(current, relpath)
             if isinstance(tree, Skip):
                 return tree
             try:
                 node = locate(tree, symbol, line).node
             except EditError as exc:
                 return Skip(str(exc))
-            diagnostics = self._check(current, relpath)
             complexity = _complexity_of(diagnostics, node)
             before = complexity if before is None else before
             end = node.end_lineno or node.lineno
