@@ -119,7 +119,14 @@ async def _measure(url: str, tmp: Path, rounds: int, *, remote: bool, target: Pa
         agents = (ResearchAgent.name, CodeAnalysisAgent.name)
         for r in range(rounds + 1):  # the first round warms up
             for mode in ("par", "seq") if r % 2 else ("seq", "par"):
-                eid = await store.create_context(str(target), ["documentation", "complexity"])
+                project = target
+                if target != SAMPLE:
+                    # Fresh content each time: the analysis remembers files it has seen.
+                    salt = len(par) + len(seq) + 1 + (1000 if remote else 0) + 100 * r
+                    project = generate_project(
+                        tmp / f"gen-{remote}-{r}-{mode}", GENERATED_FILES, salt
+                    )
+                eid = await store.create_context(str(project), ["documentation", "complexity"])
                 options = {OPTION_WORKDIR: str(tmp / eid), OPTION_APPLY: "false"}
                 started = time.perf_counter()
                 if mode == "par":
