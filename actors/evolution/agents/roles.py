@@ -158,9 +158,7 @@ class PlannerAgent(Agent):
         earlier = [
             s
             for s in await self.store.get_all_contexts()
-            if s["evolution_id"] != ctx.evolution_id
-            and "implementation_log" in s.get("phases", ())
-            and str(s.get("created_at")) <= str(ctx.created_at.isoformat())
+            if s["evolution_id"] != ctx.evolution_id and "implementation_log" in s.get("phases", ())
         ]
         same_path = [s for s in earlier if s.get("target_path") == ctx.target_path]
         others = [s for s in earlier if s.get("target_path") != ctx.target_path]
