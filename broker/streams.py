@@ -6,6 +6,7 @@ differs, and the durable consumer is created with the same config each time.
 
 from __future__ import annotations
 
+import contextlib
 from typing import Final
 
 from nats.js import JetStreamContext
@@ -26,18 +27,21 @@ from contracts.subjects import ROOT, Channel
 
 __all__ = [
     "ACTOR_DURABLE",
+    "DUPLICATE_WINDOW_S",
     "EVENTS_STREAM",
     "WRITES_STREAM",
     "actor_consumer_config",
     "events_stream_config",
     "provision",
+    "take_over_consumer",
     "writes_stream_config",
 ]
 
 WRITES_STREAM: Final = "CTXSTORE_WRITES"
 EVENTS_STREAM: Final = "CTXSTORE_EVENTS"
 ACTOR_DURABLE: Final = "ctxstore-actor"
-_DUPLICATE_WINDOW_S: Final = 120.0
+DUPLICATE_WINDOW_S: Final = 120.0
+"""How long the streams remember a ``Nats-Msg-Id``: a retry within it is stored once."""
 _EVENTS_MAX_AGE_S: Final = 7 * 24 * 3600.0
 
 
@@ -52,7 +56,7 @@ def writes_stream_config(config: StoreConfig) -> StreamConfig:
         subjects=[write_filter()],
         storage=_storage(config),
         max_msg_size=config.max_payload,
-        duplicate_window=_DUPLICATE_WINDOW_S,
+        duplicate_window=DUPLICATE_WINDOW_S,
         allow_direct=True,
         compression=(
             StoreCompression.S2
@@ -76,17 +80,19 @@ def events_stream_config(config: StoreConfig) -> StreamConfig:
         # write. Set at creation only: the server cannot change it on an existing stream.
         persist_mode=PersistMode.ASYNC if storage is StorageType.FILE else None,
         max_age=_EVENTS_MAX_AGE_S,
-        duplicate_window=_DUPLICATE_WINDOW_S,
+        duplicate_window=DUPLICATE_WINDOW_S,
         allow_direct=True,
         num_replicas=1,
     )
 
 
-def actor_consumer_config() -> ConsumerConfig:
+def actor_consumer_config(start_seq: int = 1) -> ConsumerConfig:
+    """The store actor's durable consumer, delivering from ``start_seq``."""
     return ConsumerConfig(
         durable_name=ACTOR_DURABLE,
         description="the store actor: applies writes in stream order",
-        deliver_policy=DeliverPolicy.ALL,
+        deliver_policy=DeliverPolicy.ALL if start_seq <= 1 else DeliverPolicy.BY_START_SEQUENCE,
+        opt_start_seq=None if start_seq <= 1 else start_seq,
         # One ack per fetched batch: the actor applies in order, so acking the last write
         # acknowledges all before it.
         ack_policy=AckPolicy.ALL,
@@ -119,16 +125,17 @@ async def _ensure_stream(js: JetStreamContext, wanted: StreamConfig) -> None:
 
 
 async def provision(js: JetStreamContext, config: StoreConfig) -> None:
-    """Create or align both streams and the actor's durable consumer."""
+    """Create or align both streams (never the consumer: that is the leader's)."""
     await _ensure_stream(js, writes_stream_config(config))
     await _ensure_stream(js, events_stream_config(config))
-    wanted = actor_consumer_config()
-    try:
-        current = await js.consumer_info(WRITES_STREAM, ACTOR_DURABLE)
-    except NotFoundError:
-        current = None
-    if current is not None and current.config.ack_policy != wanted.ack_policy:
-        # The ack policy of a consumer cannot be changed in place. Recreating it is safe: the
-        # actor rebuilds its state from the stream and skips sequences it has applied.
+
+
+async def take_over_consumer(js: JetStreamContext, start_seq: int) -> None:
+    """(Re)create the actor's durable consumer to deliver from ``start_seq``.
+
+    A new leader does this when it takes over: writes delivered to its predecessor and not
+    acked would otherwise come again only after the ack wait, and the ones before
+    ``start_seq`` are in the new leader's state already."""
+    with contextlib.suppress(NotFoundError):
         await js.delete_consumer(WRITES_STREAM, ACTOR_DURABLE)
-    await js.add_consumer(WRITES_STREAM, wanted)
+    await js.add_consumer(WRITES_STREAM, actor_consumer_config(start_seq))

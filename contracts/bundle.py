@@ -20,12 +20,12 @@ The chain detects edits, truncation and reordering; it is integrity, not a signa
 from __future__ import annotations
 
 import hashlib
-from datetime import datetime
 from typing import Annotated, Final
 
 import msgspec
 
 from contracts.context import EvolutionContext
+from contracts.vocabulary import Timestamp
 
 __all__ = [
     "BUNDLE_FORMAT",
@@ -47,7 +47,7 @@ _encoder = msgspec.json.Encoder()
 
 class BundleWrite(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fields=True):
     seq: Annotated[int, msgspec.Meta(ge=1)]  # its sequence in the exporting stream
-    time: datetime  # when it was written
+    time: Timestamp  # when it was written
     kind: Annotated[str, msgspec.Meta(pattern=r"^[A-Za-z0-9_-]{1,64}$")]
     writer: str | None = None
     body: str | None = None
@@ -76,7 +76,7 @@ class BundleWrite(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fiel
 class Bundle(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fields=True):
     format: str
     version: int
-    exported_at: datetime
+    exported_at: Timestamp
     tenant: str
     evolution_id: str
     count: Annotated[int, msgspec.Meta(ge=0)]

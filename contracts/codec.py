@@ -14,6 +14,8 @@ from contracts.queries import (
     ContextList,
     ExportRequest,
     GetRequest,
+    HistoryPage,
+    HistoryRequest,
     ListRequest,
     OutcomeReply,
     OutcomeRequest,
@@ -22,14 +24,18 @@ from contracts.writes import Write
 
 __all__ = [
     "DEFAULT_MAX_PAYLOAD",
+    "HEADER_CHUNK",
     "HEADER_EXPECTED_LAST_SUBJECT_SEQ",
     "HEADER_EXPECTED_LAST_SUBJECT_SEQ_SUBJECT",
     "HEADER_MSG_ID",
     "HEADER_RECORDED_TIME",
+    "HEADER_REPLY_BYTES",
     "HEADER_WRITER",
+    "WRITER_MAX",
     "Decoders",
     "decode",
     "encode",
+    "writer_name",
 ]
 
 HEADER_MSG_ID: Final = "Nats-Msg-Id"
@@ -37,10 +43,19 @@ HEADER_WRITER: Final = "Ctxstore-Writer"
 # On a write re-published by an import or replay: when it was originally written (RFC 3339).
 # The store uses it as the write's time (created_at, updated_at); the stream keeps its own.
 HEADER_RECORDED_TIME: Final = "Ctxstore-Recorded-Time"
+# A reply too large for one message comes as several, each carrying "<i>/<n>" (1-based),
+# to a requester that asked for it (``accept_chunks``); their bodies, joined in order, are the
+# reply. ``Ctxstore-Reply-Bytes`` says the whole reply's size (also on the "too large" error a
+# requester that did not ask gets).
+HEADER_CHUNK: Final = "Ctxstore-Chunk"
+HEADER_REPLY_BYTES: Final = "Ctxstore-Reply-Bytes"
 HEADER_EXPECTED_LAST_SUBJECT_SEQ: Final = "Nats-Expected-Last-Subject-Sequence"
 HEADER_EXPECTED_LAST_SUBJECT_SEQ_SUBJECT: Final = "Nats-Expected-Last-Subject-Sequence-Subject"
 
 DEFAULT_MAX_PAYLOAD: Final = 256 * 1024
+WRITER_MAX: Final = 256
+"""Events and history carry a writer's name (its ``Ctxstore-Writer`` header) cut to this
+many characters: they echo it, and an echo must never be too large to send."""
 
 T = TypeVar("T")
 
@@ -68,6 +83,16 @@ class Decoders:
     outcome_request: Final[msgspec.json.Decoder[OutcomeRequest]] = msgspec.json.Decoder(
         OutcomeRequest
     )
+    history: Final[msgspec.json.Decoder[HistoryRequest]] = msgspec.json.Decoder(HistoryRequest)
+    history_page: Final[msgspec.json.Decoder[HistoryPage]] = msgspec.json.Decoder(HistoryPage)
+
+
+def writer_name(header: str | None) -> str | None:
+    """A write's ``Ctxstore-Writer`` header as events and history carry it: cut to
+    ``WRITER_MAX`` characters, with the length it had."""
+    if header is None or len(header) <= WRITER_MAX:
+        return header
+    return f"{header[:WRITER_MAX]}... ({len(header)} characters)"
 
 
 def decode(data: bytes, type_: type[T]) -> T:

@@ -62,6 +62,17 @@ HEADER_SERVICE_ERROR_CODE: Final = "Nats-Service-Error-Code"
 
 
 class ErrorCode(StrEnum):
+    """Why the store said no. In a query's error reply (with the numeric status in the
+    ``Nats-Service-Error-Code`` header), in a rejected write's event, outcome and history entry:
+
+    - ``invalid`` (400): malformed JSON, wrong type, out of range, unknown field, unknown kind
+    - ``too_large`` (413): over the store's max_payload
+    - ``not_found`` (404): no such context (a write to one, or a query for one)
+    - ``conflict`` (409): the evolution id exists (create, import without replace)
+    - ``capacity`` (507): the store holds max_contexts and none is finished, so none can go
+    - ``timeout`` (504): the store had not applied ``min_seq`` in time (queries only)
+    - ``internal`` (500): a failure of the store itself"""
+
     INVALID = "invalid"  # malformed JSON, wrong type, out of range, unknown field
     TOO_LARGE = "too_large"
     NOT_FOUND = "not_found"
@@ -87,6 +98,9 @@ _STATUS = {
 
 
 class ErrorBody(msgspec.Struct, frozen=True, kw_only=True):
+    """The body of every error reply (with headers ``Nats-Service-Error-Code``, the status,
+    and ``Nats-Service-Error``, the message)."""
+
     code: ErrorCode
     message: str
 

@@ -3,11 +3,9 @@ context it pruned to make room (``ContextPruned``, on ``ctxstore.event.<tenant>.
 
 from __future__ import annotations
 
-from datetime import datetime
-
 import msgspec
 
-from contracts.vocabulary import Stage, Status
+from contracts.vocabulary import Stage, Status, Timestamp
 
 __all__ = ["PRUNED_KIND", "ContextPruned", "Event", "WriteApplied", "WriteRejected"]
 
@@ -19,11 +17,15 @@ class _Event(msgspec.Struct, frozen=True, kw_only=True, tag_field="type"):
     evolution_id: str
     kind: str
     seq: int
-    time: datetime
+    time: Timestamp
     writer: str | None = None
 
 
 class WriteApplied(_Event, frozen=True, kw_only=True, tag="applied"):
+    """The write stored at ``seq`` was applied: the context is now at ``version`` (= ``seq``)
+    with ``status`` and ``current_phase`` (null after a delete). ``kind`` is the write's kind,
+    ``size`` its body's length in bytes."""
+
     version: int
     status: Status | None = None
     current_phase: Stage | None = None
@@ -31,6 +33,10 @@ class WriteApplied(_Event, frozen=True, kw_only=True, tag="applied"):
 
 
 class WriteRejected(_Event, frozen=True, kw_only=True, tag="rejected"):
+    """The write stored at ``seq`` was rejected (``code``, an error code, and ``reason``);
+    the context's data is unchanged and the reason is appended to its ``error_log``. When
+    the subject could not be read, ``tenant`` and ``evolution_id`` are ``_``."""
+
     code: str
     reason: str
 
@@ -50,7 +56,7 @@ class ContextPruned(_Event, frozen=True, kw_only=True, tag="pruned"):
     created_by: str | None = None
     version: int
     status: Status
-    created_at: datetime
+    created_at: Timestamp
 
 
 Event = WriteApplied | WriteRejected | ContextPruned

@@ -6,10 +6,11 @@ lists field-level changes between two versions of one context.
 
 from __future__ import annotations
 
-from datetime import datetime
 from typing import Any, Literal
 
 import msgspec
+
+from contracts.vocabulary import Timestamp
 
 __all__ = ["Change", "ContextDiff", "HistoryEntry"]
 
@@ -24,8 +25,8 @@ class HistoryEntry(msgspec.Struct, frozen=True, kw_only=True):
     error ``code`` and ``reason`` (rejected writes live in the stream too)."""
 
     seq: int
-    time: datetime
-    stored_at: datetime
+    time: Timestamp
+    stored_at: Timestamp
     kind: str
     writer: str | None
     size: int

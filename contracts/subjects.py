@@ -65,6 +65,7 @@ class Query(StrEnum):
     COMPARE = "compare"
     EXPORT = "export"
     OUTCOME = "outcome"
+    HISTORY = "history"
 
 
 def check_token(value: str, what: str) -> str:

@@ -2,9 +2,18 @@
 
 from __future__ import annotations
 
+from datetime import datetime
 from enum import StrEnum
+from typing import Annotated
 
-__all__ = ["Phase", "Stage", "Status", "WriteKind"]
+import msgspec
+
+__all__ = ["Phase", "Stage", "Status", "Timestamp", "WriteKind"]
+
+Timestamp = Annotated[
+    datetime, msgspec.Meta(tz=True, description="RFC 3339 date-time with a zone (UTC: 'Z').")
+]
+"""A date-time with a zone: every time the store writes is one (UTC)."""
 
 
 class Phase(StrEnum):

@@ -7,12 +7,11 @@ error names the field and the reason.
 
 from __future__ import annotations
 
-from datetime import datetime
 from typing import Annotated, Any, Literal
 
 import msgspec
 
-from contracts.vocabulary import Phase, Stage, Status, WriteKind
+from contracts.vocabulary import Phase, Stage, Status, Timestamp, WriteKind
 
 __all__ = [
     "PHASE_WRITES",
@@ -36,6 +35,17 @@ Ratio = Annotated[float, msgspec.Meta(ge=0.0, le=1.0)]
 Text = Annotated[str, msgspec.Meta(max_length=65_536)]
 Name = Annotated[str, msgspec.Meta(min_length=1, max_length=256)]
 JSONObject = dict[str, Any]
+# Checked in ExternalResearch.__post_init__; stated here for the JSON Schema.
+Pattern = Annotated[
+    JSONObject,
+    msgspec.Meta(
+        extra_json_schema={
+            "properties": {
+                "applicability": {"type": ["number", "null"], "minimum": 0, "maximum": 1}
+            }
+        }
+    ),
+]
 
 
 class _Write(
@@ -45,6 +55,8 @@ class _Write(
 
 
 class CreateContext(_Write, frozen=True, kw_only=True, tag=WriteKind.CREATE.value):
+    """Create the context named by the subject's evolution id (the writer picks the id)."""
+
     target_path: Annotated[str, msgspec.Meta(min_length=1, max_length=4096)]
     focus_areas: Annotated[list[Name], msgspec.Meta(max_length=64)] = []
 
@@ -66,10 +78,15 @@ class AgentActivity(_Write, frozen=True, kw_only=True, tag=WriteKind.AGENT.value
 
 
 class DeleteContext(_Write, frozen=True, kw_only=True, tag=WriteKind.DELETE.value):
+    """Remove the context from the store; its writes stay in the stream (history)."""
+
     reason: Text = ""
 
 
 class OriginalAnalysis(_Write, frozen=True, kw_only=True, tag=Phase.ORIGINAL_ANALYSIS.value):
+    """Phase write: the code analysis. It replaces the whole phase: a field left out takes its
+    default, it is not kept from an earlier write."""
+
     files_analyzed: Count
     metrics: JSONObject = {}
     issues: list[JSONObject] = []
@@ -77,9 +94,12 @@ class OriginalAnalysis(_Write, frozen=True, kw_only=True, tag=Phase.ORIGINAL_ANA
 
 
 class ExternalResearch(_Write, frozen=True, kw_only=True, tag=Phase.EXTERNAL_RESEARCH.value):
+    """Phase write: the research. It replaces the whole phase: a field left out takes its
+    default, it is not kept from an earlier write."""
+
     best_practices: list[Text] = []
     references: list[JSONObject] = []
-    patterns: list[JSONObject] = []
+    patterns: list[Pattern] = []
 
     def __post_init__(self) -> None:
         for i, pattern in enumerate(self.patterns):
@@ -93,6 +113,9 @@ class ExternalResearch(_Write, frozen=True, kw_only=True, tag=Phase.EXTERNAL_RES
 
 
 class ImprovementPlan(_Write, frozen=True, kw_only=True, tag=Phase.IMPROVEMENT_PLAN.value):
+    """Phase write: the plan. It replaces the whole phase: a field left out takes its
+    default, it is not kept from an earlier write."""
+
     tasks: list[JSONObject] = []
     priorities: list[Name] = []
     dependencies: dict[str, list[str]] = {}
@@ -100,12 +123,18 @@ class ImprovementPlan(_Write, frozen=True, kw_only=True, tag=Phase.IMPROVEMENT_P
 
 
 class ImplementationLog(_Write, frozen=True, kw_only=True, tag=Phase.IMPLEMENTATION_LOG.value):
+    """Phase write: what was implemented. It replaces the whole phase: a field left out takes
+    its default, it is not kept from an earlier write."""
+
     modified_files: list[Annotated[str, msgspec.Meta(max_length=4096)]] = []
     changes: list[JSONObject] = []
     rollback_points: list[JSONObject] = []
 
 
 class EvaluationResults(_Write, frozen=True, kw_only=True, tag=Phase.EVALUATION_RESULTS.value):
+    """Phase write: the evaluation. It replaces the whole phase: a field left out takes its
+    default, it is not kept from an earlier write."""
+
     goals_achieved: list[Any] | JSONObject = []
     metrics_comparison: JSONObject = {}
     success_rate: Ratio = 0.0
@@ -115,7 +144,7 @@ class ImportContext(_Write, frozen=True, kw_only=True, tag=WriteKind.IMPORT.valu
     """A whole context, as exported, recreated under the subject's evolution id."""
 
     target_path: Annotated[str, msgspec.Meta(min_length=1, max_length=4096)]
-    created_at: datetime
+    created_at: Timestamp
     focus_areas: list[Name] = []
     original_analysis: JSONObject = {}
     external_research: JSONObject = {}

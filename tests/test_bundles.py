@@ -359,10 +359,27 @@ async def test_a_write_over_the_target_stores_limit_is_refused_before_publishing
     await store.store_improvement_plan(big, [], {}, 0.5)
     path = await store.export_context()
     async with fresh_store(tmp_path, max_payload=16 * 1024) as small:
-        before = await last_seq(await small._client())
-        with pytest.raises(BundleError, match="over this store's payload limit"):
-            await small.import_context(path)
-        assert await last_seq(await small._client()) == before
+        await small.get_all_contexts()  # connected
+        assert small.url is not None
+        raw = await connect(small.url, name="test-raw")
+        try:
+            before = await last_seq(raw)
+            with pytest.raises(BundleError, match="over this store's payload limit"):
+                await small.import_context(path)
+            assert await last_seq(raw) == before
+        finally:
+            await raw.close()
+
+
+async def test_an_export_to_a_path_that_cannot_be_written_raises_a_bundle_error(
+    store: SharedContextStore, tmp_path: Path
+) -> None:
+    eid = await store.create_context("./p")
+    blocker = tmp_path / "a-file"
+    blocker.write_text("not a directory", encoding="utf-8")
+    with pytest.raises(BundleError, match="cannot write"):
+        await store.export_context(eid, blocker / "ctx.json")
+    assert blocker.read_text(encoding="utf-8") == "not a directory"
 
 
 async def test_non_utf8_bodies_round_trip_as_base64(

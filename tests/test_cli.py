@@ -11,6 +11,9 @@ from pathlib import Path
 
 import pytest
 
+from actors import StoreActor
+from broker import EmbeddedServer
+
 CLI = [sys.executable, "-m", "actors.cli"]
 
 
@@ -90,3 +93,87 @@ async def test_an_unreachable_server_is_reported(tmp_path: Path, argv: list[str]
     code, _, err = await ctxstore(tmp_path / "home", *argv, check=False)
     assert code == 1
     assert "cannot reach NATS" in err
+
+
+# -- options, signals ----------------------------------------------------------------------
+
+
+def url_env(home: Path) -> dict[str, str]:
+    env = {k: v for k, v in os.environ.items() if k != "NATS_URL"}
+    env["CTXSTORE_HOME"] = str(home)
+    return env
+
+
+async def test_global_options_work_after_the_command_too(
+    server: EmbeddedServer, actor: StoreActor, tmp_path: Path
+) -> None:
+    home = tmp_path / "home"
+    _, out, _ = await ctxstore(home, "demo", "--nats-url", server.url)
+    eid = out.split()[1]
+    _, out, _ = await ctxstore(home, "list", "--json", "--nats-url", server.url, "-v")
+    assert [c["evolution_id"] for c in json.loads(out)] == [eid]
+    # Before the command still works, and a value after it wins.
+    _, out, _ = await ctxstore(
+        home, "--nats-url", "nats://127.0.0.1:1", "show", eid, "--nats-url", server.url
+    )
+    assert f"evolution   {eid}" in out
+    # Nothing ran on the local directory.
+    assert not (home / "server.json").exists()
+
+
+async def test_serve_takes_the_readmes_nats_url_after_the_command(
+    server: EmbeddedServer, tmp_path: Path
+) -> None:
+    serve = await asyncio.create_subprocess_exec(
+        *CLI,
+        "serve",
+        "--nats-url",
+        server.url,
+        stdout=asyncio.subprocess.PIPE,
+        stderr=asyncio.subprocess.PIPE,
+        env=url_env(tmp_path / "home"),
+    )
+    try:
+        assert serve.stdout is not None
+        async with asyncio.timeout(30):
+            line = (await serve.stdout.readline()).decode()
+        assert line.startswith(f"store actor serving {server.url}"), line
+    finally:
+        serve.send_signal(signal.SIGTERM)
+        async with asyncio.timeout(30):
+            _, err = await serve.communicate()
+    assert serve.returncode == 0, err.decode()
+
+
+async def test_ctrl_c_stops_watch_quietly(
+    server: EmbeddedServer, actor: StoreActor, tmp_path: Path
+) -> None:
+    watch = await asyncio.create_subprocess_exec(
+        *CLI,
+        "--nats-url",
+        server.url,
+        "watch",
+        stdout=asyncio.subprocess.PIPE,
+        stderr=asyncio.subprocess.PIPE,
+        env=url_env(tmp_path / "home"),
+    )
+    try:
+        assert watch.stderr is not None
+        assert watch.stdout is not None
+        async with asyncio.timeout(30):
+            first = (await watch.stderr.readline()).decode()
+        assert first.startswith("watching "), first
+        _, out, _ = await ctxstore(tmp_path / "home", "--nats-url", server.url, "demo")
+        eid = out.split()[1]
+        async with asyncio.timeout(30):
+            seen = (await watch.stdout.readline()).decode()
+        assert eid in seen
+        watch.send_signal(signal.SIGINT)
+        async with asyncio.timeout(30):
+            _, err = await watch.communicate()
+    finally:
+        if watch.returncode is None:
+            watch.kill()
+            await watch.wait()
+    assert watch.returncode == 0
+    assert err.decode() == ""

@@ -9,6 +9,7 @@ from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Any
 
+import msgspec
 import pytest
 from nats.aio.client import Client
 
@@ -136,12 +137,14 @@ async def test_get_context_by_id_default_current_and_newest_for_fresh_client(
     second = await store.create_context("./second")
     assert (await store.get_context()).evolution_id == second  # the one it created last
     assert (await store.get_context(first)).target_path == "./first"
-    assert (await store.get_context()).evolution_id == first  # the one it used last
+    assert (await store.get_context()).evolution_id == second  # a read changes nothing
+    store.use(first)
+    assert (await store.get_context()).evolution_id == first  # the one chosen with use()
     async with SharedContextStore(config=config, name="fresh") as fresh:
         assert fresh.current_evolution_id is None
         ctx = await fresh.get_context()
         assert ctx.evolution_id == second  # the newest
-        assert fresh.current_evolution_id == second
+        assert fresh.current_evolution_id is None  # read, not adopted
 
 
 async def test_get_context_with_no_context_at_all_raises_not_found(
@@ -163,7 +166,9 @@ async def test_write_without_any_context_raises(store: SharedContextStore, nc: C
 
 async def test_update_phase_moves_stage_and_status(store: SharedContextStore) -> None:
     eid = await store.create_context("./p")
-    assert await store.update_phase("research") is True
+    receipt = await store.update_phase("research")
+    assert receipt  # true, as the spec's bool was
+    assert (receipt.evolution_id, receipt.seq) == (eid, store.last_seq)
     ctx = await store.get_context()
     assert (ctx.current_phase, ctx.status) == (Stage.RESEARCH, Status.RUNNING)
     await store.update_phase(Stage.PLANNING, eid)
@@ -193,9 +198,11 @@ async def test_update_phase_invalid_raises_and_writes_nothing(
 
 
 async def test_mark_failed_keeps_stage_and_logs_error(store: SharedContextStore) -> None:
-    await store.create_context("./p")
+    eid = await store.create_context("./p")
     await store.update_phase(Stage.IMPLEMENTATION)
-    assert await store.mark_failed("RefactorAgent timed out") is True
+    receipt = await store.mark_failed("RefactorAgent timed out")
+    assert receipt
+    assert (receipt.evolution_id, receipt.seq) == (eid, store.last_seq)
     ctx = await store.get_context()
     assert ctx.status is Status.FAILED
     assert ctx.current_phase is Stage.IMPLEMENTATION
@@ -324,7 +331,8 @@ async def test_get_all_contexts_lists_summaries_oldest_first(
     assert one["errors"] == 1
     assert two["phases"] == []
     assert two["status"] == "pending"
-    json.dumps(listing)  # plain data, ready for JSON
+    # Typed summaries, plain JSON on the wire.
+    assert json.loads(msgspec.json.encode(listing))[0]["status"] == "failed"
 
 
 # -- export / import ---------------------------------------------------------------------
@@ -476,7 +484,8 @@ async def test_a_second_client_works_on_a_context_by_evolution_id(
     await store_b.store_external_research(**RESEARCH, evolution_id=eid)
     await store_b.update_phase(Stage.RESEARCH, evolution_id=eid)
     await store_b.store_original_analysis(**ANALYSIS, evolution_id=eid)
-    assert store_b.current_evolution_id == eid
+    assert store_b.current_evolution_id is None  # writes by id leave the default alone
+    store_b.use(eid)
     await store_b.store_improvement_plan(**PLAN)  # now its current context
     ctx = await store.get_context()
     assert ctx.external_research == RESEARCH
@@ -696,7 +705,7 @@ async def test_the_spec_phase_examples_run_in_parallel_agents(
     # Research and analysis by two agents at once, as Phase 1 describes.
     await store.create_context("./my-project")
     seen: dict[str, Any] = {}
-    await store_b.get_context()  # agent b picks up the newest context
+    store_b.use((await store_b.get_context()).evolution_id)  # b takes up the newest context
     ns_a, ns_b = _spec_namespace(store, seen), _spec_namespace(store_b, seen)
     exec(compile(SPEC_PHASES, "spec-examples", "exec"), ns_a)
     exec(compile(SPEC_PHASES, "spec-examples", "exec"), ns_b)

@@ -12,6 +12,7 @@ from actors.client.confirmations import Confirmations
 from broker import StoreConfig
 from contracts import (
     CreateContext,
+    Decoders,
     Query,
     WriteApplied,
     WriteKind,
@@ -88,21 +89,26 @@ async def test_an_evolution_not_listened_to_gets_no_outcome(
     await confirmations.aclose()
 
 
-async def test_a_write_whose_event_is_missed_is_confirmed_by_the_actor(
+async def test_a_write_whose_event_is_gone_is_confirmed_by_the_actor(
     store: SharedContextStore, nc: Client, config: StoreConfig
 ) -> None:
+    # A retry the server answers as a duplicate has no event of its own (the first write's
+    # was announced long ago): the client asks the actor what became of it.
     eid = await store.create_context("./p")
-    confirmations = store._confirmations
-    assert confirmations is not None
-    # Lose the events behind the client's back, as a dropped subscription would.
-    for sub in confirmations._listeners[eid]:
-        await sub.unsubscribe()
-    asked = await outcome_requests(nc, config)
-    await store.store_original_analysis(
-        files_analyzed=3, metrics={}, issues=[], improvements=[], evolution_id=eid
+    first = await store.store_original_analysis(
+        files_analyzed=3, metrics={}, issues=[], improvements=[], idempotency_key="a-1"
     )
     with pytest.raises(ContextNotFoundError):
-        await store.update_phase("research", "nobody")
+        await store.update_phase("research", "nobody", idempotency_key="s-1")
+    asked = await outcome_requests(nc, config)
+    again = await store.store_original_analysis(
+        files_analyzed=3, metrics={}, issues=[], improvements=[], idempotency_key="a-1"
+    )
+    assert (again.seq, again.duplicate) == (first.seq, True)
+    with pytest.raises(ContextNotFoundError):  # the actor's answer: rejected, and why
+        await store.update_phase("research", "nobody", idempotency_key="s-1")
     await nc.flush()
-    assert len(asked) == 1  # the rejection's listener is new; the analysis had to ask
+    seqs = [Decoders.outcome_request.decode(m.data).seq for m in asked]
+    assert len(seqs) == 2  # one question per retried write, none for the first ones
+    assert seqs[0] == first.seq
     assert (await store.get_context(eid)).original_analysis["files_analyzed"] == 3

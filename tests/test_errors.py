@@ -13,6 +13,7 @@ import pytest
 from nats.aio.client import Client
 from nats.aio.msg import Msg
 from nats.aio.subscription import Subscription
+from workload import running_actor
 
 from actors import (
     ContextNotFoundError,
@@ -24,7 +25,7 @@ from actors import (
     StoreTimeoutError,
     StoreUnavailableError,
 )
-from broker import WRITES_STREAM, EmbeddedServer, StoreConfig, provision
+from broker import WRITES_STREAM, EmbeddedServer, JSErrorCode, StoreConfig, provision
 from contracts import (
     Decoders,
     ErrorCode,
@@ -299,7 +300,7 @@ async def test_oversize_payload_from_a_plain_client_is_refused_by_jetstream(
     subject = write_subject("default", eid, WriteKind.ORIGINAL_ANALYSIS)
     with pytest.raises(nats.js.errors.APIError) as refused:
         await nc.jetstream().publish(subject, body)
-    assert "size" in (refused.value.description or "").lower()
+    assert refused.value.err_code == JSErrorCode.MESSAGE_SIZE_EXCEEDS_MAXIMUM
     assert await stream_last_seq(nc) == last
 
     # Without an acknowledgement (core publish) it is dropped all the same: the valid write
@@ -329,6 +330,19 @@ async def test_the_client_refuses_an_oversize_write_before_sending(
         await store.store_implementation_log([blob], [], [])
     assert await stream_last_seq(nc) == last
     assert (await store.get_context()).original_analysis == {}
+
+
+async def test_a_write_over_the_streams_limit_is_refused_by_the_server_as_too_large(
+    server: EmbeddedServer, config: StoreConfig
+) -> None:
+    # The stream was provisioned with a lower limit than this client checks for: the server
+    # refuses the write (JetStream error 10054), and the client says so in our terms.
+    strict = config.replace(**{"max_payload": 2048})
+    async with running_actor(server, strict), SharedContextStore(config=config) as loose:
+        eid = await loose.create_context("./p")
+        with pytest.raises(PayloadTooLargeError, match="10054"):
+            await loose.store_original_analysis(1, {"blob": "x" * 4000}, [], [])
+        assert (await loose.get_context(eid)).original_analysis == {}
 
 
 # -- unknown ids -------------------------------------------------------------------------

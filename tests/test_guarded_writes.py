@@ -16,8 +16,8 @@ import pytest
 from nats.aio.client import Client
 from nats.aio.msg import Msg
 
-from actors import ConflictError, InvalidWriteError, SharedContextStore
-from broker import WRITES_STREAM, EmbeddedServer, StoreConfig
+from actors import ConflictError, InvalidWriteError, SharedContextStore, StoreTimeoutError
+from broker import DUPLICATE_WINDOW_S, WRITES_STREAM, EmbeddedServer, StoreConfig
 from contracts import HEADER_MSG_ID, write_filter
 
 
@@ -109,7 +109,9 @@ async def test_a_retry_after_a_lost_ack_reuses_the_msg_id_and_applies_once(
         async with SharedContextStore(config=slow_ack, name="agent-retry") as agent:
             await agent.get_context(eid)  # connected through the proxy
             proxy.flowing.clear()  # from now on, acknowledgements are held back
-            write = asyncio.create_task(agent.store_original_analysis(**analysis(1)))
+            write = asyncio.create_task(
+                agent.store_original_analysis(**analysis(1), evolution_id=eid)
+            )
             async with asyncio.timeout(10):
                 first = await attempts.get()
                 second = await attempts.get()  # the first ack never came: a retry
@@ -127,6 +129,132 @@ async def test_a_retry_after_a_lost_ack_reuses_the_msg_id_and_applies_once(
     assert await stored_count(nc, eid) == 2  # the create and one analysis, not two
     history = await store.history(eid)
     assert [h.kind for h in history] == ["create", "original_analysis"]
+
+
+@pytest.mark.parametrize("guard", ["expected_version", "create"])
+async def test_a_guarded_retry_after_a_lost_ack_is_a_duplicate_not_a_conflict(
+    server: EmbeddedServer, config: StoreConfig, store: SharedContextStore, nc: Client, guard: str
+) -> None:
+    # The server checks an expected sequence before duplicates: the retry of a guarded write
+    # it had stored is refused as "wrong last sequence", naming the write's own sequence.
+    eid = await store.create_context("./p")
+    version = (await store.get_context(eid)).version
+    attempts: asyncio.Queue[Msg] = asyncio.Queue()
+
+    async def seen(msg: Msg) -> None:
+        await attempts.put(msg)
+
+    await nc.subscribe(write_filter("default", None), cb=seen)
+    await nc.flush()
+    assert server.port is not None
+    async with StallingProxy(server.port) as proxy:
+        slow_ack = config.replace(**{"nats_url": proxy.url, "request_timeout": 0.5})
+        async with SharedContextStore(config=slow_ack, name="agent-retry") as agent:
+            await agent.get_context(eid)  # connected through the proxy
+            proxy.flowing.clear()
+            if guard == "create":
+                write: asyncio.Future[Any] = asyncio.ensure_future(
+                    agent.create_context("./q", evolution_id="evo-guarded")
+                )
+            else:
+                write = asyncio.ensure_future(
+                    agent.store_improvement_plan(
+                        **plan(1), evolution_id=eid, expected_version=version
+                    )
+                )
+            async with asyncio.timeout(10):
+                first = await attempts.get()
+                await attempts.get()  # a retry: the first acknowledgement never came
+            proxy.flowing.set()
+            async with asyncio.timeout(10):
+                result = await write
+    assert first.headers is not None
+    if guard == "create":
+        assert result == "evo-guarded"
+        assert await stored_count(nc, "evo-guarded") == 1
+        assert (await store.get_context("evo-guarded")).target_path == "./q"
+    else:
+        assert result.duplicate
+        assert await stored_count(nc, eid) == 2
+        assert (await store.get_context(eid)).version == result.seq
+
+
+async def test_a_write_that_timed_out_is_retried_safely_with_its_idempotency_key(
+    server: EmbeddedServer, config: StoreConfig, store: SharedContextStore, nc: Client
+) -> None:
+    # The client gave up (StoreTimeoutError) although the server had stored the write: the
+    # caller's own retry, with the same key, must not apply it a second time.
+    eid = await store.create_context("./p")
+    assert server.port is not None
+    async with StallingProxy(server.port) as proxy:
+        slow_ack = config.replace(**{"nats_url": proxy.url, "request_timeout": 0.3})
+        async with SharedContextStore(config=slow_ack, name="agent-retry") as agent:
+            await agent.get_context(eid)  # connected through the proxy
+            proxy.flowing.clear()
+            with pytest.raises(StoreTimeoutError):
+                await agent.store_original_analysis(
+                    **analysis(1), evolution_id=eid, idempotency_key="analysis-run-1"
+                )
+            proxy.flowing.set()
+            receipt = await agent.store_original_analysis(
+                **analysis(1), evolution_id=eid, idempotency_key="analysis-run-1"
+            )
+    assert receipt.duplicate
+    ctx = await store.get_context(eid)
+    assert ctx.phase_versions == {"original_analysis": receipt.seq}
+    assert await stored_count(nc, eid) == 2
+    assert [h.kind for h in await store.history(eid)] == ["create", "original_analysis"]
+
+
+async def test_an_idempotency_key_names_one_write_of_one_context(
+    store: SharedContextStore, nc: Client
+) -> None:
+    first = await store.create_context("./one")
+    second = await store.create_context("./two")
+    a = await store.store_original_analysis(**analysis(1), evolution_id=first, idempotency_key="k")
+    again = await store.store_original_analysis(
+        **analysis(1), evolution_id=first, idempotency_key="k"
+    )
+    assert (again.seq, again.duplicate, a.duplicate) == (a.seq, True, False)
+    # The same key on another context, or on another kind of write, is another write.
+    b = await store.store_original_analysis(**analysis(2), evolution_id=second, idempotency_key="k")
+    c = await store.update_phase("research", first, idempotency_key="k")
+    assert not b.duplicate
+    assert not c.duplicate
+    assert len({a.seq, b.seq, c.seq}) == 3
+    assert (await store.get_context(second)).original_analysis == analysis(2)
+    assert await stored_count(nc, first) == 3
+
+
+async def test_a_create_retried_with_its_key_is_not_a_conflict(store: SharedContextStore) -> None:
+    eid = await store.create_context("./p", evolution_id="evo-once", idempotency_key="create-1")
+    # A retry of a create that was applied: the same id and key return the same context.
+    assert (
+        await store.create_context("./p", evolution_id="evo-once", idempotency_key="create-1")
+        == eid
+    )
+    with pytest.raises(ConflictError):  # without the key it is a second create
+        await store.create_context("./p", evolution_id="evo-once")
+    # A key without an id cannot make a retry safe: each call would pick a new id.
+    with pytest.raises(InvalidWriteError, match="evolution_id"):
+        await store.create_context("./p", idempotency_key="create-2")
+
+
+async def test_the_duplicate_window_is_the_documented_two_minutes(
+    store: SharedContextStore, nc: Client
+) -> None:
+    info = await nc.jetstream().stream_info(WRITES_STREAM)
+    assert info.config.duplicate_window == DUPLICATE_WINDOW_S == 120
+
+
+@pytest.mark.parametrize("bad", ["", "has space", "line\nbreak", "x" * 200, 7])
+async def test_an_invalid_idempotency_key_is_refused_before_sending(
+    store: SharedContextStore, nc: Client, bad: Any
+) -> None:
+    eid = await store.create_context("./p")
+    with pytest.raises(InvalidWriteError, match="idempotency_key"):
+        await store.store_original_analysis(**analysis(1), idempotency_key=bad)
+    assert await stored_count(nc, eid) == 1
 
 
 # -- expected versions ---------------------------------------------------------------------
@@ -154,7 +282,9 @@ async def test_a_stale_expected_version_is_refused_with_the_current_version(
     won = await store.store_improvement_plan(**plan(1), expected_version=seen_by_a.version)
 
     with pytest.raises(ConflictError) as caught:
-        await store_b.store_improvement_plan(**plan(2), expected_version=seen_by_b.version)
+        await store_b.store_improvement_plan(
+            **plan(2), evolution_id=eid, expected_version=seen_by_b.version
+        )
     assert caught.value.current_version == won.seq
     assert f"version {won.seq}" in str(caught.value)
     assert f"expected {seen_by_b.version}" in str(caught.value)
@@ -166,7 +296,7 @@ async def test_a_stale_expected_version_is_refused_with_the_current_version(
     assert ctx.version == won.seq
     # Retrying at the version the error named succeeds.
     again = await store_b.store_improvement_plan(
-        **plan(2), expected_version=caught.value.current_version
+        **plan(2), evolution_id=eid, expected_version=caught.value.current_version
     )
     assert (await store_b.get_context(eid)).improvement_plan == plan(2)
     assert again.seq > won.seq

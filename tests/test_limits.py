@@ -24,8 +24,10 @@ from actors import (
 )
 from actors.store.local import LocalStack
 from actors.store.retention import TTL_WRITER, expire, expired
-from broker import EVENTS_STREAM, WRITES_STREAM, EmbeddedServer, StoreConfig, provision
+from broker import EVENTS_STREAM, WRITES_STREAM, EmbeddedServer, StoreConfig, connect, provision
 from contracts import (
+    HEADER_WRITER,
+    WRITER_MAX,
     ContextPruned,
     Decoders,
     ErrorCode,
@@ -287,3 +289,35 @@ async def test_the_actor_enforces_its_payload_limit_even_when_the_stream_allows_
         assert ctx is not None
         assert ctx.original_analysis == {}
         assert "exceeds the limit of 2048 bytes" in ctx.error_log[-1]
+
+
+async def test_a_writer_name_as_large_as_a_message_does_not_stop_the_actor(
+    tmp_path: Path,
+) -> None:
+    """The actor's event echoes the write's writer header: unbounded, an event for a write
+    near the server's max_payload was larger than max_payload, and its publish stopped the
+    actor. Events (and history) carry the writer's name cut to ``WRITER_MAX`` characters."""
+    limit = 16 * 1024
+    async with EmbeddedServer(tmp_path / "nats", max_payload=limit) as small:
+        config = StoreConfig.build({}, nats_url=small.url, max_payload=limit)
+        raw = await connect(small.url, name="raw")
+        async with (
+            running_actor(small, config) as actor,
+            SharedContextStore(config=config) as store,
+        ):
+            eid = await store.create_context("./p")
+            events = await subscribe(raw, event_filter("default", eid))
+            writer = "w" * (limit - 200)
+            ack = await raw.jetstream().publish(
+                write_subject("default", eid, "stage"),
+                b'{"type": "stage", "phase": "research"}',
+                headers={HEADER_WRITER: writer},
+            )
+            event = await next_event(events, lambda e: isinstance(e, WriteApplied))
+            assert isinstance(event, WriteApplied)
+            assert event.seq == ack.seq
+            assert event.writer == f"{'w' * WRITER_MAX}... ({len(writer)} characters)"
+            assert actor.running
+            await store.update_phase("planning", evolution_id=eid)
+            assert (await store.get_context(eid)).current_phase == "planning"
+        await raw.close()

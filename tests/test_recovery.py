@@ -9,10 +9,7 @@ Figures are printed (``-s``) and recorded as test properties.
 from __future__ import annotations
 
 import asyncio
-import os
 import random
-import signal
-import sys
 from collections import Counter
 from collections.abc import Callable
 from pathlib import Path
@@ -22,6 +19,7 @@ from nats.aio.client import Client
 from nats.aio.msg import Msg
 from nats.js.api import ConsumerConfig, DeliverPolicy
 from workload import (
+    ActorProcess,
     Expected,
     contexts_at,
     create_contexts,
@@ -124,54 +122,6 @@ async def applied_events(nc: Client) -> Counter[int]:
 
 
 # -- kill -9 under load --------------------------------------------------------------------
-
-
-class ActorProcess:
-    """``ctxstore --nats-url URL serve``: the store actor in its own OS process."""
-
-    def __init__(self, url: str, log_dir: Path) -> None:
-        self.url = url
-        self.log_dir = log_dir
-        self.proc: asyncio.subprocess.Process | None = None
-        self.starts = 0
-
-    async def start(self) -> float:
-        """Start it; seconds until it said it serves (it has recovered by then)."""
-        self.starts += 1
-        env = {k: v for k, v in os.environ.items() if not k.startswith("CONTEXT_STORE_")}
-        env["CONTEXT_STORE_SNAPSHOT_EVERY"] = "2000"  # snapshots take part in the crashes
-        env["CONTEXT_STORE_MAX_PAYLOAD"] = str(64 * 1024)
-        began = perf_counter()
-        with (self.log_dir / f"actor-{self.starts}.log").open("wb") as err:
-            self.proc = await asyncio.create_subprocess_exec(
-                sys.executable,
-                "-m",
-                "actors.cli",
-                "--nats-url",
-                self.url,
-                "serve",
-                stdout=asyncio.subprocess.PIPE,
-                stderr=err,
-                env=env,
-                cwd=Path(__file__).parent.parent,
-            )
-        assert self.proc.stdout is not None
-        async with asyncio.timeout(30):
-            line = await self.proc.stdout.readline()
-        assert line.startswith(b"store actor serving"), line
-        return perf_counter() - began
-
-    async def kill(self) -> None:
-        assert self.proc is not None
-        self.proc.send_signal(signal.SIGKILL)
-        async with asyncio.timeout(10):
-            await self.proc.wait()
-
-    async def stop(self) -> None:
-        if self.proc is not None and self.proc.returncode is None:
-            self.proc.terminate()
-            async with asyncio.timeout(10):
-                await self.proc.wait()
 
 
 async def test_kill_9_of_the_actor_under_load_loses_and_duplicates_nothing(

@@ -100,6 +100,7 @@ def same_state(a: StoreState, b: StoreState) -> None:
     assert a.contexts == b.contexts
     for tenant in {t for t, _ in a.contexts}:
         assert a.get(tenant, None) == b.get(tenant, None)
+    assert a.image() == b.image()  # outcomes and last-write times included
 
 
 async def test_start_up_from_a_snapshot_replays_only_the_writes_after_it(
@@ -287,8 +288,9 @@ def test_the_snapshot_codec_round_trips_and_refuses_tampering() -> None:
     restored, created = decode_snapshot(data, limits)
     assert created == now
     same_state(restored, state)
-    assert restored.rejection(4) is not None
-    assert restored.rejection(4).code == state.rejection(4).code  # type: ignore[union-attr]
+    assert restored.outcome(4) is not None
+    assert restored.outcome(4) == state.outcome(4)
+    assert restored.idle(60, now) == state.idle(60, now)
 
     with pytest.raises(SnapshotError, match="checksum"):
         decode_snapshot(data[:-1] + bytes([data[-1] ^ 1]), limits)

@@ -183,8 +183,18 @@ def test_a_rejection_logs_the_reason_and_moves_the_version_only() -> None:
     assert outcome.code is ErrorCode.INVALID
     assert "$.files_analyzed" in outcome.reason
     assert outcome.evolution_id == "evo-1"
-    assert state.rejection(bad.seq) is outcome
-    assert state.rejection(2) is None
+    remembered = state.outcome(bad.seq)
+    assert remembered is not None
+    assert (remembered.applied, remembered.code, remembered.reason) == (
+        False,
+        outcome.code,
+        outcome.reason,
+    )
+    assert remembered.evolution_id == "evo-1"
+    assert remembered.version == bad.seq
+    analysis = state.outcome(2)
+    assert analysis is not None
+    assert analysis.applied
     after = state.get("default", "evo-1")
     assert before is not None
     assert after is not None
@@ -346,8 +356,9 @@ def test_capacity_refuses_new_contexts_only() -> None:
     log.add("evo-2", CreateContext(target_path="./2"))
     log.add("evo-1", OriginalAnalysis(files_analyzed=1))
     state = replay(log.writes, Limits(max_payload=64 * 1024, max_contexts=1))
-    rejected = state.rejection(2)
+    rejected = state.outcome(2)
     assert rejected is not None
+    assert not rejected.applied
     assert rejected.code is ErrorCode.CAPACITY
     assert state.get("default", "evo-2") is None
     ctx = state.get("default", "evo-1")

@@ -270,6 +270,7 @@ async def test_micro_discovery_lists_the_query_endpoints(
         "compare": "ctxstore.query.*.compare",
         "export": "ctxstore.query.*.export",
         "outcome": "ctxstore.query.*.outcome",
+        "history": "ctxstore.query.*.history",
     }
     await store.get_all_contexts()
     stats = json.loads((await nc.request("$SRV.STATS.ctxstore", b"", timeout=5)).data)

@@ -12,8 +12,13 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import os
+import signal
+import sys
 from collections.abc import AsyncIterator
 from dataclasses import dataclass, field
+from pathlib import Path
+from time import perf_counter
 from typing import Any
 
 import nats.errors
@@ -223,3 +228,56 @@ async def contexts_at(nc: Client, seq: int) -> dict[str, EvolutionContext]:
         )
         found[summary.evolution_id] = Decoders.context.decode(reply.data)
     return found
+
+
+class ActorProcess:
+    """``ctxstore --nats-url URL serve``: the store actor in its own OS process."""
+
+    def __init__(self, url: str, log_dir: Path, name: str = "actor") -> None:
+        self.url = url
+        self.log_dir = log_dir
+        self.name = name
+        self.proc: asyncio.subprocess.Process | None = None
+        self.starts = 0
+
+    async def start(self) -> float:
+        """Start it; seconds until it said it serves (it has recovered by then)."""
+        self.starts += 1
+        env = {k: v for k, v in os.environ.items() if not k.startswith("CONTEXT_STORE_")}
+        env["CONTEXT_STORE_SNAPSHOT_EVERY"] = "2000"  # snapshots take part in the crashes
+        env["CONTEXT_STORE_MAX_PAYLOAD"] = str(64 * 1024)
+        began = perf_counter()
+        with (self.log_dir / f"{self.name}-{self.starts}.log").open("wb") as err:
+            self.proc = await asyncio.create_subprocess_exec(
+                sys.executable,
+                "-m",
+                "actors.cli",
+                "--nats-url",
+                self.url,
+                "serve",
+                stdout=asyncio.subprocess.PIPE,
+                stderr=err,
+                env=env,
+                cwd=Path(__file__).parent.parent,
+            )
+        assert self.proc.stdout is not None
+        async with asyncio.timeout(30):
+            line = await self.proc.stdout.readline()
+        assert line.startswith(b"store actor serving"), line
+        return perf_counter() - began
+
+    @property
+    def pid(self) -> int | None:
+        return None if self.proc is None else self.proc.pid
+
+    async def kill(self) -> None:
+        assert self.proc is not None
+        self.proc.send_signal(signal.SIGKILL)
+        async with asyncio.timeout(10):
+            await self.proc.wait()
+
+    async def stop(self) -> None:
+        if self.proc is not None and self.proc.returncode is None:
+            self.proc.terminate()
+            async with asyncio.timeout(10):
+                await self.proc.wait()

@@ -1,9 +1,9 @@
 """``ctxstore``: run the store, and look at what it holds.
 
 With no ``--nats-url`` (and no ``NATS_URL``), every command uses the local store directory
-(``--home``, default ``$CTXSTORE_HOME`` or ``~/.local/share/ctxstore``): ``serve`` runs the
-embedded server there; other commands use that server while it runs, or start the embedded
-server and a store actor on the same directory for the length of the command.
+(``--home``, default ``$CTXSTORE_HOME`` or ``~/.local/share/ctxstore``) and its one server:
+``serve`` runs it in the foreground; other commands use the one running, or start one in the
+background that stops about 1.5 s after its last user (``actors.client.local``).
 
 Each command's module is imported when the command runs, so ``ctxstore list`` loads the client
 and nothing of the store actor or the evolution app.
@@ -28,24 +28,41 @@ __all__ = ["main"]
 Command = Callable[[argparse.Namespace], Awaitable[int]]
 
 
-def _parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="ctxstore", description=__doc__.splitlines()[0])
+def _global_options(parser: argparse.ArgumentParser, *, defaults: bool) -> None:
+    """The options every command takes, before or after its name. A command's copy has no
+    defaults, so it never overwrites what was given before the command."""
+
+    def default(value: object) -> object:
+        return value if defaults else argparse.SUPPRESS
+
+    home = default_home()
     parser.add_argument(
         "--home",
         type=Path,
-        default=default_home(),
-        help="local store directory (default: %(default)s)",
+        default=default(home),
+        help=f"local store directory (default: {home})",
     )
     parser.add_argument(
-        "--nats-url", default=None, help="use this NATS server (default: $NATS_URL or local)"
+        "--nats-url",
+        default=default(None),
+        help="use this NATS server (default: $NATS_URL or local)",
     )
-    parser.add_argument("-v", "--verbose", action="store_true", help="log to stderr")
+    parser.add_argument(
+        "-v", "--verbose", action="store_true", default=default(False), help="log to stderr"
+    )
+
+
+def _parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="ctxstore", description=__doc__.splitlines()[0])
+    _global_options(parser, defaults=True)
     sub = parser.add_subparsers(dest="command", required=True)
 
     serve = sub.add_parser("serve", help="run the server and the store actor until stopped")
     serve.add_argument("--port", type=int, default=0, help="client port (default: any free)")
     serve.add_argument("--store-dir", type=Path, default=None, help="server store directory")
     serve.add_argument("--backend", choices=["memory", "file"], default=None)
+    # The server a URL-less client starts for the local store directory.
+    serve.add_argument("--exit-when-unused", action="store_true", help=argparse.SUPPRESS)
     serve.set_defaults(run="serve:cmd_serve")
 
     lst = sub.add_parser("list", help="list contexts")
@@ -101,9 +118,25 @@ def _parser() -> argparse.ArgumentParser:
     agent.add_argument("name", choices=AGENT_NAMES)
     agent.set_defaults(run="evolve:cmd_agent")
 
+    schema = sub.add_parser(
+        "schema", help="print the wire contract: a JSON Schema of every message, or AsyncAPI 3"
+    )
+    schema.add_argument("--format", choices=["jsonschema", "asyncapi"], default="jsonschema")
+    schema.add_argument(
+        "--write",
+        type=Path,
+        default=None,
+        metavar="DIR",
+        help="write both documents into DIR instead (the repository keeps them in "
+        "contracts/schemas)",
+    )
+    schema.set_defaults(run="schema:cmd_schema")
+
     demo = sub.add_parser("demo", help="run the spec's four phases against the store")
     demo.add_argument("--target", default="./my-project")
     demo.set_defaults(run="contexts:cmd_demo")
+    for command in sub.choices.values():
+        _global_options(command, defaults=False)
     return parser
 
 

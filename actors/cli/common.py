@@ -4,9 +4,10 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import contextlib
 import json
 import signal
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from datetime import UTC, datetime
 from typing import Any
 
@@ -14,7 +15,7 @@ import msgspec
 
 from actors.client import SharedContextStore
 
-__all__ = ["client", "dump", "parse_point", "table", "wait_for_signal"]
+__all__ = ["client", "dump", "parse_point", "stop_signals", "table"]
 
 
 def table(rows: Sequence[Sequence[object]], headers: Sequence[str]) -> str:
@@ -33,13 +34,16 @@ def client(args: argparse.Namespace) -> SharedContextStore:
     return SharedContextStore(args.nats_url, home=args.home, name="ctxstore-cli")
 
 
-async def wait_for_signal() -> None:
+@contextlib.contextmanager
+def stop_signals() -> Iterator[asyncio.Event]:
+    """An event set by SIGINT or SIGTERM from the moment this is entered: enter it before
+    telling anyone the process is ready, so that a signal sent at once stops it cleanly."""
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGINT, signal.SIGTERM):
         loop.add_signal_handler(sig, stop.set)
     try:
-        await stop.wait()
+        yield stop
     finally:
         for sig in (signal.SIGINT, signal.SIGTERM):
             loop.remove_signal_handler(sig)

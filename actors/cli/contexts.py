@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import json
 from typing import Any
 
 from actors.cli.common import client, dump, table
@@ -17,20 +16,20 @@ async def cmd_list(args: argparse.Namespace) -> int:
     async with client(args) as store:
         contexts = await store.get_all_contexts()
     if args.json:
-        print(json.dumps(contexts, indent=2))
+        print(dump(contexts))
         return 0
     if not contexts:
         print("no contexts")
         return 0
     rows = [
         (
-            c["evolution_id"],
-            c["created_at"][:19].replace("T", " "),
-            c["status"],
-            c["current_phase"],
-            len(c["phases"]),
-            c["version"],
-            c["target_path"],
+            c.evolution_id,
+            f"{c.created_at:%Y-%m-%d %H:%M:%S}",
+            c.status,
+            c.current_phase,
+            len(c.phases),
+            c.version,
+            c.target_path,
         )
         for c in contexts
     ]

@@ -11,12 +11,13 @@ from typing import TextIO
 
 import msgspec
 
-from actors.cli.common import client, table, wait_for_signal
+from actors.cli.common import client, stop_signals, table
 from actors.client import SharedContextStore
 from actors.evolution import EvolutionConfig, EvolutionEngine, EvolutionResult, Progress
 from actors.evolution.agents import AgentHost, build_agent
 from actors.evolution.agents.rollback import restore_point
 from broker import connect
+from broker.redact import redact
 from contracts import Stage, Status
 
 __all__ = ["cmd_agent", "cmd_evolve", "cmd_rollback"]
@@ -208,8 +209,9 @@ async def cmd_agent(args: argparse.Namespace) -> int:
         nc = await connect(url, name=f"ctxstore-agent-{args.name}", long_running=True)
         try:
             async with agent.store, AgentHost(nc, [agent], tenant=store.config.tenant):
-                print(f"agent {args.name} serving on {url}", flush=True)
-                await wait_for_signal()
+                with stop_signals() as signalled:
+                    print(f"agent {args.name} serving on {redact(url)}", flush=True)
+                    await signalled.wait()
         finally:
             await nc.close()
     return 0

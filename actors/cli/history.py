@@ -5,8 +5,8 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import contextlib
 import json
-import signal
 import sys
 from collections.abc import Callable, Sequence
 from pathlib import Path
@@ -14,7 +14,8 @@ from typing import Any
 
 import msgspec
 
-from actors.cli.common import client, parse_point, table
+from actors.cli.common import client, parse_point, stop_signals, table
+from actors.client import Watch
 from contracts.history import Change
 
 __all__ = ["register"]
@@ -110,24 +111,16 @@ async def cmd_replay(args: argparse.Namespace) -> int:
 
 
 async def cmd_watch(args: argparse.Namespace) -> int:
-    stop = asyncio.Event()
-    loop = asyncio.get_running_loop()
-    for sig in (signal.SIGINT, signal.SIGTERM):
-        loop.add_signal_handler(sig, stop.set)
-    try:
+    with stop_signals() as signalled:
         async with client(args) as store:
             watch = store.watch(args.evolution_id, args.phase or None, from_start=args.from_start)
             async with watch:
+                # A signal closes the watch, which ends the iteration below: no task is left
+                # pending or unread, so Ctrl-C exits quietly.
+                closer = asyncio.create_task(_close_when(signalled, watch))
                 print(f"watching {watch.subject} (Ctrl-C to stop)", file=sys.stderr, flush=True)
-                stopper = asyncio.create_task(stop.wait())
                 try:
-                    while not stop.is_set():
-                        nxt = asyncio.ensure_future(anext(watch))
-                        await asyncio.wait({nxt, stopper}, return_when=asyncio.FIRST_COMPLETED)
-                        if not nxt.done():
-                            nxt.cancel()
-                            break
-                        e = nxt.result()
+                    async for e in watch:
                         where = f"{e.status or '-'}/{e.current_phase or '-'}"
                         print(
                             f"{e.seq:>8}  {e.time.isoformat(timespec='milliseconds')}  "
@@ -135,11 +128,15 @@ async def cmd_watch(args: argparse.Namespace) -> int:
                             flush=True,
                         )
                 finally:
-                    stopper.cancel()
-    finally:
-        for sig in (signal.SIGINT, signal.SIGTERM):
-            loop.remove_signal_handler(sig)
+                    closer.cancel()
+                    with contextlib.suppress(asyncio.CancelledError):
+                        await closer
     return 0
+
+
+async def _close_when(signalled: asyncio.Event, watch: Watch) -> None:
+    await signalled.wait()
+    await watch.aclose()
 
 
 def register(sub: Any) -> None:

@@ -6,10 +6,10 @@ talks to a store loads this package, ``contracts`` and ``broker``.
 
 from actors.client.context_store import (
     SharedContextStore,
-    WriteReceipt,
     get_context_store,
     new_evolution_id,
 )
+from actors.client.handle import ContextHandle, WriteReceipt
 from actors.client.local import default_home
 from actors.client.watch import Watch
 from contracts.errors import (
@@ -36,6 +36,7 @@ __all__ = [
     "CapacityError",
     "ConfigError",
     "ConflictError",
+    "ContextHandle",
     "ContextNotFoundError",
     "ContextStoreError",
     "InvalidWriteError",

@@ -10,17 +10,19 @@ the id to be empty (or the delete that replaces it), each next one expects the p
 
 from __future__ import annotations
 
+import contextlib
 import os
+from collections.abc import Awaitable, Callable
 from pathlib import Path
-from typing import Final
 
-import nats.errors
 from nats.aio.client import Client
-from nats.js.errors import APIError
+from nats.js import JetStreamContext
 
 from actors.client.history import load_timeline
 from actors.core.bundles import Published, decode_bundle, encode_bundle, raw_body
 from broker import StoreConfig
+from broker.nats_errors import nats_errors
+from broker.publish import publish as publish_message
 from contracts import (
     HEADER_EXPECTED_LAST_SUBJECT_SEQ,
     HEADER_EXPECTED_LAST_SUBJECT_SEQ_SUBJECT,
@@ -34,7 +36,6 @@ from contracts import (
     DeleteContext,
     OutcomeRequest,
     Query,
-    StoreTimeoutError,
     WriteKind,
     encode,
     error_for,
@@ -47,8 +48,6 @@ from contracts.bundle import Bundle, BundleWrite
 
 __all__ = ["publish_bundle", "read_bundle", "write_bundle"]
 
-_WRONG_LAST_SEQUENCE: Final = 10071
-
 
 def read_bundle(path: str | os.PathLike[str]) -> Bundle:
     try:
@@ -59,15 +58,20 @@ def read_bundle(path: str | os.PathLike[str]) -> Bundle:
 
 
 def write_bundle(bundle: Bundle, path: Path, *, compress: bool) -> Path:
-    path.parent.mkdir(parents=True, exist_ok=True)
     tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-    tmp.write_bytes(encode_bundle(bundle, compress=compress))
-    tmp.replace(path)
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        tmp.write_bytes(encode_bundle(bundle, compress=compress))
+        tmp.replace(path)
+    except OSError as exc:
+        with contextlib.suppress(OSError):
+            tmp.unlink(missing_ok=True)
+        raise BundleError(f"cannot write {path}: {exc.strerror or exc}") from None
     return path
 
 
 async def publish_bundle(
-    nc: Client,
+    connection: Callable[[], Awaitable[Client]],
     config: StoreConfig,
     bundle: Bundle,
     evolution_id: str,
@@ -76,8 +80,10 @@ async def publish_bundle(
     msg_prefix: str,
     confirm_first: bool = True,
 ) -> Published:
-    """Re-publish the bundle's writes under ``evolution_id`` (validated beforehand)."""
+    """Re-publish the bundle's writes under ``evolution_id`` (validated beforehand), on the
+    connection ``connection()`` gives (a client's, made anew if it was lost)."""
     tenant = config.tenant
+    nc = await connection()
     current = await load_timeline(
         nc,
         tenant,
@@ -91,28 +97,26 @@ async def publish_bundle(
             f"context {evolution_id} already exists: import with replace=True (--replace) "
             f"or under a new id (--as ID)"
         )
-    js = nc.jetstream(timeout=config.request_timeout)
     subject_filter = write_filter(tenant, evolution_id)
     expected = current.last_seq
+    max_payload = nc.max_payload
+
+    async def jetstream() -> JetStreamContext:
+        return (await connection()).jetstream(timeout=config.request_timeout)
 
     async def publish(subject: str, data: bytes, headers: dict[str, str]) -> int:
         headers[HEADER_EXPECTED_LAST_SUBJECT_SEQ] = str(expected)
         headers[HEADER_EXPECTED_LAST_SUBJECT_SEQ_SUBJECT] = subject_filter
-        for attempt in range(3):
-            try:
-                ack = await js.publish(subject, data, headers=headers)
-                return int(ack.seq)
-            except nats.errors.TimeoutError:
-                if attempt == 2:
-                    raise StoreTimeoutError(f"no acknowledgement for {subject}") from None
-            except APIError as exc:
-                if exc.err_code == _WRONG_LAST_SEQUENCE:
-                    raise ConflictError(
-                        f"another writer wrote to {evolution_id} during the import "
-                        f"({len(seq_map)} of {len(bundle.writes)} writes were imported)"
-                    ) from None
-                raise error_for("internal", f"JetStream refused {subject}: {exc}") from None
-        raise AssertionError("unreachable")
+        try:
+            ack = await publish_message(
+                jetstream, subject, data, headers, max_payload=max_payload, what=subject
+            )
+        except ConflictError:
+            raise ConflictError(
+                f"another writer wrote to {evolution_id} during the import "
+                f"({len(seq_map)} of {len(bundle.writes)} writes were imported)"
+            ) from None
+        return int(ack.seq)
 
     seq_map: dict[int, int] = {}
     if exists:
@@ -132,17 +136,18 @@ async def publish_bundle(
         expected = await publish(subject, raw_body(write), headers)
         seq_map[expected] = write.seq
         if i == 0 and confirm_first:
-            await _confirm_first(nc, config, expected, write)
+            await _confirm_first(await connection(), config, expected, write)
     return Published(evolution_id, expected, seq_map)
 
 
 async def _confirm_first(nc: Client, config: StoreConfig, seq: int, write: BundleWrite) -> None:
     """Stop early if the store refused to create the context (e.g. it is full)."""
-    msg = await nc.request(
-        query_subject(config.tenant, Query.OUTCOME),
-        encode(OutcomeRequest(seq=seq, min_seq=seq)),
-        timeout=config.request_timeout,
-    )
+    with nats_errors("asking the store whether the import's first write applied"):
+        msg = await nc.request(
+            query_subject(config.tenant, Query.OUTCOME),
+            encode(OutcomeRequest(seq=seq, min_seq=seq)),
+            timeout=config.request_timeout,
+        )
     if service_error(msg.headers, msg.data) is not None:
         return  # the outcome is checked again on the imported context
     outcome = Decoders.outcome.decode(msg.data)

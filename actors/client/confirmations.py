@@ -51,6 +51,7 @@ class Confirmations:
         self._listeners: OrderedDict[str, tuple[Subscription, Subscription]] = OrderedDict()
         self._outcomes: OrderedDict[int, Outcome] = OrderedDict()
         self._waiting: dict[int, asyncio.Future[Outcome]] = {}
+        self._closed = False
 
     async def listen(self, evolution_id: str) -> None:
         """Hear the outcomes of writes to ``evolution_id`` published after this call on the
@@ -70,9 +71,10 @@ class Confirmations:
             await _unsubscribe(old)
 
     async def outcome(self, seq: int, grace: float) -> Outcome | None:
-        """The outcome of the write at ``seq``, if its event comes within ``grace`` seconds."""
+        """The outcome of the write at ``seq``, if its event comes within ``grace`` seconds
+        (``None`` at once once closed: the connection it listened on is gone)."""
         known = self._outcomes.pop(seq, None)
-        if known is not None:
+        if known is not None or self._closed:
             return known
         fut: asyncio.Future[Outcome] = asyncio.get_running_loop().create_future()
         self._waiting[seq] = fut
@@ -81,10 +83,16 @@ class Confirmations:
                 return await fut
         except TimeoutError:
             return None
+        except asyncio.CancelledError:
+            task = asyncio.current_task()
+            if fut.cancelled() and task is not None and not task.cancelling():
+                return None  # closed while waiting, not a cancellation of the caller
+            raise
         finally:
             self._waiting.pop(seq, None)
 
     async def aclose(self) -> None:
+        self._closed = True
         listeners, self._listeners = list(self._listeners.values()), OrderedDict()
         for pair in listeners:
             await _unsubscribe(pair)

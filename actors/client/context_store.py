@@ -1,5 +1,12 @@
 """``SharedContextStore``: the client every agent uses.
 
+``store.context(eid)`` gives a ``ContextHandle`` bound to one evolution, with typed reads
+and writes; the spec's methods (``get_context``, ``update_phase``, ``store_*``...) are a thin
+layer over handles. Those called without ``evolution_id`` use the *current evolution of the
+calling task* (a ``contextvars`` variable, per store): ``create_context``,
+``import_context``, ``replay`` and ``use`` set it, and nothing else does, so concurrent tasks
+sharing one store never write to each other's context, and reads change nothing.
+
 Writes are published to JetStream (durable once acknowledged; each carries a
 ``Nats-Msg-Id``, reused on retry so it never applies twice), then confirmed by the actor's
 event for it (or, if that does not come, by asking the actor), so a rejected write raises.
@@ -7,32 +14,39 @@ Reads are NATS requests that carry the last sequence this client wrote: the acto
 once it has applied that far (read-your-writes).
 
 Lifecycle: new -> open -> closed. It opens on ``async with`` or on first use, and a closed
-client stays closed. With no NATS URL (argument, config or ``NATS_URL``), it uses the server
-recorded in the local store directory, or starts an embedded server and store actor there.
+client stays closed. With no NATS URL (argument, config or ``NATS_URL``), it uses the local
+store directory's server, started for it if none runs (see ``actors.client.local``).
+When nats-py gives up on the connection (an outage longer than its few reconnect attempts,
+or a server that closed it), the next call connects anew: a client heals by itself. Every
+failure is one of ``contracts.errors``.
 """
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
+import itertools
 import os
 import re
+import time
 import uuid
-from collections.abc import Iterable
+from collections.abc import Iterable, Mapping
+from contextvars import ContextVar
 from datetime import UTC, datetime
 from pathlib import Path
-from types import TracebackType
-from typing import Any, Final, Literal, TypeVar
+from types import MappingProxyType, TracebackType
+from typing import Any, Final, Literal
 
 import msgspec
 import nats.errors
 from nats.aio.client import Client
-from nats.js.errors import APIError, NoStreamResponseError
+from nats.js import JetStreamContext
 
 from actors.client.bundles import publish_bundle, read_bundle, write_bundle
 from actors.client.confirmations import Confirmations
+from actors.client.handle import ContextHandle, WriteReceipt, write_body
 from actors.client.history import load_timeline
-from actors.client.local import default_home, discover_server
+from actors.client.local import attach_local_server, default_home
 from actors.client.watch import Watch
 from actors.core.bundles import (
     Published,
@@ -43,30 +57,32 @@ from actors.core.bundles import (
     ensure_imported,
 )
 from actors.core.timeline import Timeline, diff_contexts
-from broker import StoreConfig, connect
+from broker import WRITES_STREAM, StoreConfig, connect
+from broker.chunks import request_in_chunks
+from broker.home import FileLock
+from broker.nats_errors import nats_errors, store_error
+from broker.publish import publish
+from broker.redact import redact
 from contracts import (
+    HEADER_CHUNK,
     HEADER_EXPECTED_LAST_SUBJECT_SEQ,
     HEADER_EXPECTED_LAST_SUBJECT_SEQ_SUBJECT,
     HEADER_MSG_ID,
+    HEADER_REPLY_BYTES,
     HEADER_WRITER,
-    AgentActivity,
     CompareRequest,
+    Comparison,
     ContextList,
+    ContextSummary,
     CreateContext,
     Decoders,
-    EvaluationResults,
     EvolutionContext,
     ExportRequest,
-    ExternalResearch,
     GetRequest,
-    ImplementationLog,
-    ImprovementPlan,
     ListRequest,
-    OriginalAnalysis,
     OutcomeRequest,
     Query,
     Stage,
-    StageUpdate,
     Status,
     SubjectError,
     Write,
@@ -94,21 +110,29 @@ from contracts.errors import (
 )
 from contracts.history import ContextDiff, HistoryEntry
 
-__all__ = ["EXPORT_FORMAT", "SharedContextStore", "WriteReceipt", "get_context_store"]
+__all__ = [
+    "EXPORT_FORMAT",
+    "ContextHandle",
+    "SharedContextStore",
+    "WriteReceipt",
+    "get_context_store",
+    "new_evolution_id",
+]
 
 EXPORT_FORMAT: Final = BUNDLE_FORMAT
-_WRONG_LAST_SEQUENCE: Final = 10071
 _NO_RESPONDERS_ATTEMPTS: Final = 3
 # How long a confirmed write waits for its event before asking the actor: long enough for a
 # busy actor, short enough that a missed event costs little.
 _EVENT_GRACE_S: Final = 0.5
-T = TypeVar("T")
+# A caller's idempotency key travels in a header: printable ASCII, no spaces.
+_IDEMPOTENCY_KEY: Final = re.compile(r"[!-~]{1,128}")
 
-
-class WriteReceipt(msgspec.Struct, frozen=True):
-    evolution_id: str
-    seq: int
-    duplicate: bool = False
+# The current evolution of each store, for the running task (and the tasks it starts, which
+# copy it). Copied on write: a task's change never shows in another task.
+_CURRENT: ContextVar[Mapping[int, str]] = ContextVar(
+    "ctxstore_current_evolution", default=MappingProxyType({})
+)
+_STORE_KEYS = itertools.count()
 
 
 def new_evolution_id() -> str:
@@ -120,8 +144,23 @@ class SharedContextStore:
     """The shared context of evolutions, over NATS.
 
     ``backend``, ``max_contexts``, ``enable_compression``, ``export_path``, ``ttl`` and
-    ``max_payload`` configure the store this client starts itself (no URL given) and the
-    client's own checks; a remote store actor has its own configuration.
+    ``max_payload`` configure the local server this client starts (no URL given, none
+    running) and the client's own checks; a server already running, local or remote, has
+    its own configuration.
+
+    Every write method takes ``expected_version=`` (write only if the context is still at
+    that version, else ``ConflictError`` with ``current_version``; the server enforces it)
+    and ``idempotency_key=``: a key naming this write. The client already retries a lost
+    acknowledgement with the same ``Nats-Msg-Id``; a key lets the *caller* retry too, e.g.
+    after a ``StoreTimeoutError`` (a write that timed out may have been applied): a retry
+    with the same key, to the same context and kind of write, within the write stream's
+    duplicate window (120 s, ``broker.DUPLICATE_WINDOW_S``), is stored once (the receipt
+    says ``duplicate``) and reports the outcome of the first. After the window the retry is
+    a new write: a phase write replaces the phase again (same data, a new version and
+    history entry), a stage update logs its error again. A guarded write (a create, or one
+    with ``expected_version``) is recognised as long as it is the last write of what it
+    guards, and its late retry otherwise raises ``ConflictError``: pass ``expected_version``
+    with the key to make a retry, however late, never apply twice.
     """
 
     def __init__(
@@ -163,11 +202,14 @@ class SharedContextStore:
         self._home = home or default_home()
         self._state: Literal["new", "open", "closed"] = "new"
         self._nc: Client | None = None
+        self._url: str | None = None
         self._confirmations: Confirmations | None = None
-        self._local: Any = None
+        self._local: FileLock | None = None  # registered as a user of the local server
         self._open_lock = asyncio.Lock()
+        self._reconnect_failed: tuple[float, str] | None = None
         self._last_seq = 0
-        self._current_id: str | None = None
+        self._latest_ack = 0  # the sequence of the latest acknowledgement, max or not
+        self._key: Final = next(_STORE_KEYS)
 
     # -- lifecycle ---------------------------------------------------------------------
 
@@ -177,8 +219,8 @@ class SharedContextStore:
 
     @property
     def current_evolution_id(self) -> str | None:
-        """The context this client created or used last: the default for ``evolution_id``."""
-        return self._current_id
+        """The calling task's current evolution on this store (see ``use``), or None."""
+        return _CURRENT.get().get(self._key)
 
     @property
     def last_seq(self) -> int:
@@ -197,27 +239,26 @@ class SharedContextStore:
                 raise StoreClosedError("this SharedContextStore was closed; create a new one")
             if self._state == "open":
                 return self
-            url = self.config.nats_url or discover_server(self._home)
+            url = self.config.nats_url
             try:
                 if url is None:
-                    from actors.store.local import LocalStack
-
-                    self._local = LocalStack(self._home, self.config)
-                    await self._local.start()
-                    url = self._local.url
+                    url, self._local = await attach_local_server(self._home, self.config)
                 self._nc = await connect(url, name=self.name)
                 self._confirmations = Confirmations(self._nc, self.config.tenant)
-            except (OSError, nats.errors.NoServersError, TimeoutError) as exc:
-                await self._close_local()
-                raise StoreUnavailableError(f"cannot reach NATS at {url}: {exc!r}") from exc
+            except (OSError, nats.errors.Error, TimeoutError) as exc:
+                self._close_local()
+                raise StoreUnavailableError(
+                    f"cannot reach NATS at {redact(str(url))}: {redact(repr(exc))}"
+                ) from exc
             except BaseException:
-                await self._close_local()
+                self._close_local()
                 raise
+            self._url = url
             self._state = "open"
             return self
 
     async def aclose(self) -> None:
-        """Close the connection (and the local server, if this client started one)."""
+        """Close the connection (and stop using the local server, if it used it)."""
         self._state = "closed"
         nc, self._nc = self._nc, None
         confirmations, self._confirmations = self._confirmations, None
@@ -226,12 +267,12 @@ class SharedContextStore:
         if nc is not None:
             with contextlib.suppress(Exception):
                 await nc.drain()
-        await self._close_local()
+        self._close_local()
 
-    async def _close_local(self) -> None:
+    def _close_local(self) -> None:
         local, self._local = self._local, None
         if local is not None:
-            await local.aclose()
+            local.release()
 
     async def __aenter__(self) -> SharedContextStore:
         return await self.open()
@@ -245,25 +286,408 @@ class SharedContextStore:
         await self.aclose()
 
     async def _client(self) -> Client:
+        """The connection, opened on first use, and made anew once nats-py gave up on it."""
+        nc = self._nc
+        if self._state == "open" and nc is not None and not nc.is_closed:
+            return nc
         if self._state != "open":
             await self.open()
-        assert self._nc is not None
-        return self._nc
+            assert self._nc is not None
+            return self._nc
+        assert nc is not None
+        return await self._reconnect(nc)
 
-    # -- writes ------------------------------------------------------------------------
+    async def _reconnect(self, dead: Client) -> Client:
+        """Replace ``dead``, which nats-py closed for good (an outage past its reconnect
+        attempts, or a server that dropped it). Callers that were waiting while an attempt
+        failed share its failure rather than each trying again."""
+        asked = time.monotonic()
+        async with self._open_lock:
+            if self._state == "closed":
+                raise StoreClosedError("this SharedContextStore was closed; create a new one")
+            current = self._nc
+            if current is not None and current is not dead and not current.is_closed:
+                return current  # another caller reconnected meanwhile
+            failed = self._reconnect_failed
+            if failed is not None and failed[0] >= asked:
+                raise StoreUnavailableError(failed[1])
+            old, self._confirmations = self._confirmations, None
+            if old is not None:
+                await old.aclose()
+            try:
+                fresh = await connect(str(self._url), name=self.name)
+            except (OSError, nats.errors.Error, TimeoutError) as exc:
+                message = f"cannot reach NATS at {redact(str(self._url))}: {redact(repr(exc))}"
+                self._reconnect_failed = (time.monotonic(), message)
+                raise StoreUnavailableError(message) from exc
+            if self.is_closed:  # closed while connecting
+                await fresh.close()
+                raise StoreClosedError("this SharedContextStore was closed; create a new one")
+            self._nc = fresh
+            self._confirmations = Confirmations(fresh, self.config.tenant)
+            self._reconnect_failed = None
+            return fresh
 
-    def _target(self, evolution_id: str | None) -> str:
-        eid = evolution_id or self._current_id
-        if eid is None:
-            raise ContextStoreError(
-                "no evolution_id given and this client has not created or used a context yet"
-            )
+    async def _jetstream(self) -> JetStreamContext:
+        return (await self._client()).jetstream(timeout=self.config.request_timeout)
+
+    # -- handles and the current evolution ---------------------------------------------
+
+    def context(self, evolution_id: str) -> ContextHandle:
+        """A handle on one evolution's context: ``await store.context(eid).get()``."""
         try:
-            check_token(eid, "evolution_id")
+            check_token(evolution_id, "evolution_id")
         except SubjectError as exc:
             raise InvalidWriteError(str(exc)) from None
-        self._current_id = eid
-        return eid
+        return ContextHandle(self, evolution_id)
+
+    def use(self, evolution_id: str) -> ContextHandle:
+        """Make ``evolution_id`` the current evolution of the calling task (and of the tasks
+        it starts from now on): the one the spec's methods act on when called without an id.
+        Returns its handle."""
+        handle = self.context(evolution_id)
+        self._make_current(handle.evolution_id)
+        return handle
+
+    def _make_current(self, evolution_id: str) -> None:
+        _CURRENT.set(MappingProxyType({**_CURRENT.get(), self._key: evolution_id}))
+
+    def _current(self, evolution_id: str | None) -> ContextHandle:
+        """The handle a write goes to: the id given, else the task's current one."""
+        eid = evolution_id if evolution_id is not None else self.current_evolution_id
+        if eid is None:
+            raise ContextStoreError(
+                "no evolution_id given, and this task has no current context: create one, "
+                "pass evolution_id=, or call store.use(evolution_id)"
+            )
+        return self.context(eid)
+
+    def _chosen(self, evolution_id: str | None) -> ContextHandle | None:
+        """The handle a read goes to: the id given, else the task's current one, else None
+        (the tenant's newest context, which the read does not make current)."""
+        if evolution_id is None and self.current_evolution_id is None:
+            return None
+        return self._current(evolution_id)
+
+    async def _newest(self) -> ContextHandle:
+        return self.context((await self._get(None)).evolution_id)
+
+    # -- the spec's API: writes ----------------------------------------------------------
+
+    async def create_context(
+        self,
+        target_path: str | os.PathLike[str],
+        focus_areas: list[str] | None = None,
+        *,
+        evolution_id: str | None = None,
+        idempotency_key: str | None = None,
+    ) -> str:
+        """Create a context and make it the task's current one; returns its id. An existing
+        id is refused (``ConflictError``). With ``idempotency_key``, name the id too: a
+        retry must create the same context."""
+        if idempotency_key is not None and evolution_id is None:
+            raise InvalidWriteError(
+                "idempotency_key needs an evolution_id: a retry must name the same context"
+            )
+        handle = self.context(evolution_id if evolution_id is not None else new_evolution_id())
+        body = write_body(
+            CreateContext, target_path=os.fspath(target_path), focus_areas=focus_areas or []
+        )
+        await handle.write(body, idempotency_key=idempotency_key)
+        self._make_current(handle.evolution_id)
+        return handle.evolution_id
+
+    async def update_phase(
+        self,
+        phase: Stage | str,
+        evolution_id: str | None = None,
+        *,
+        status: Status | str | None = None,
+        error: str | None = None,
+        expected_version: int | None = None,
+        idempotency_key: str | None = None,
+    ) -> WriteReceipt:
+        """Move the evolution to ``phase`` (sets ``current_phase``; status follows). The
+        receipt is true, as the spec's ``bool`` was."""
+        return await self._current(evolution_id).update_phase(
+            phase,
+            status=status,
+            error=error,
+            expected_version=expected_version,
+            idempotency_key=idempotency_key,
+        )
+
+    async def mark_failed(
+        self, error: str, evolution_id: str | None = None, *, idempotency_key: str | None = None
+    ) -> WriteReceipt:
+        """Mark the context failed, keeping its stage, with ``error`` in its error_log."""
+        return await self._current(evolution_id).mark_failed(error, idempotency_key=idempotency_key)
+
+    async def record_activity(
+        self,
+        agent: str,
+        activity: Literal["started", "finished", "failed"],
+        detail: str | None = None,
+        *,
+        evolution_id: str | None = None,
+        expected_version: int | None = None,
+        idempotency_key: str | None = None,
+    ) -> WriteReceipt:
+        """Note in the context (``ctx.agents``) and its history that an agent started,
+        finished or failed its work."""
+        return await self._current(evolution_id).record_activity(
+            agent,
+            activity,
+            detail,
+            expected_version=expected_version,
+            idempotency_key=idempotency_key,
+        )
+
+    async def store_original_analysis(
+        self,
+        files_analyzed: int,
+        metrics: dict[str, Any],
+        issues: list[dict[str, Any]],
+        improvements: list[dict[str, Any]],
+        *,
+        evolution_id: str | None = None,
+        expected_version: int | None = None,
+        idempotency_key: str | None = None,
+    ) -> WriteReceipt:
+        return await self._current(evolution_id).store_original_analysis(
+            files_analyzed,
+            metrics,
+            issues,
+            improvements,
+            expected_version=expected_version,
+            idempotency_key=idempotency_key,
+        )
+
+    async def store_external_research(
+        self,
+        best_practices: list[str],
+        references: list[dict[str, Any]],
+        patterns: list[dict[str, Any]],
+        *,
+        evolution_id: str | None = None,
+        expected_version: int | None = None,
+        idempotency_key: str | None = None,
+    ) -> WriteReceipt:
+        return await self._current(evolution_id).store_external_research(
+            best_practices,
+            references,
+            patterns,
+            expected_version=expected_version,
+            idempotency_key=idempotency_key,
+        )
+
+    async def store_improvement_plan(
+        self,
+        tasks: list[dict[str, Any]],
+        priorities: list[str],
+        dependencies: dict[str, list[str]],
+        estimated_impact: float,
+        *,
+        evolution_id: str | None = None,
+        expected_version: int | None = None,
+        idempotency_key: str | None = None,
+    ) -> WriteReceipt:
+        return await self._current(evolution_id).store_improvement_plan(
+            tasks,
+            priorities,
+            dependencies,
+            estimated_impact,
+            expected_version=expected_version,
+            idempotency_key=idempotency_key,
+        )
+
+    async def store_implementation_log(
+        self,
+        modified_files: list[str],
+        changes: list[dict[str, Any]],
+        rollback_points: list[dict[str, Any]],
+        *,
+        evolution_id: str | None = None,
+        expected_version: int | None = None,
+        idempotency_key: str | None = None,
+    ) -> WriteReceipt:
+        return await self._current(evolution_id).store_implementation_log(
+            modified_files,
+            changes,
+            rollback_points,
+            expected_version=expected_version,
+            idempotency_key=idempotency_key,
+        )
+
+    async def store_evaluation_results(
+        self,
+        goals_achieved: list[Any] | dict[str, Any],
+        metrics_comparison: dict[str, Any],
+        success_rate: float,
+        *,
+        evolution_id: str | None = None,
+        expected_version: int | None = None,
+        idempotency_key: str | None = None,
+    ) -> WriteReceipt:
+        return await self._current(evolution_id).store_evaluation_results(
+            goals_achieved,
+            metrics_comparison,
+            success_rate,
+            expected_version=expected_version,
+            idempotency_key=idempotency_key,
+        )
+
+    # -- the spec's API: reads -----------------------------------------------------------
+
+    async def get_context(
+        self, evolution_id: str | None = None, *, at: int | datetime | None = None
+    ) -> EvolutionContext:
+        """The context (default: the task's current one, else the newest, which this does
+        not make current). ``at`` (a stream sequence, or an aware datetime) returns it as it
+        was then, rebuilt from the write stream."""
+        handle = self._chosen(evolution_id)
+        if handle is None:
+            if at is None:
+                return await self._get(None)
+            handle = await self._newest()
+        return await handle.get(at=at)
+
+    async def get_comparison_data(self, evolution_id: str | None = None) -> Comparison:
+        """before / plan / after / implementation (and research) of one context (default:
+        the current one, else the newest). Reads as the spec's dict: ``comparison["plan"]``."""
+        handle = self._chosen(evolution_id)
+        return await self._compare(None if handle is None else handle.evolution_id)
+
+    async def get_all_contexts(self) -> list[ContextSummary]:
+        """Summaries of every context of this tenant, oldest first. Each reads as the spec's
+        dict too: ``summary["evolution_id"]``."""
+        listing: ContextList = await self._request(
+            Query.LIST, ListRequest(min_seq=self._last_seq), Decoders.context_list
+        )
+        return list(listing.contexts)
+
+    async def history(self, evolution_id: str | None = None) -> list[HistoryEntry]:
+        """Every write to the context, in stream order, applied or rejected (with why):
+        sequence, time, kind (phase), writer, size."""
+        return await (self._chosen(evolution_id) or await self._newest()).history()
+
+    async def diff(
+        self,
+        evolution_id: str | None,
+        a: int | datetime,
+        b: int | datetime | None = None,
+    ) -> ContextDiff:
+        """What changed between the context at ``a`` and at ``b`` (default: now), field by
+        field; versions are stream sequences, or aware datetimes."""
+        return await (self._chosen(evolution_id) or await self._newest()).diff(a, b)
+
+    def watch(
+        self,
+        evolution_id: str | None = None,
+        phases: Iterable[str] | None = None,
+        *,
+        from_start: bool = False,
+    ) -> Watch:
+        """Applied writes as they happen: ``async for event in store.watch(): ...``.
+
+        ``evolution_id`` None watches every context of the tenant; ``phases`` keeps only
+        those write kinds (phase names, ``stage``, ``create``...); ``from_start`` replays the
+        recorded events first. In order, with no gap or duplicate across reconnects and
+        outages: a watch whose connection is gone resumes after its last event on the
+        client's new connection, waiting for the server as long as it takes."""
+        eid = None if evolution_id is None else self.context(evolution_id).evolution_id
+        return self._watch(eid, phases, from_start=from_start)
+
+    async def export_context(
+        self,
+        evolution_id: str | None = None,
+        path: str | os.PathLike[str] | None = None,
+    ) -> str:
+        """Write the context's bundle (the context, every write with its sequence, time,
+        writer and raw body, and a hash chain; see ``contracts.bundle``) to one file, gzip
+        when compression is on; returns its path. Default: the current context, else the
+        newest."""
+        handle = self._chosen(evolution_id)
+        return await self._export(None if handle is None else handle.evolution_id, path)
+
+    async def import_context(
+        self,
+        file_path: str | os.PathLike[str],
+        *,
+        evolution_id: str | None = None,
+        replace: bool = False,
+    ) -> str:
+        """Load a bundle and make its context the task's current one; returns its id. Its
+        writes are re-published in order, so the context and its history equal the
+        recording's. An existing id is kept unless ``replace=True``; pass ``evolution_id``
+        to import under another id. A malformed, truncated or tampered file raises
+        ``BundleError`` and writes nothing."""
+        bundle = read_bundle(file_path)
+        check_consistent(bundle, max_payload=self.config.max_payload)
+        handle = self.context(evolution_id if evolution_id is not None else bundle.evolution_id)
+        published, ctx = await self._publish_bundle(bundle, handle, replace=replace)
+        ensure_imported(ctx, bundle, published)
+        self._make_current(handle.evolution_id)
+        return handle.evolution_id
+
+    async def replay(
+        self, file_path: str | os.PathLike[str], *, evolution_id: str | None = None
+    ) -> ReplayResult:
+        """Re-apply a recorded evolution's writes under a fresh id (made the task's current
+        one) and compare the result with the recording, field by field
+        (``result.identical``)."""
+        bundle = read_bundle(file_path)
+        handle = self.context(evolution_id if evolution_id is not None else new_evolution_id())
+        published, ctx = await self._publish_bundle(bundle, handle, replace=False)
+        changes = diff_contexts(bundle.context, as_recorded(ctx, bundle, published), ignore=())
+        self._make_current(handle.evolution_id)
+        return ReplayResult(
+            evolution_id=handle.evolution_id, context=ctx, recorded=bundle.context, changes=changes
+        )
+
+    # -- what handles run on -------------------------------------------------------------
+
+    async def _write(
+        self,
+        evolution_id: str,
+        body: Write,
+        *,
+        expected_version: int | None = None,
+        idempotency_key: str | None = None,
+    ) -> WriteReceipt:
+        data = self._encode_write(body)
+        kind = WriteKind(str(body.__struct_config__.tag))
+        headers = {
+            HEADER_MSG_ID: _msg_id(self.config.tenant, evolution_id, kind, idempotency_key),
+            HEADER_WRITER: self.name,
+        }
+        if kind is WriteKind.CREATE:
+            # "0" = only if the create subject is empty: the server refuses a second create.
+            headers[HEADER_EXPECTED_LAST_SUBJECT_SEQ] = "0"
+        if expected_version is not None:
+            headers.update(_guard(self.config.tenant, evolution_id, expected_version))
+        nc = await self._client()
+        confirmations = self._confirmations if self.confirm_writes else None
+        if confirmations is not None:
+            with nats_errors(f"listening for the outcome of writes to {evolution_id}"):
+                await confirmations.listen(evolution_id)
+        try:
+            ack = await publish(
+                self._jetstream,
+                write_subject(self.config.tenant, evolution_id, kind),
+                data,
+                headers,
+                max_payload=nc.max_payload,
+                what=f"the {kind} write to {evolution_id}",
+            )
+        except ConflictError as exc:
+            raise await self._conflict(exc, evolution_id, kind, expected_version) from None
+        self._last_seq = max(self._last_seq, ack.seq)
+        self._latest_ack = ack.seq
+        receipt = WriteReceipt(evolution_id, ack.seq, bool(ack.duplicate))
+        if self.confirm_writes:
+            await self._confirm(ack.seq, None if ack.duplicate else confirmations)
+        return receipt
 
     def _encode_write(self, body: Write) -> bytes:
         try:
@@ -277,52 +701,6 @@ class SharedContextStore:
                 f"{self.config.max_payload} bytes"
             )
         return data
-
-    async def _write(
-        self,
-        evolution_id: str,
-        body: Write,
-        *,
-        headers: dict[str, str] | None = None,
-        attempts: int = 3,
-        expected_version: int | None = None,
-    ) -> WriteReceipt:
-        data = self._encode_write(body)
-        nc = await self._client()
-        js = nc.jetstream(timeout=self.config.request_timeout)
-        kind = WriteKind(str(body.__struct_config__.tag))
-        subject = write_subject(self.config.tenant, evolution_id, kind)
-        all_headers = {HEADER_MSG_ID: uuid.uuid4().hex, HEADER_WRITER: self.name}
-        all_headers.update(headers or {})
-        if expected_version is not None:
-            all_headers.update(_guard(self.config.tenant, evolution_id, expected_version))
-        confirmations = self._confirmations if self.confirm_writes else None
-        if confirmations is not None:
-            await confirmations.listen(evolution_id)
-        for attempt in range(1, attempts + 1):
-            try:
-                ack = await js.publish(subject, data, headers=all_headers)
-                break
-            except nats.errors.TimeoutError:
-                # It may have been stored anyway: the retry carries the same Nats-Msg-Id.
-                if attempt == attempts:
-                    raise StoreTimeoutError(
-                        f"no JetStream acknowledgement for {kind} after {attempts} attempts"
-                    ) from None
-            except (nats.errors.NoRespondersError, NoStreamResponseError):
-                raise StoreUnavailableError(
-                    "JetStream does not accept writes: is the store provisioned on this server?"
-                ) from None
-            except APIError as exc:
-                if expected_version is not None and exc.err_code == _WRONG_LAST_SEQUENCE:
-                    conflict = await self._version_conflict(exc, evolution_id, expected_version)
-                    raise conflict from None
-                raise _publish_error(exc, kind) from None
-        self._last_seq = max(self._last_seq, ack.seq)
-        receipt = WriteReceipt(evolution_id, ack.seq, bool(ack.duplicate))
-        if self.confirm_writes:
-            await self._confirm(ack.seq, None if ack.duplicate else confirmations)
-        return receipt
 
     async def _confirm(self, seq: int, confirmations: Confirmations | None) -> None:
         """Raise if the actor rejected the write at ``seq``. Its event usually says so first
@@ -340,305 +718,126 @@ class SharedContextStore:
         if not outcome.applied:
             raise error_for(outcome.code or "invalid", outcome.reason or "write rejected")
 
-    async def _version_conflict(
-        self, exc: APIError, evolution_id: str, expected: int
+    async def _conflict(
+        self,
+        refused: ConflictError,
+        evolution_id: str,
+        kind: WriteKind,
+        expected: int | None,
     ) -> ConflictError:
-        """The server refused a guarded write: say which version the context is at."""
-        current = _current_from(exc.description)
+        """The server refused a guarded write: say why, in the caller's terms."""
+        if expected is None:
+            if kind in (WriteKind.CREATE, WriteKind.IMPORT):
+                return ConflictError(f"a context with evolution_id {evolution_id} already exists")
+            return ConflictError(f"the context {evolution_id} moved on: {refused}")
+        current = refused.current_version
         if current is None:  # not in the server's words: ask the store
             with contextlib.suppress(ContextStoreError):
-                current = (await self.get_context(evolution_id)).version
+                current = (await self._get(evolution_id)).version
         return ConflictError(
             f"context {evolution_id} is at version {current}, not the expected {expected}: "
             "it moved on; read it again and retry",
             current_version=current,
         )
 
-    async def create_context(
-        self,
-        target_path: str | os.PathLike[str],
-        focus_areas: list[str] | None = None,
-        *,
-        evolution_id: str | None = None,
-    ) -> str:
-        """Create a context and make it this client's current one; returns its id."""
-        eid = evolution_id or new_evolution_id()
-        body = _body(
-            CreateContext, target_path=os.fspath(target_path), focus_areas=focus_areas or []
-        )
-        self._target(eid)
-        # "0" = only if the create subject is empty: the server refuses a second create.
-        await self._write(eid, body, headers={HEADER_EXPECTED_LAST_SUBJECT_SEQ: "0"})
-        return eid
-
-    async def update_phase(
-        self,
-        phase: Stage | str,
-        evolution_id: str | None = None,
-        *,
-        status: Status | str | None = None,
-        error: str | None = None,
-        expected_version: int | None = None,
-    ) -> bool:
-        """Move the evolution to ``phase`` (sets ``current_phase``; status follows).
-
-        ``expected_version`` (every write method takes it): write only if the context is
-        still at that version, else ``ConflictError`` with ``current_version``. The server
-        enforces it (expected-last-subject-sequence over the context's subjects)."""
-        try:
-            stage = Stage(phase)
-            state = None if status is None else Status(status)
-        except ValueError as exc:
-            raise InvalidWriteError(f"invalid phase or status: {exc}") from None
-        eid = self._target(evolution_id)
-        await self._write(
-            eid,
-            _body(StageUpdate, phase=stage, status=state, error=error),
-            expected_version=expected_version,
-        )
-        return True
-
-    async def mark_failed(self, error: str, evolution_id: str | None = None) -> bool:
-        """Mark the context failed, keeping its stage, with ``error`` in its error_log."""
-        ctx = await self.get_context(evolution_id)
-        return await self.update_phase(
-            ctx.current_phase, ctx.evolution_id, status=Status.FAILED, error=error
-        )
-
-    async def record_activity(
-        self,
-        agent: str,
-        activity: Literal["started", "finished", "failed"],
-        detail: str | None = None,
-        *,
-        evolution_id: str | None = None,
-    ) -> WriteReceipt:
-        """Note in the context (``ctx.agents``) and its history that an agent started,
-        finished or failed its work."""
-        body = _body(AgentActivity, agent=agent, activity=activity, detail=detail)
-        return await self._write(self._target(evolution_id), body)
-
-    async def store_original_analysis(
-        self,
-        files_analyzed: int,
-        metrics: dict[str, Any],
-        issues: list[dict[str, Any]],
-        improvements: list[dict[str, Any]],
-        *,
-        evolution_id: str | None = None,
-        expected_version: int | None = None,
-    ) -> WriteReceipt:
-        body = _body(
-            OriginalAnalysis,
-            files_analyzed=files_analyzed,
-            metrics=metrics,
-            issues=issues,
-            improvements=improvements,
-        )
-        return await self._write(
-            self._target(evolution_id), body, expected_version=expected_version
-        )
-
-    async def store_external_research(
-        self,
-        best_practices: list[str],
-        references: list[dict[str, Any]],
-        patterns: list[dict[str, Any]],
-        *,
-        evolution_id: str | None = None,
-        expected_version: int | None = None,
-    ) -> WriteReceipt:
-        body = _body(
-            ExternalResearch,
-            best_practices=best_practices,
-            references=references,
-            patterns=patterns,
-        )
-        return await self._write(
-            self._target(evolution_id), body, expected_version=expected_version
-        )
-
-    async def store_improvement_plan(
-        self,
-        tasks: list[dict[str, Any]],
-        priorities: list[str],
-        dependencies: dict[str, list[str]],
-        estimated_impact: float,
-        *,
-        evolution_id: str | None = None,
-        expected_version: int | None = None,
-    ) -> WriteReceipt:
-        body = _body(
-            ImprovementPlan,
-            tasks=tasks,
-            priorities=priorities,
-            dependencies=dependencies,
-            estimated_impact=estimated_impact,
-        )
-        return await self._write(
-            self._target(evolution_id), body, expected_version=expected_version
-        )
-
-    async def store_implementation_log(
-        self,
-        modified_files: list[str],
-        changes: list[dict[str, Any]],
-        rollback_points: list[dict[str, Any]],
-        *,
-        evolution_id: str | None = None,
-        expected_version: int | None = None,
-    ) -> WriteReceipt:
-        body = _body(
-            ImplementationLog,
-            modified_files=modified_files,
-            changes=changes,
-            rollback_points=rollback_points,
-        )
-        return await self._write(
-            self._target(evolution_id), body, expected_version=expected_version
-        )
-
-    async def store_evaluation_results(
-        self,
-        goals_achieved: list[Any] | dict[str, Any],
-        metrics_comparison: dict[str, Any],
-        success_rate: float,
-        *,
-        evolution_id: str | None = None,
-        expected_version: int | None = None,
-    ) -> WriteReceipt:
-        body = _body(
-            EvaluationResults,
-            goals_achieved=goals_achieved,
-            metrics_comparison=metrics_comparison,
-            success_rate=success_rate,
-        )
-        return await self._write(
-            self._target(evolution_id), body, expected_version=expected_version
-        )
-
-    # -- reads -------------------------------------------------------------------------
-
     async def _request(self, op: Query, body: msgspec.Struct, decoder: Any) -> Any:
-        nc = await self._client()
-        subject = query_subject(self.config.tenant, op)
         try:
-            for attempt in range(_NO_RESPONDERS_ATTEMPTS):
-                try:
-                    msg = await nc.request(
-                        subject, encode(body), timeout=self.config.request_timeout
-                    )
-                    break
-                except nats.errors.NoRespondersError:
-                    # Right after a store actor (re)starts, the server has been seen to
-                    # answer "no responders" once although the actor's endpoints are live
-                    # (about 1 in 10 restarts in tests/test_snapshots.py); an immediate
-                    # retry is answered. With no actor at all this still fails at once.
-                    if attempt == _NO_RESPONDERS_ATTEMPTS - 1:
-                        raise
-        except nats.errors.NoRespondersError:
-            raise StoreUnavailableError(
-                f"no store actor is serving tenant {self.config.tenant!r} on {self.url}"
-            ) from None
-        except nats.errors.TimeoutError:
-            raise StoreTimeoutError(
-                f"the store actor did not answer {op} within {self.config.request_timeout}s"
-            ) from None
-        err = service_error(msg.headers, msg.data)
+            return await self._request_once(op, body, decoder)
+        except StoreTimeoutError:
+            # A min_seq past the write stream's last sequence is never reached: the stream
+            # was deleted and created again since this client's older writes. From now on,
+            # read your writes in the new stream.
+            min_seq = getattr(body, "min_seq", 0)
+            if min_seq <= self._latest_ack or min_seq <= await self._stream_last_seq():
+                raise
+            self._last_seq = self._latest_ack
+            fresh = msgspec.structs.replace(body, min_seq=self._latest_ack)
+            return await self._request_once(op, fresh, decoder)
+
+    async def _stream_last_seq(self) -> int:
+        nc = await self._client()
+        with nats_errors("reading the write stream's state"):
+            info = await nc.jetstream().stream_info(WRITES_STREAM)
+        return int(info.state.last_seq)
+
+    async def _request_once(self, op: Query, body: msgspec.Struct, decoder: Any) -> Any:
+        subject = query_subject(self.config.tenant, op)
+        data = encode(body)
+        for attempt in range(1, _NO_RESPONDERS_ATTEMPTS + 1):
+            nc = await self._client()
+            try:
+                msg = await nc.request(subject, data, timeout=self.config.request_timeout)
+                break
+            except nats.errors.NoRespondersError:
+                # Right after a store actor (re)starts, the server has been seen to answer
+                # "no responders" once although the actor's endpoints are live (about 1 in
+                # 10 restarts in tests/test_snapshots.py); an immediate retry is answered.
+                # With no actor at all this still fails at once.
+                if attempt == _NO_RESPONDERS_ATTEMPTS:
+                    raise StoreUnavailableError(
+                        f"no store actor is serving tenant {self.config.tenant!r} "
+                        f"on {redact(str(self.url))}"
+                    ) from None
+            except nats.errors.ConnectionClosedError as exc:
+                # nats-py gave up on the connection: the next attempt makes a new one.
+                if attempt == _NO_RESPONDERS_ATTEMPTS:
+                    raise StoreUnavailableError(f"the {op} query: {exc!r}") from exc
+            except Exception as exc:
+                error = store_error(exc, f"the {op} query")
+                if isinstance(error, StoreTimeoutError):
+                    raise StoreTimeoutError(
+                        f"the store actor did not answer {op} within {self.config.request_timeout}s"
+                    ) from None
+                if error is None:
+                    raise
+                raise error from exc
+        headers, reply = msg.headers, msg.data
+        if _too_large_for_one_message(headers) and hasattr(body, "accept_chunks"):
+            # The reply exists but is larger than a message: ask again for it in chunks.
+            whole = msgspec.structs.replace(body, accept_chunks=True)
+            nc = await self._client()
+            with nats_errors(f"the {op} query"):
+                chunked = await request_in_chunks(
+                    nc, subject, encode(whole), patience=self.config.request_timeout
+                )
+            headers, reply = chunked.headers, chunked.data
+        err = service_error(headers, reply)
         if err is not None:
             raise error_for(err.code, err.message)
-        return decoder.decode(msg.data)
+        return decoder.decode(reply)
 
-    async def get_context(
-        self, evolution_id: str | None = None, *, at: int | datetime | None = None
-    ) -> EvolutionContext:
-        """The context (default: this client's current one, else the newest).
-
-        ``at`` (a stream sequence, or an aware datetime) returns it as it was then, rebuilt
-        from the write stream (see ``actors.history``)."""
-        if at is not None:
-            timeline = await self._timeline(evolution_id)
-            past = timeline.context_at(at)
-            if past is None:
-                raise ContextNotFoundError(
-                    f"context {timeline.evolution_id} did not exist at {_point(at)}"
-                )
-            return past
-        eid = evolution_id or self._current_id
+    async def _get(self, evolution_id: str | None) -> EvolutionContext:
         ctx: EvolutionContext = await self._request(
-            Query.GET, GetRequest(evolution_id=eid, min_seq=self._last_seq), Decoders.context
+            Query.GET,
+            GetRequest(evolution_id=evolution_id, min_seq=self._last_seq),
+            Decoders.context,
         )
-        self._current_id = ctx.evolution_id
         return ctx
 
-    # -- history, time travel, watch ----------------------------------------------------
-
-    async def _timeline(self, evolution_id: str | None) -> Timeline:
-        eid = evolution_id or self._current_id
-        if eid is None:
-            eid = (await self.get_context()).evolution_id
-        try:
-            check_token(eid, "evolution_id")
-        except SubjectError as exc:
-            raise InvalidWriteError(str(exc)) from None
-        timeline = await load_timeline(
-            await self._client(),
-            self.config.tenant,
-            eid,
-            max_payload=self.config.max_payload,
-            read_timeout=self.config.request_timeout,
+    async def _compare(self, evolution_id: str | None) -> Comparison:
+        comparison: Comparison = await self._request(
+            Query.COMPARE,
+            CompareRequest(evolution_id=evolution_id, min_seq=self._last_seq),
+            Decoders.comparison,
         )
+        return comparison
+
+    async def _timeline(self, evolution_id: str) -> Timeline:
+        with nats_errors(f"reading the history of {evolution_id}"):
+            timeline = await load_timeline(
+                await self._client(),
+                self.config.tenant,
+                evolution_id,
+                max_payload=self.config.max_payload,
+                read_timeout=self.config.request_timeout,
+            )
         if not timeline.records:
-            raise ContextNotFoundError(f"no context {eid} in tenant {self.config.tenant}")
-        self._current_id = eid
+            raise ContextNotFoundError(f"no context {evolution_id} in tenant {self.config.tenant}")
         return timeline
 
-    async def history(self, evolution_id: str | None = None) -> list[HistoryEntry]:
-        """Every write to the context, in stream order, applied or rejected (with why):
-        sequence, time, kind (phase), writer, size."""
-        return (await self._timeline(evolution_id)).entries()
-
-    async def diff(
-        self,
-        evolution_id: str | None,
-        a: int | datetime,
-        b: int | datetime | None = None,
-    ) -> ContextDiff:
-        """What changed between the context at ``a`` and at ``b`` (default: now), field by
-        field; versions are stream sequences, or aware datetimes."""
-        timeline = await self._timeline(evolution_id)
-        sides = []
-        for point in (a, b):
-            ctx = timeline.context_at(point)
-            if ctx is None:
-                raise ContextNotFoundError(
-                    f"context {timeline.evolution_id} did not exist at {_point(point)}"
-                )
-            sides.append(ctx)
-        return ContextDiff(
-            evolution_id=timeline.evolution_id,
-            a=sides[0].version,
-            b=sides[1].version,
-            changes=diff_contexts(sides[0], sides[1]),
-        )
-
-    def watch(
-        self,
-        evolution_id: str | None = None,
-        phases: Iterable[str] | None = None,
-        *,
-        from_start: bool = False,
+    def _watch(
+        self, evolution_id: str | None, phases: Iterable[str] | None, *, from_start: bool
     ) -> Watch:
-        """Applied writes as they happen: ``async for event in store.watch(): ...``.
-
-        ``evolution_id`` None watches every context of the tenant; ``phases`` keeps only
-        those write kinds (phase names, ``stage``, ``create``...); ``from_start`` replays the
-        recorded events first. In order, no gap or duplicate across reconnects."""
-        if evolution_id is not None:
-            try:
-                check_token(evolution_id, "evolution_id")
-            except SubjectError as exc:
-                raise InvalidWriteError(str(exc)) from None
         return Watch(
             self._client,
             self.config.tenant,
@@ -647,34 +846,12 @@ class SharedContextStore:
             from_start=from_start,
         )
 
-    async def get_comparison_data(self, evolution_id: str | None = None) -> dict[str, Any]:
-        """before / plan / after / implementation (and research) of one context."""
-        eid = evolution_id or self._current_id
-        comparison = await self._request(
-            Query.COMPARE,
-            CompareRequest(evolution_id=eid, min_seq=self._last_seq),
-            Decoders.comparison,
-        )
-        self._current_id = comparison.evolution_id
-        result: dict[str, Any] = comparison.as_dict()
-        return result
-
-    async def get_all_contexts(self) -> list[dict[str, Any]]:
-        """Summaries of every context of this tenant, oldest first."""
-        listing: ContextList = await self._request(
-            Query.LIST, ListRequest(min_seq=self._last_seq), Decoders.context_list
-        )
-        return [msgspec.to_builtins(s) for s in listing.contexts]
-
-    async def export_context(
-        self, evolution_id: str | None = None, path: str | os.PathLike[str] | None = None
-    ) -> str:
-        """Write the context's bundle (the context, every write with its sequence, time,
-        writer and raw body, and a hash chain; see ``contracts.bundle``) to one file, gzip
-        when compression is on; returns its path."""
-        eid = evolution_id or self._current_id
+    async def _export(self, evolution_id: str | None, path: str | os.PathLike[str] | None) -> str:
+        # The query says whether the context exists, once this client's writes applied.
         ctx: EvolutionContext = await self._request(
-            Query.EXPORT, ExportRequest(evolution_id=eid, min_seq=self._last_seq), Decoders.context
+            Query.EXPORT,
+            ExportRequest(evolution_id=evolution_id, min_seq=self._last_seq),
+            Decoders.context,
         )
         bundle = build_bundle(await self._timeline(ctx.evolution_id))
         compress = self.config.compression
@@ -682,66 +859,38 @@ class SharedContextStore:
         target = Path(path) if path else self.config.export_path / f"{ctx.evolution_id}{suffix}"
         return str(write_bundle(bundle, target, compress=compress))
 
-    async def import_context(
-        self,
-        file_path: str | os.PathLike[str],
-        *,
-        evolution_id: str | None = None,
-        replace: bool = False,
-    ) -> str:
-        """Load a bundle; returns the context's id. Its writes are re-published in order, so
-        the context and its history equal the recording's. An existing id is kept unless
-        ``replace=True``; pass ``evolution_id`` to import under another id. A malformed,
-        truncated or tampered file raises ``BundleError`` and writes nothing."""
-        bundle = read_bundle(file_path)
-        check_consistent(bundle, max_payload=self.config.max_payload)
-        eid = evolution_id or bundle.evolution_id
-        published, ctx = await self._publish_bundle(bundle, eid, replace=replace)
-        ensure_imported(ctx, bundle, published)
-        return eid
-
-    async def replay(
-        self, file_path: str | os.PathLike[str], *, evolution_id: str | None = None
-    ) -> ReplayResult:
-        """Re-apply a recorded evolution's writes under a fresh id and compare the result
-        with the recording, field by field (``result.identical``)."""
-        bundle = read_bundle(file_path)
-        eid = evolution_id or new_evolution_id()
-        published, ctx = await self._publish_bundle(bundle, eid, replace=False)
-        changes = diff_contexts(bundle.context, as_recorded(ctx, bundle, published), ignore=())
-        return ReplayResult(evolution_id=eid, context=ctx, recorded=bundle.context, changes=changes)
-
     async def _publish_bundle(
-        self, bundle: Bundle, eid: str, *, replace: bool
+        self, bundle: Bundle, handle: ContextHandle, *, replace: bool
     ) -> tuple[Published, EvolutionContext]:
-        self._target(eid)
-        published = await publish_bundle(
-            await self._client(),
-            self.config,
-            bundle,
-            eid,
-            replace=replace,
-            msg_prefix=f"imp-{bundle.head[:16]}-{uuid.uuid4().hex[:8]}",
-        )
+        with nats_errors(f"importing a bundle as {handle.evolution_id}"):
+            published = await publish_bundle(
+                self._client,
+                self.config,
+                bundle,
+                handle.evolution_id,
+                replace=replace,
+                msg_prefix=f"imp-{bundle.head[:16]}-{uuid.uuid4().hex[:8]}",
+            )
         self._last_seq = max(self._last_seq, published.last_seq)
-        return published, await self.get_context(eid)
+        return published, await handle.get()
 
 
-W = TypeVar("W", bound=Write)
+def _too_large_for_one_message(headers: dict[str, str] | None) -> bool:
+    """The store's answer that a reply exists but does not fit in one message."""
+    return headers is not None and HEADER_REPLY_BYTES in headers and HEADER_CHUNK not in headers
 
 
-def _body(kind: type[W], **fields: Any) -> W:
-    """Build a write body; a check in its constructor becomes an ``InvalidWriteError``."""
-    try:
-        return kind(**fields)
-    except (ValueError, TypeError) as exc:
-        raise InvalidWriteError(f"invalid {kind.__struct_config__.tag} write: {exc}") from None
-
-
-def _point(at: int | datetime | None) -> str:
-    if at is None:
-        return "now"
-    return at.isoformat() if isinstance(at, datetime) else f"seq {at}"
+def _msg_id(tenant: str, evolution_id: str, kind: WriteKind, key: str | None) -> str:
+    """The write's ``Nats-Msg-Id``: random, or the caller's key scoped to the context and
+    the kind of write, so one key cannot make another context's write a "duplicate"."""
+    if key is None:
+        return uuid.uuid4().hex
+    if not isinstance(key, str) or _IDEMPOTENCY_KEY.fullmatch(key) is None:
+        raise InvalidWriteError(
+            f"idempotency_key must be 1-128 printable ASCII characters without spaces, "
+            f"not {key!r:.80}"
+        )
+    return f"key.{tenant}.{evolution_id}.{kind}.{key}"
 
 
 def _guard(tenant: str, evolution_id: str, expected_version: int) -> dict[str, str]:
@@ -757,31 +906,13 @@ def _guard(tenant: str, evolution_id: str, expected_version: int) -> dict[str, s
     }
 
 
-_LAST_SEQ_IN_ERROR: Final = re.compile(r"wrong last sequence: (\d+)")
-
-
-def _current_from(description: str | None) -> int | None:
-    match = _LAST_SEQ_IN_ERROR.search(description or "")
-    return int(match.group(1)) if match else None
-
-
-def _publish_error(exc: APIError, kind: WriteKind) -> ContextStoreError:
-    if exc.err_code == _WRONG_LAST_SEQUENCE:
-        if kind in (WriteKind.CREATE, WriteKind.IMPORT):
-            return ConflictError("a context with this evolution_id already exists")
-        return ConflictError(f"the context moved on: {exc.description}")
-    description = exc.description or ""
-    if "size" in description.lower():
-        return PayloadTooLargeError(f"JetStream refused the {kind} write: {description}")
-    return error_for("internal", f"JetStream refused the {kind} write: {description}")
-
-
 _default: tuple[asyncio.AbstractEventLoop, SharedContextStore] | None = None
 
 
 def get_context_store(**kwargs: Any) -> SharedContextStore:
     """The process-wide store for the running event loop, created on first call.
 
+    Tasks sharing it each have their own current evolution (see ``SharedContextStore.use``).
     A closed default store is replaced by a new one; keyword arguments apply only when the
     store is created."""
     global _default
@@ -791,6 +922,3 @@ def get_context_store(**kwargs: Any) -> SharedContextStore:
     store = SharedContextStore(**kwargs)
     _default = (loop, store)
     return store
-
-
-__all__ += ["new_evolution_id"]

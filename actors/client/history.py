@@ -15,7 +15,7 @@ from nats.aio.client import Client
 from nats.aio.msg import Msg
 from nats.js.api import ConsumerConfig, DeliverPolicy
 
-from actors.core.fold import StoredWrite, recorded_time, stamp_time
+from actors.core.fold import StoredWrite
 from actors.core.timeline import Recorded, Timeline
 from broker import EVENTS_STREAM, WRITES_STREAM
 from broker.delivery import js_position
@@ -38,14 +38,14 @@ def stored_write(msg: Msg) -> StoredWrite:
     """The write a consumer delivered as a nats-py message. Its position is read from the
     ack subject (nats-py's ``msg.metadata`` builds several objects per message)."""
     seq, stamp, _ = js_position((msg.reply or "").encode())
-    headers = msg.headers
-    return StoredWrite(
-        seq=seq,
-        time=recorded_time(headers.get(HEADER_RECORDED_TIME) if headers else None)
-        or stamp_time(stamp),
-        subject=msg.subject,
-        data=msg.data,
-        writer=headers.get(HEADER_WRITER) if headers else None,
+    headers = msg.headers or {}
+    return StoredWrite.received(
+        seq,
+        stamp,
+        msg.subject,
+        msg.data,
+        headers.get(HEADER_WRITER),
+        headers.get(HEADER_RECORDED_TIME),
     )
 
 

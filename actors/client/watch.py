@@ -7,6 +7,10 @@ consumer within about two seconds here), and the watcher drops anything at or be
 stream sequence and write sequence it has yielded, so events come in order with no gap and
 no duplicate.
 
+When nats-py gives up on the connection (an outage past its reconnect attempts), the watch
+subscribes again on the client's new connection, from the stream sequence after the last
+event it saw, waiting for the server for as long as it takes (close the watch to stop).
+
 Starting point: ``from_start`` replays every recorded event first (the events stream keeps
 them for its max age); otherwise the watch starts after the last event stored when it opens.
 """
@@ -15,6 +19,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import logging
 from collections.abc import AsyncIterator, Awaitable, Callable, Iterable
 from types import TracebackType
 from typing import Any, Final
@@ -25,11 +30,17 @@ from nats.aio.client import Client
 from nats.js.api import ConsumerConfig, DeliverPolicy
 
 from broker import EVENTS_STREAM
+from broker.nats_errors import nats_errors, store_error
 from contracts import Decoders, WriteApplied, event_filter
+from contracts.errors import StoreTimeoutError, StoreUnavailableError
 
 __all__ = ["Watch"]
 
+log = logging.getLogger("ctxstore.watch")
+
 _HEARTBEAT_S: Final = 0.5
+_RESUME_WAIT_S: Final = 0.25
+_RESUME_WAIT_MAX_S: Final = 5.0
 
 
 class Watch(AsyncIterator[WriteApplied]):
@@ -49,6 +60,7 @@ class Watch(AsyncIterator[WriteApplied]):
         self.phases = None if phases is None else frozenset(str(p) for p in phases)
         self.from_start = from_start
         self._sub: Any = None
+        self._opened = False
         self._last_stream_seq = 0
         self._last_write_seq = 0
         self._closed = False
@@ -59,10 +71,19 @@ class Watch(AsyncIterator[WriteApplied]):
         call are seen even if iteration starts later."""
         if self._sub is not None or self._closed:
             return self
+        with nats_errors(f"watching {self.subject}"):
+            await self._subscribe()
+        return self
+
+    async def _subscribe(self) -> None:
         nc = await self._connection()
         js = nc.jetstream()
-        if self.from_start:
-            config = ConsumerConfig(deliver_policy=DeliverPolicy.ALL)
+        if self._opened or self.from_start:
+            # Resumed (or from the start): right after the last event this watch saw.
+            config = ConsumerConfig(
+                deliver_policy=DeliverPolicy.BY_START_SEQUENCE,
+                opt_start_seq=self._last_stream_seq + 1,
+            )
         else:
             info = await js.stream_info(EVENTS_STREAM)
             self._last_stream_seq = info.state.last_seq
@@ -79,7 +100,22 @@ class Watch(AsyncIterator[WriteApplied]):
             pending_msgs_limit=-1,
             pending_bytes_limit=-1,
         )
-        return self
+        self._opened = True
+
+    async def _resume(self) -> None:
+        """The connection is gone for good (nats-py gave up on it): subscribe again on the
+        client's new one, after the last event seen, for as long as the server stays away."""
+        self._sub = None
+        wait = _RESUME_WAIT_S
+        while not self._closed:
+            try:
+                with nats_errors(f"watching {self.subject}"):
+                    await self._subscribe()
+                return
+            except (StoreUnavailableError, StoreTimeoutError) as exc:
+                log.info("watch on %s waits for the server: %s", self.subject, exc)
+                await asyncio.sleep(wait)
+                wait = min(wait * 2, _RESUME_WAIT_MAX_S)
 
     def __aiter__(self) -> Watch:
         return self
@@ -89,13 +125,24 @@ class Watch(AsyncIterator[WriteApplied]):
             raise StopAsyncIteration
         await self.open()
         while True:
+            if self._sub is None:
+                await self._resume()
+                if self._closed:
+                    raise StopAsyncIteration
             self._next = asyncio.ensure_future(self._sub.next_msg(timeout=None))
             try:
                 msg = await self._next
-            except (asyncio.CancelledError, nats.errors.Error):
+            except nats.errors.ConnectionClosedError:
+                if self._closed:
+                    raise StopAsyncIteration from None
+                self._sub = None
+                continue
+            except (asyncio.CancelledError, nats.errors.Error) as exc:
                 if self._closed:  # aclose() while waiting
                     raise StopAsyncIteration from None
-                raise
+                if isinstance(exc, asyncio.CancelledError):
+                    raise
+                raise store_error(exc, f"watching {self.subject}") or exc from exc
             finally:
                 self._next = None
             stream_seq = msg.metadata.sequence.stream

@@ -55,16 +55,20 @@ from contracts import (
     WriteKind,
     WriteSubject,
     phase_data,
+    writer_name,
 )
 
 __all__ = [
+    "OUTCOMES_KEPT",
     "Applied",
     "Limits",
     "Outcome",
     "Rejected",
     "Rejection",
+    "StateImage",
     "StoreState",
     "StoredWrite",
+    "WriteOutcome",
     "compare",
     "evolve",
     "recorded_time",
@@ -73,6 +77,8 @@ __all__ = [
 ]
 
 _ERROR_LOG_LIMIT = 1000
+OUTCOMES_KEPT: Final = 10_000  # outcomes of the latest writes, for the outcome query
+REASON_KEPT: Final = 1_000  # characters of a rejection reason: reasons quote what was sent
 _KINDS = frozenset(WriteKind)
 # Enum lookups by value cost microseconds each; these dicts cost nanoseconds (hot path).
 _KIND_OF: dict[str, WriteKind] = {k.value: k for k in WriteKind}
@@ -99,6 +105,36 @@ class StoredWrite:
     subject: str
     data: bytes
     writer: str | None = None
+    stored: datetime | None = None  # the stream's time, when ``time`` is a recorded one
+
+    @property
+    def stored_time(self) -> datetime:
+        return self.time if self.stored is None else self.stored
+
+    @classmethod
+    def received(
+        cls,
+        seq: int,
+        stamp_ns: int,
+        subject: str,
+        data: bytes,
+        writer: str | None,
+        recorded: str | None,
+    ) -> StoredWrite:
+        """A write as the stream delivered it: ``stamp_ns`` is the stream's time, ``recorded``
+        the ``Ctxstore-Recorded-Time`` header of a re-published write (or None). A recorded
+        time never lies in the future of the stream's own; a writer's name is cut to
+        ``WRITER_MAX`` characters (events and history carry it)."""
+        stored = stamp_time(stamp_ns)
+        when = recorded_time(recorded)
+        return cls(
+            seq=seq,
+            time=stored if when is None else min(when, stored),
+            subject=subject,
+            data=data,
+            writer=writer_name(writer),
+            stored=stored,
+        )
 
 
 def recorded_time(raw: str | None) -> datetime | None:
@@ -245,15 +281,60 @@ def evolve(
     raise Rejection(ErrorCode.INVALID, f"unsupported write {type(body).__name__}")
 
 
+class WriteOutcome(msgspec.Struct, frozen=True, array_like=True, gc=False):
+    """What became of one write, as the outcome query answers it; never its body."""
+
+    seq: int
+    tenant: str
+    evolution_id: str
+    applied: bool
+    version: int = 0  # the context's version after the write; 0: no such context
+    code: ErrorCode | None = None
+    reason: str | None = None
+
+
+def _outcome_of(outcome: Applied | Rejected) -> WriteOutcome:
+    match outcome:
+        case Applied(write=write, tenant=tenant, context=ctx):
+            eid = ctx.evolution_id if ctx is not None else _evolution_id(write.subject)
+            return WriteOutcome(write.seq, tenant, eid, True, write.seq)
+        case Rejected(write=write, tenant=tenant, evolution_id=eid, code=code, reason=reason):
+            version = outcome.context.version if outcome.context is not None else 0
+            return WriteOutcome(write.seq, tenant, eid, False, version, code, reason)
+
+
+def _evolution_id(subject: str) -> str:
+    found = WriteSubject.try_parse(subject)
+    return "" if found is None else found.evolution_id
+
+
+@dataclass(frozen=True, slots=True)
+class StateImage:
+    """Everything a ``StoreState`` holds, as plain values: what a snapshot saves and loads."""
+
+    limits: Limits
+    applied_seq: int
+    contexts: list[EvolutionContext]  # in creation order: pruning depends on it
+    latest: dict[str, str]
+    outcomes: list[WriteOutcome]
+    touched: list[tuple[str, str, float]]  # tenant, id, stream time of its last write
+
+
 @dataclass(slots=True)
 class StoreState:
-    """All contexts of all tenants, and how far the stream has been applied."""
+    """All contexts of all tenants, and how far the stream has been applied.
+
+    Besides the contexts it keeps the outcome of the last ``OUTCOMES_KEPT`` writes (what the
+    outcome query answers: applied or why not, never a body) and, per context, the stream
+    time of its last write (what TTL judges by: a time a writer can set, such as an
+    import's recorded time, must never make a live context look idle)."""
 
     limits: Limits
     contexts: dict[tuple[str, str], EvolutionContext] = field(default_factory=dict)
     applied_seq: int = 0
     _latest: dict[str, str] = field(default_factory=dict)
-    _rejections: OrderedDict[int, Rejected] = field(default_factory=OrderedDict)
+    _outcomes: OrderedDict[int, WriteOutcome] = field(default_factory=OrderedDict)
+    _touched: dict[tuple[str, str], float] = field(default_factory=dict)
 
     def get(self, tenant: str, evolution_id: str | None) -> EvolutionContext | None:
         if evolution_id is None:
@@ -265,14 +346,51 @@ class StoreState:
     def of_tenant(self, tenant: str) -> Iterator[EvolutionContext]:
         return (c for (t, _), c in self.contexts.items() if t == tenant)
 
-    def rejection(self, seq: int) -> Rejected | None:
-        return self._rejections.get(seq)
+    def outcome(self, seq: int) -> WriteOutcome | None:
+        """What became of the write at ``seq``, if it is among the last ``OUTCOMES_KEPT``
+        applied; None for a sequence not applied yet or no longer remembered."""
+        return self._outcomes.get(seq)
+
+    def idle(self, ttl_seconds: float, now: datetime) -> list[EvolutionContext]:
+        """The contexts whose last write reached the stream more than ``ttl_seconds`` ago."""
+        cutoff = now.timestamp() - ttl_seconds
+        return [self.contexts[k] for k, t in self._touched.items() if t < cutoff]
+
+    def image(self) -> StateImage:
+        """The whole state as plain values (shallow copies: contexts are immutable)."""
+        return StateImage(
+            limits=self.limits,
+            applied_seq=self.applied_seq,
+            contexts=list(self.contexts.values()),
+            latest=dict(self._latest),
+            outcomes=list(self._outcomes.values()),
+            touched=[(t, e, at) for (t, e), at in self._touched.items()],
+        )
+
+    @classmethod
+    def from_image(cls, image: StateImage) -> StoreState:
+        state = cls(image.limits, applied_seq=image.applied_seq)
+        state.contexts = {(c.tenant, c.evolution_id): c for c in image.contexts}
+        state._latest = dict(image.latest)
+        state._outcomes = OrderedDict((o.seq, o) for o in image.outcomes)
+        state._touched = {(t, e): at for t, e, at in image.touched}
+        return state
 
     def apply(self, write: StoredWrite) -> Outcome | None:
         """Apply one stored write; ``None`` for a redelivery of an applied sequence."""
         if write.seq <= self.applied_seq:
             return None
         self.applied_seq = write.seq
+        outcome = self._apply(write)
+        self._remember(outcome)
+        return outcome
+
+    def _remember(self, outcome: Outcome) -> None:
+        self._outcomes[outcome.write.seq] = _outcome_of(outcome)
+        while len(self._outcomes) > OUTCOMES_KEPT:
+            self._outcomes.popitem(last=False)
+
+    def _apply(self, write: StoredWrite) -> Outcome:
         try:
             where = WriteSubject.parse(write.subject).check()
         except SubjectError as exc:
@@ -291,10 +409,12 @@ class StoreState:
             )
         if new is None:
             self.contexts.pop(key, None)
+            self._touched.pop(key, None)
             if self._latest.get(where.tenant) == where.evolution_id:
                 self._relink_latest(where.tenant)
         else:
             self.contexts[key] = new
+            self._touched[key] = write.stored_time.timestamp()
             if ctx is None:
                 self._latest[where.tenant] = where.evolution_id
         pruned = tuple(self._prune(k) for k in prune)
@@ -343,6 +463,7 @@ class StoreState:
 
     def _prune(self, key: tuple[str, str]) -> EvolutionContext:
         ctx = self.contexts.pop(key)
+        self._touched.pop(key, None)
         if self._latest.get(key[0]) == key[1]:
             self._relink_latest(key[0])
         return ctx
@@ -361,11 +482,9 @@ class StoreState:
             entry = f"seq {write.seq} {kind}: {reason}"
             ctx = _touch(ctx, write, error_log=[*ctx.error_log, entry][-_ERROR_LOG_LIMIT:])
             self.contexts[(tenant, evolution_id)] = ctx
-        rejected = Rejected(write, tenant, evolution_id, kind, code, reason, ctx)
-        self._rejections[write.seq] = rejected
-        if len(self._rejections) > 10_000:
-            self._rejections.popitem(last=False)
-        return rejected
+        if len(reason) > REASON_KEPT:
+            reason = f"{reason[:REASON_KEPT]}... ({len(reason)} characters)"
+        return Rejected(write, tenant, evolution_id, kind, code, reason, ctx)
 
     def _relink_latest(self, tenant: str) -> None:
         newest = max(self.of_tenant(tenant), key=lambda c: (c.created_at, c.version), default=None)

@@ -34,8 +34,10 @@ __all__ = [
     "Point",
     "Recorded",
     "Step",
+    "Stepper",
     "Timeline",
     "diff_contexts",
+    "history_entry",
 ]
 
 Point = int | datetime
@@ -79,26 +81,10 @@ class Timeline:
 
     def steps(self, until: Point | None = None) -> Iterator[Step]:
         """Fold the state over the writes up to ``until`` (inclusive), one step per write."""
-        state = StoreState(Limits(max_payload=self.max_payload, max_contexts=None))
-        key = (self.tenant, self.evolution_id)
+        stepper = Stepper(self.tenant, self.evolution_id, max_payload=self.max_payload)
         for rec in self.records:
-            if not _within(rec.write, until):
-                continue
-            outcome: Outcome | None
-            if rec.capacity_reason is not None:
-                outcome = Rejected(
-                    rec.write,
-                    self.tenant,
-                    self.evolution_id,
-                    WriteSubject.parse(rec.write.subject).kind,
-                    ErrorCode.CAPACITY,
-                    rec.capacity_reason,
-                    state.contexts.get(key),
-                )
-                state.applied_seq = rec.write.seq
-            else:
-                outcome = state.apply(rec.write)
-            yield Step(rec, outcome, state.contexts.get(key))
+            if _within(rec.write, until):
+                yield stepper.step(rec)
 
     def context_at(self, at: Point | None = None) -> EvolutionContext | None:
         """The context as it was at ``at`` (None: now); None if it did not exist then."""
@@ -108,7 +94,36 @@ class Timeline:
         return ctx
 
     def entries(self) -> list[HistoryEntry]:
-        return [_entry(step) for step in self.steps()]
+        return [history_entry(step) for step in self.steps()]
+
+
+class Stepper:
+    """Folds one context's writes one at a time, in stream order: what ``Timeline.steps``
+    does over a list, for a reader that takes the writes as they come and keeps none."""
+
+    def __init__(self, tenant: str, evolution_id: str, *, max_payload: int) -> None:
+        self.tenant = tenant
+        self.evolution_id = evolution_id
+        self._state = StoreState(Limits(max_payload=max_payload, max_contexts=None))
+        self._key = (tenant, evolution_id)
+
+    def step(self, rec: Recorded) -> Step:
+        state = self._state
+        outcome: Outcome | None
+        if rec.capacity_reason is not None:
+            outcome = Rejected(
+                rec.write,
+                self.tenant,
+                self.evolution_id,
+                WriteSubject.parse(rec.write.subject).kind,
+                ErrorCode.CAPACITY,
+                rec.capacity_reason,
+                state.contexts.get(self._key),
+            )
+            state.applied_seq = rec.write.seq
+        else:
+            outcome = state.apply(rec.write)
+        return Step(rec, outcome, state.contexts.get(self._key))
 
 
 def _within(write: StoredWrite, until: Point | None) -> bool:
@@ -119,7 +134,8 @@ def _within(write: StoredWrite, until: Point | None) -> bool:
     return write.seq <= until
 
 
-def _entry(step: Step) -> HistoryEntry:
+def history_entry(step: Step) -> HistoryEntry:
+    """The history entry of one step: the write, and what the store made of it."""
     write = step.recorded.write
     kind = WriteSubject.parse(write.subject).kind
     ctx = step.context

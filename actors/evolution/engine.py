@@ -181,7 +181,8 @@ class EvolutionEngine:
             await self.store.open()
             url = self.store.url
             assert url is not None
-            self._nc = await connect(url, name="ctxstore-engine")
+            # The server was just reached: ride out a restart of up to a minute, as before.
+            self._nc = await connect(url, name="ctxstore-engine", reconnect_attempts=120)
             if self._local_agents:
                 await self._start_local_agents(url)
         return self._nc
@@ -270,7 +271,7 @@ class EvolutionEngine:
         else:
             await store.update_phase(Stage.COMPLETED, eid)
         context = await store.get_context(eid)
-        comparison = await store.get_comparison_data(eid)
+        comparison = (await store.get_comparison_data(eid)).as_dict()
         return EvolutionResult(
             evolution_id=eid,
             status=context.status,

@@ -18,6 +18,8 @@ from typing import Any, Self
 
 __all__ = ["Actor", "ActorStopped"]
 
+_RECANCEL_AFTER_S = 0.5
+
 
 class ActorStopped(RuntimeError):
     """Work was handed to an actor that is not running."""
@@ -76,10 +78,21 @@ class Actor(ABC):
             await asyncio.shield(self._runner)
 
     async def aclose(self) -> None:
+        """Stop, and wait until stopped; raises what stopped the actor, if a task failed."""
         self._stop.set()
         if self._runner is not None:
             with contextlib.suppress(asyncio.CancelledError):
                 await self._runner
+
+    async def _cancel_owned(self) -> None:
+        """Cancel every owned task, and again any that is still running a moment later: on
+        Python 3.11, ``asyncio.wait_for`` (which nats-py uses for its requests) swallows a
+        cancellation that arrives as its future completes, and the task would go on."""
+        while self._owned:
+            pending = list(self._owned)
+            for task in pending:
+                task.cancel()
+            await asyncio.wait(pending, timeout=_RECANCEL_AFTER_S)
 
     async def _run(self) -> None:
         try:
@@ -88,8 +101,7 @@ class Actor(ABC):
                 await self.on_start()
                 self._ready.set()
                 await self._stop.wait()
-                for task in list(self._owned):
-                    task.cancel()
+                await self._cancel_owned()
         finally:
             self._group = None
             await self.on_stop()

@@ -1,9 +1,22 @@
 """The store actor: the single writer of all context state.
 
-It rebuilds its state from the write stream, then applies new writes from its durable
-consumer in stream order, publishes an event for each, and answers queries through a NATS
-micro service (``$SRV.PING|INFO|STATS`` discovery works). Every task it runs belongs to the
-task group of ``run()``; ``aclose()`` stops them all.
+It rebuilds its state from the write stream (from a snapshot, then the writes after it),
+answers queries (``actors.store.queries``), and then plays one of two roles:
+
+- **leader** (it holds the lease, ``actors.store.lease``): consumes the durable consumer,
+  applies each write in stream order, announces it (an event per write), acks it, takes
+  snapshots and expires contexts (TTL). Exactly one actor per store leads.
+- **standby**: follows the write stream with a consumer of its own and applies every write
+  to its own state, so its state stays current and it answers reads (a read replica: a read
+  fenced by ``min_seq`` is answered once it has applied that far, like the leader's). It
+  announces and acks nothing. When the lease is free (the leader stopped or died) it takes
+  it and leads from where its state is: it announces the writes it applied as a standby
+  that nobody announced, and recreates the durable consumer from its next sequence.
+
+A write the fold cannot apply (a bug: bad input is a rejection, never an exception) stops
+the actor rather than being skipped: it is not acked, so a restart applies it. Anything that
+fails while serving one request is that request's error reply. Every task the actor runs
+belongs to its task group; ``aclose()`` stops them all and hands the lease over.
 """
 
 from __future__ import annotations
@@ -11,78 +24,64 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import gc
-import heapq
-import itertools
 import logging
-from collections import OrderedDict
+from collections import deque
 from collections.abc import Awaitable, Callable, Iterator
 from datetime import UTC, datetime
-from typing import Any, TypeVar
+from typing import Final, Literal
 
-import msgspec
 import nats.errors
 from nats.js.api import AckPolicy, ConsumerConfig, DeliverPolicy
-from nats.micro import add_service
-from nats.micro.request import Request
-from nats.micro.service import Service
 
-from actors.core.fold import (
-    Applied,
-    Limits,
-    Outcome,
-    Rejected,
-    StoreState,
-    compare,
-    summarize,
-)
+from actors.core.fold import Applied, Limits, Outcome, Rejected, StoredWrite, StoreState
 from actors.runtime.actor import Actor
-from actors.runtime.replies import respond_error
-from actors.store.retention import TTL_WRITER, expire, expired, sweep_interval
+from actors.store.lease import Lease
+from actors.store.queries import Queries
+from actors.store.retention import TTL_WRITER, expire, sweep_interval
 from actors.store.snapshots import LoadResult, Snapshots
-from actors.store.stored import delivered_write
 from broker import (
     ACTOR_DURABLE,
     EVENTS_STREAM,
     WRITES_STREAM,
     BusClient,
-    RawHandler,
     StoreConfig,
     provision,
+    take_over_consumer,
 )
-from broker.delivery import ACK, NO_RESPONDERS, DeliveryError, Puller
+from broker.delivery import ACK, NO_RESPONDERS
+from broker.intake import Delivery, Handle, Intake, choose_intake, open_intake
 from contracts import (
     PRUNED_KIND,
-    ContextList,
     ContextPruned,
     Decoders,
-    ErrorCode,
     EvolutionContext,
-    OutcomeReply,
-    Query,
     WriteApplied,
     WriteRejected,
+    WriteSubject,
     encode,
     error_subject,
     event_subject,
     event_subject_of,
-    query_filter,
-    query_tenant,
     write_filter,
 )
 
-__all__ = ["StoreActor"]
+__all__ = ["Role", "StoreActor"]
 
 log = logging.getLogger("ctxstore.actor")
 
-ENCODED_CACHE_SIZE = 1024
-_PULL_EXPIRES_S = 1.0
-_PULL_BYTES = 8 << 20
-_RESTORE_WAIT_S = 0.5
-_FREEZE_EVERY = 10_000
-_REPLAY_IDLE_S = 60.0  # the server removes a recovery consumer left behind by a crash
-SERVICE_NAME = "ctxstore"
-SERVICE_VERSION = "0.1.0"
-R = TypeVar("R", bound=msgspec.Struct)
+Role = Literal["starting", "leader", "standby"]
+_OnWrite = Callable[[StoredWrite, Intake], Awaitable[None]]
+_Burst = Callable[[], Awaitable[None]]
+Announcement = tuple[str, bytes]  # subject, event
+
+_PULL_EXPIRES_S: Final = 1.0
+_PULL_BYTES: Final = 8 << 20
+_FREEZE_EVERY: Final = 10_000
+_REPLAY_IDLE_S: Final = 60.0  # the server removes a consumer left behind by a crash
+_LEASE_POLL_S: Final = 0.5
+# Events of writes applied but not announced (by recovery, or by a standby), kept to announce
+# when this actor leads; a standby drops those its leader announced meanwhile.
+_KEPT_UNANNOUNCED: Final = 100_000
 
 
 @contextlib.contextmanager
@@ -105,18 +104,17 @@ def _freeze_survivors() -> None:
     The state is a large acyclic structure that only grows by replacement: a full
     collection walks all of it, so with a fixed cadence of collections the collector's cost
     per write grows with the store. Frozen objects are still freed by reference counting
-    when a write replaces them; only a cycle among them would outlive its last reference.
-    Called every ``max(_FREEZE_EVERY, contexts)`` writes: the collection walks only what
-    was made since the last freeze."""
+    when a write replaces them; only a cycle among them would outlive its last reference."""
     gc.collect()
     gc.freeze()
 
 
-class _QueryError(Exception):
-    def __init__(self, code: ErrorCode, message: str) -> None:
-        super().__init__(message)
-        self.code = code
-        self.message = message
+class LeadershipLost(Exception):
+    """The lease ran out under a leader: it must stop acting on writes."""
+
+
+class StreamReplaced(Exception):
+    """The write stream was deleted and created again: the state must be rebuilt."""
 
 
 class StoreActor(Actor):
@@ -132,27 +130,29 @@ class StoreActor(Actor):
         fetch_batch: int = 512,
         read_wait: float = 5.0,
         owns_process: bool = False,
+        lease_ttl: float = 3.0,
+        state: StoreState | None = None,
     ) -> None:
         """``owns_process``: nothing else of note lives in this process (``ctxstore serve``),
         so the actor may freeze what it holds out of the garbage collector's sight
-        (``gc.freeze()``, which cannot tell the actor's objects from anyone else's)."""
+        (``gc.freeze()``, which cannot tell the actor's objects from anyone else's).
+        ``state``: the (empty) state to fold into; by default a ``StoreState``."""
         super().__init__()
         if not isinstance(nc, BusClient):
             raise TypeError("StoreActor needs a connection from broker.connect (a BusClient)")
         self._nc = nc
         self._config = config
         self._fetch_batch = fetch_batch
-        self._read_wait = read_wait
         # Room for two of the largest writes per pull request, so every request progresses.
         self._pull_bytes = max(_PULL_BYTES, 2 * config.max_payload + 65_536)
-        self.state = StoreState(Limits(config.max_payload, config.max_contexts))
-        self._waiters: list[tuple[int, int, asyncio.Future[None]]] = []
-        self._tiebreak = itertools.count()
-        self._replies: OrderedDict[tuple[str, str, Query], tuple[int, bytes]] = OrderedDict()
-        self._service: Service | None = None
+        self.state = state or StoreState(Limits(config.max_payload, config.max_contexts))
+        self.queries = Queries(nc, self, lambda: self.state, read_wait=read_wait)
+        self.lease = Lease(nc.jetstream(), ttl=lease_ttl, memory=config.backend == "memory")
+        self.role: Role = "starting"
+        self._role_changed = asyncio.Event()
         self.recovered_writes = 0
-        # Recovery announces the writes it replays past what was announced before (a crash
-        # can leave applied writes unannounced): how many it announced.
+        # Writes announced because nobody had announced them: after a crash, by recovery;
+        # after a takeover, those the new leader applied as a standby.
         self.reannounced = 0
         self.snapshots: Snapshots | None = None
         self.snapshot_loaded: LoadResult | None = None  # what start-up made of the snapshots
@@ -160,42 +160,61 @@ class StoreActor(Actor):
         self._snapshot_task: asyncio.Task[None] | None = None
         self._frozen_at = 0  # applied_seq at the last _freeze_survivors()
         self._owns_process = owns_process
+        self._intake_kind: Literal["raw", "public"] = "raw"
+        self._announced = 0  # every write up to this one was announced
+        self._unannounced: deque[tuple[int, list[Announcement]]] = deque(maxlen=_KEPT_UNANNOUNCED)
+        self.takeovers = 0
 
     # -- lifecycle ---------------------------------------------------------------------
 
     async def on_start(self) -> None:
-        """Recover (before answering anything), then consume and serve."""
+        """Recover (before answering anything), serve reads, then lead or stand by."""
+        self._intake_kind = await choose_intake(self._nc)
         js = self._nc.jetstream()
         await provision(js, self._config)
         snapshots = Snapshots(js, self._config)
         self.snapshots = snapshots if snapshots.enabled else None
         await self._recover()
-        self._service = await add_service(
-            self._nc,
-            name=SERVICE_NAME,
-            version=SERVICE_VERSION,
-            description="SharedContextStore queries",
-        )
-        for op, handler in self._endpoints().items():
-            await self._service.add_endpoint(
-                name=op.value, subject=query_filter(op), handler=handler
-            )
-        self.spawn(self._consume(), name="ctxstore-consume")
-        if self._config.ttl_seconds is not None:
-            self.spawn(self._expire_loop(), name="ctxstore-ttl")
+        await self.queries.start()
+        # Settle the role before ready: a lone actor is leading (and has announced what
+        # recovery found unannounced) by the time it says it serves.
+        leading = await self.lease.acquire()
+        if leading:
+            await self._take_lead()
+        self.spawn(self._play_roles(leading), name="ctxstore-roles")
         # The endpoints' subscriptions are live on the server only after a flush: ready
         # means a query sent now is answered.
         await self._nc.flush()
         log.info("store actor ready at seq %d", self.state.applied_seq)
 
     async def on_stop(self) -> None:
-        for _, _, fut in self._waiters:
-            fut.cancel()
-        if self._service is not None:
-            with contextlib.suppress(Exception):
-                await self._service.stop()
+        await self.queries.stop()
+        await self.lease.release()
 
-    # -- the write path ----------------------------------------------------------------
+    async def wait_role(self, role: Role) -> None:
+        """Until this actor plays ``role`` (bound it yourself)."""
+        while self.role != role:
+            self._role_changed.clear()
+            await self._role_changed.wait()
+
+    def _set_role(self, role: Role) -> None:
+        if role != self.role:
+            log.info("store actor is now %s at seq %d", role, self.state.applied_seq)
+        self.role = role
+        self._role_changed.set()
+
+    async def _play_roles(self, leading: bool) -> None:
+        while True:
+            if leading:
+                await self._lead()
+            else:
+                self._set_role("standby")
+                await self._stand_by()
+            leading = await self.lease.acquire()
+            if leading:
+                await self._take_lead()
+
+    # -- recovery ----------------------------------------------------------------------
 
     async def _recover(self) -> None:
         """Replay the stream up to its last sequence now, before answering anything."""
@@ -211,41 +230,43 @@ class StoreActor(Actor):
                 log.info("loaded %s (seq %d)", loaded.name, self.state.applied_seq)
         if last <= self.state.applied_seq or info.state.messages == 0:
             return
-        start = max(self.state.applied_seq + 1, info.state.first_seq)
-        announced = await self._announced_up_to()
-        # An ephemeral pull consumer read by a raw subscription: the same intake as live
-        # writes, so replay costs what applying costs (an ordered push consumer through
-        # nats-py's callbacks spent more per message on the client than on the fold).
-        consumer = await js.add_consumer(
-            WRITES_STREAM,
-            ConsumerConfig(
-                description="store actor recovery",
-                deliver_policy=DeliverPolicy.BY_START_SEQUENCE,
-                opt_start_seq=start,
-                ack_policy=AckPolicy.NONE,
-                filter_subject=write_filter(),
-                inactive_threshold=_REPLAY_IDLE_S,
-                mem_storage=True,
-            ),
-        )
-        try:
-            if consumer.num_pending:  # TTL or purges may have left nothing past ``start``
-                with _collector_paused():
-                    await self._replay(consumer.name, last, announced)
-                    # Frozen without a collection first: with the collector paused the
-                    # whole replayed state is young, and a collection would walk all of it
-                    # (0.2 s for 10,000 contexts). Replay makes no cycles of its own.
-                    if self._owns_process:
-                        gc.freeze()
-                self._frozen_at = self.state.applied_seq
-        finally:
-            with contextlib.suppress(Exception):
-                await js.delete_consumer(WRITES_STREAM, consumer.name)
+        self._announced = await self._announced_up_to()
+
+        async def on_write(write: StoredWrite, stop: Intake) -> None:
+            self._apply_unannounced(write)
+            self.recovered_writes += 1
+            if write.seq >= last:
+                stop.stop()
+
+        with _collector_paused():
+            await self._read_stream(self.state.applied_seq + 1, on_write, until=last)
+            # Frozen without a collection first: with the collector paused the whole
+            # replayed state is young, and a collection would walk all of it (0.2 s for
+            # 10,000 contexts). Replay makes no cycles of its own.
+            if self._owns_process:
+                gc.freeze()
+        self._frozen_at = self.state.applied_seq
         log.info("recovered %d writes up to seq %d", self.recovered_writes, last)
+
+    def _apply_unannounced(self, write: StoredWrite) -> None:
+        """Apply a write nobody may have announced yet (recovery, standby): keep its events
+        for when this actor leads."""
+        outcome = self.state.apply(write)
+        if outcome is not None and write.seq > self._announced:
+            self._unannounced.append((write.seq, self._events(outcome)))
+
+    async def _announce_kept(self) -> None:
+        """Announce what was applied without being announced, past the stored events."""
+        self._announced = await self._announced_up_to()
+        kept = [a for seq, events in self._unannounced if seq > self._announced for a in events]
+        self._unannounced.clear()
+        for subject, event in kept:
+            await self._nc.publish(subject, event)
+        self.reannounced += len(kept)
 
     async def _announced_up_to(self) -> int:
         """A sequence up to which every write was announced: the durable consumer's ack
-        floor (the actor acks after announcing), or the write of the last stored event."""
+        floor (the leader acks after announcing), or the write of the last stored event."""
         js = self._nc.jetstream()
         floor = 0
         with contextlib.suppress(Exception):
@@ -257,6 +278,236 @@ class StoreActor(Actor):
                 raw = await js.get_msg(EVENTS_STREAM, events.state.last_seq)
                 floor = max(floor, Decoders.event.decode(raw.data or b"").seq)
         return floor
+
+    async def _read_stream(
+        self,
+        start: int,
+        on_write: _OnWrite,
+        *,
+        until: int | None,
+    ) -> None:
+        """Apply the stream from ``start`` with an ephemeral consumer of this actor's own,
+        until ``on_write`` stops it (``until``: the replay's end; None: follow for ever).
+        ``StreamReplaced`` if the stream was recreated under it."""
+        js = self._nc.jetstream()
+        consumer = await js.add_consumer(
+            WRITES_STREAM,
+            ConsumerConfig(
+                description="store actor: recovery and standby",
+                deliver_policy=DeliverPolicy.BY_START_SEQUENCE,
+                opt_start_seq=start,
+                ack_policy=AckPolicy.NONE,
+                filter_subject=write_filter(),
+                inactive_threshold=_REPLAY_IDLE_S,
+                mem_storage=True,
+            ),
+        )
+        if until is not None and not consumer.num_pending:
+            with contextlib.suppress(Exception):
+                await js.delete_consumer(WRITES_STREAM, consumer.name)
+            return
+        try:
+            intake: Intake
+
+            async def handle(delivery: Delivery) -> None:
+                await on_write(_stored(delivery), intake)
+                if until is not None and delivery.pending == 0:
+                    intake.stop()
+
+            intake = self._intake(consumer.name, handle)
+            async with intake:
+                while not intake.stopped:
+                    try:
+                        async with asyncio.timeout(_PULL_EXPIRES_S + 5.0):
+                            code = await intake.pull()
+                    except (
+                        TimeoutError,
+                        nats.errors.ConnectionClosedError,
+                        nats.errors.ConnectionReconnectingError,
+                    ):
+                        if until is not None:
+                            raise
+                        continue
+                    self.queries.wake()
+                    if code == NO_RESPONDERS:
+                        await self._check_stream()
+                        raise RuntimeError("the actor's own consumer is gone")
+        finally:
+            with contextlib.suppress(Exception):
+                await js.delete_consumer(WRITES_STREAM, consumer.name)
+
+    def _intake(self, consumer: str, handle: Handle) -> Intake:
+        return open_intake(
+            self._nc,
+            self._intake_kind,
+            WRITES_STREAM,
+            consumer,
+            handle,
+            batch=self._fetch_batch,
+            max_bytes=self._pull_bytes,
+            expires=_PULL_EXPIRES_S,
+        )
+
+    async def _check_stream(self) -> None:
+        """``StreamReplaced`` if the write stream is not the one the state was built from."""
+        js = self._nc.jetstream()
+        await provision(js, self._config)  # a deleted stream is created again
+        info = await js.stream_info(WRITES_STREAM)
+        if info.created != self._stream_created or info.state.last_seq < self.state.applied_seq:
+            raise StreamReplaced(
+                f"the write stream was created again ({info.created}); the state (seq "
+                f"{self.state.applied_seq}) was built from the one created {self._stream_created}"
+            )
+
+    async def _rebuild(self) -> None:
+        """Start over from the new stream: what the old one held is gone with it."""
+        log.warning("the write stream was replaced: rebuilding the state from the new one")
+        self.state = StoreState(self.state.limits)
+        self._unannounced.clear()
+        self._announced = 0
+        js = self._nc.jetstream()
+        # Events of the old stream name sequences of the old stream: they would hide the new
+        # stream's writes from the announcement floor.
+        with contextlib.suppress(Exception):
+            await js.purge_stream(EVENTS_STREAM)
+        await self._recover()
+        self.queries.wake()
+
+    # -- standby -----------------------------------------------------------------------
+
+    async def _stand_by(self) -> None:
+        """Follow the stream until the lease is free, then return (to take it)."""
+
+        async def on_write(write: StoredWrite, intake: Intake) -> None:
+            self._apply_unannounced(write)
+
+        async def follow() -> None:
+            while True:
+                try:
+                    await self._read_stream(self.state.applied_seq + 1, on_write, until=None)
+                except StreamReplaced:
+                    await self._rebuild()
+                except (RuntimeError, nats.errors.Error, TimeoutError) as exc:
+                    log.warning("standby: following the stream failed (%r); again", exc)
+                    await asyncio.sleep(_LEASE_POLL_S)
+
+        async with asyncio.TaskGroup() as group:
+            follower = group.create_task(follow(), name="ctxstore-standby-follow")
+            while True:
+                await asyncio.sleep(_LEASE_POLL_S)
+                try:
+                    if await self.lease.holder() is None:
+                        break
+                    self._forget_announced(await self._announced_up_to())
+                except (nats.errors.Error, TimeoutError) as exc:
+                    log.warning("standby: reading the lease failed: %r", exc)
+            follower.cancel()
+
+    def _forget_announced(self, floor: int) -> None:
+        self._announced = max(self._announced, floor)
+        while self._unannounced and self._unannounced[0][0] <= self._announced:
+            self._unannounced.popleft()
+
+    # -- leader ------------------------------------------------------------------------
+
+    async def _take_lead(self) -> None:
+        """Just took the lease: announce what nobody announced, and take the consumer."""
+        await self._announce_kept()
+        await take_over_consumer(self._nc.jetstream(), self.state.applied_seq + 1)
+        self.takeovers += 1
+        self._set_role("leader")
+
+    async def _lead(self) -> None:
+        """Apply, announce and ack writes until the lease is lost (then return)."""
+        lost = asyncio.Event()
+        try:
+            async with asyncio.TaskGroup() as group:
+                group.create_task(self.lease.keep(lost), name="ctxstore-lease")
+                if self._config.ttl_seconds is not None:
+                    group.create_task(self._expire_loop(), name="ctxstore-ttl")
+                group.create_task(self._consume(), name="ctxstore-consume")
+                await lost.wait()
+                raise LeadershipLost()  # ends the group: its tasks are cancelled
+        except* LeadershipLost:
+            log.warning("leadership lost at seq %d: standing by", self.state.applied_seq)
+
+    async def _consume(self) -> None:
+        """Pull writes in batches from the durable consumer and apply each in stream order.
+
+        The consumer acks "all up to", so one ack at the end of each burst covers it; a crash
+        before it only brings the burst again, and applied sequences are skipped. Each
+        write is checked against the lease first: a leader whose lease ran out stops before
+        acting on anything."""
+        nc = self._nc
+        unacked: str | None = None  # the ack subject of the last write not yet acked
+
+        async def burst_done() -> None:
+            nonlocal unacked
+            if unacked is not None:
+                await nc.publish(unacked, ACK)
+                unacked = None
+            self.queries.wake()
+            self._maybe_snapshot()
+            self._maybe_freeze()
+
+        async def on_write(delivery: Delivery) -> None:
+            nonlocal unacked
+            if not self.lease.valid:
+                raise LeadershipLost()
+            write = _stored(delivery)
+            try:
+                outcome = self.state.apply(write)
+                if outcome is not None and write.seq > self._announced:
+                    await self._announce(outcome)
+            except Exception:
+                log.exception("applying seq %d failed: stopping", write.seq)
+                raise
+            unacked = delivery.ack
+            if delivery.pending == 0:
+                await burst_done()
+
+        while True:
+            try:
+                async with self._intake(ACTOR_DURABLE, on_write) as intake:
+                    await self._pull_until_gone(intake, burst_done)
+            except StreamReplaced:
+                await self._rebuild()
+                await take_over_consumer(nc.jetstream(), self.state.applied_seq + 1)
+
+    async def _pull_until_gone(self, intake: Intake, burst_done: _Burst) -> None:
+        while True:
+            self._maybe_snapshot()  # the time cadence, when no write comes
+            try:
+                # A request lost to a reconnect never ends: ask again after its expiry.
+                async with asyncio.timeout(_PULL_EXPIRES_S + 0.5):
+                    code = await intake.pull()
+            except (
+                TimeoutError,
+                nats.errors.ConnectionClosedError,
+                nats.errors.ConnectionReconnectingError,
+            ) as exc:
+                if intake.stopped:
+                    raise  # from a write that failed, not from a lost request
+                if not isinstance(exc, TimeoutError):
+                    await asyncio.sleep(0.2)  # reconnecting: nothing to pull from yet
+                continue
+            await burst_done()  # the batch came whole, or the request ended
+            if code == NO_RESPONDERS:  # the consumer is gone (deleted, lost with a server)
+                await self._restore_consumer()
+                return
+
+    async def _restore_consumer(self) -> None:
+        """Create the durable consumer again, from the next sequence to apply; or
+        ``StreamReplaced`` when the stream itself is a new one."""
+        log.warning("the actor's consumer is gone: creating it again")
+        await asyncio.sleep(_LEASE_POLL_S)  # not in a hot loop if JetStream is not ready
+        try:
+            await self._check_stream()
+            await take_over_consumer(self._nc.jetstream(), self.state.applied_seq + 1)
+        except StreamReplaced:
+            raise
+        except Exception as exc:
+            log.warning("restoring the consumer failed (%r); retrying", exc)
 
     def _maybe_freeze(self) -> None:
         if not self._owns_process:
@@ -275,12 +526,13 @@ class StoreActor(Actor):
             self.state.applied_seq, len(self.state.contexts)
         ):
             return
+        state = self.state
 
         async def save() -> None:
             try:
-                await snapshots.save(self.state, created)
+                await snapshots.save(state, created)
             except Exception:
-                log.exception("snapshot at seq %d failed", self.state.applied_seq)
+                log.exception("snapshot at seq %d failed", state.applied_seq)
             finally:
                 self._snapshot_task = None
 
@@ -292,9 +544,9 @@ class StoreActor(Actor):
         js = self._nc.jetstream()
         while True:
             await asyncio.sleep(sweep_interval(ttl))
-            for ctx in expired(list(self.state.contexts.values()), ttl):
+            for ctx in self.state.idle(ttl, datetime.now(UTC)):
                 try:
-                    seq = await expire(js, ctx, ttl, self._reach)
+                    seq = await expire(js, ctx, ttl, self.queries.reach)
                 except Exception as exc:
                     log.warning("expiring %s failed: %r", ctx.evolution_id, exc)
                     continue
@@ -307,118 +559,21 @@ class StoreActor(Actor):
                         reason=f"ttl: no write for more than {ttl:g}s",
                     )
 
-    async def _replay(self, consumer: str, last: int, announced: int) -> None:
-        """Apply every write the recovery consumer delivers, up to ``last``."""
-
-        async def on_write(
-            subject: bytes, reply: bytes, data: bytes, headers: bytes | None
-        ) -> None:
-            write, pending = delivered_write(subject, reply, data, headers)
-            outcome = self.state.apply(write)
-            self.recovered_writes += 1
-            if outcome is not None and write.seq > announced:
-                await self._announce(outcome)
-                self.reannounced += 1
-            if write.seq >= last or pending == 0:
-                puller.stop()
-
-        async with self._puller(consumer, on_write) as puller:
-            while not puller.stopped:
-                async with asyncio.timeout(_PULL_EXPIRES_S + self._read_wait):
-                    if await puller.pull() == NO_RESPONDERS:
-                        raise DeliveryError("the recovery consumer is gone")
-
-    def _puller(self, consumer: str, handle: RawHandler) -> Puller:
-        return Puller(
-            self._nc,
-            WRITES_STREAM,
-            consumer,
-            handle,
-            batch=self._fetch_batch,
-            max_bytes=self._pull_bytes,
-            expires=_PULL_EXPIRES_S,
-        )
-
-    async def _consume(self) -> None:
-        """Pull writes in batches from the durable consumer onto a raw subscription.
-
-        Each write is applied as it arrives, in stream order, inside the connection's read
-        loop (``Puller``). The consumer acks "all up to", so one ack at the end of each
-        burst covers it; a crash before it only brings the burst again, and applied
-        sequences are skipped. A write the fold fails on (a bug: bad input becomes a
-        rejection) stops the actor rather than being skipped: it is not acked, so a restart
-        applies it."""
-        nc = self._nc
-        unacked: bytes | None = None  # the ack subject of the last write not yet acked
-
-        async def burst_done() -> None:
-            nonlocal unacked
-            if unacked is not None:
-                await nc.publish(unacked.decode(), ACK)
-                unacked = None
-            self._wake_readers()
-            self._maybe_snapshot()
-            self._maybe_freeze()
-
-        async def on_write(
-            subject: bytes, reply: bytes, data: bytes, headers: bytes | None
-        ) -> None:
-            nonlocal unacked
-            try:
-                write, pending = delivered_write(subject, reply, data, headers)
-            except DeliveryError:
-                log.error("not a JetStream delivery on the actor's inbox: %r", subject)
-                return
-            try:
-                outcome = self.state.apply(write)
-                if outcome is not None:
-                    await self._announce(outcome)
-            except Exception:
-                log.exception("applying seq %d failed: stopping", write.seq)
-                raise
-            unacked = reply
-            if pending == 0:
-                await burst_done()
-
-        async with self._puller(ACTOR_DURABLE, on_write) as puller:
-            while not self._stop.is_set():
-                self._maybe_snapshot()  # the time cadence, when no write comes
-                try:
-                    # A request lost to a reconnect never ends: ask again after its expiry.
-                    async with asyncio.timeout(_PULL_EXPIRES_S + 0.5):
-                        code = await puller.pull()
-                except (
-                    TimeoutError,
-                    nats.errors.ConnectionClosedError,
-                    nats.errors.ConnectionReconnectingError,
-                ) as exc:
-                    if puller.stopped:
-                        raise  # from a write that failed, not from a lost request
-                    if not isinstance(exc, TimeoutError):
-                        await asyncio.sleep(0.2)  # reconnecting: nothing to pull from yet
-                    continue
-                await burst_done()  # the batch came whole, or the request ended
-                if code == NO_RESPONDERS:  # the consumer is gone (deleted, lost with a server)
-                    await self._restore_consumer()
-
-    async def _restore_consumer(self) -> None:
-        """Provision the durable consumer again. It delivers the stream from its start: the
-        writes already applied are skipped by sequence, before any decoding."""
-        log.warning("the actor's consumer is gone: creating it again")
-        await asyncio.sleep(_RESTORE_WAIT_S)  # not in a hot loop if JetStream is not ready
-        try:
-            await provision(self._nc.jetstream(), self._config)
-        except Exception as exc:
-            log.warning("provisioning failed (%r); retrying", exc)
+    # -- events ------------------------------------------------------------------------
 
     async def _announce(self, outcome: Outcome) -> None:
-        # No Nats-Msg-Id: the actor announces each write once (recovery announces only past
-        # the last stored event), and the header cost the actor and the server per event.
+        for subject, event in self._events(outcome):
+            await self._nc.publish(subject, event)
+
+    def _events(self, outcome: Outcome) -> list[Announcement]:
+        """The events that announce an outcome: the write's, and one per pruned context.
+        No Nats-Msg-Id: each write is announced once (a new leader announces only past the
+        last stored event), and the header cost the actor and the server per event."""
         write = outcome.write
         match outcome:
             case Applied(context=ctx, tenant=tenant, kind=kind):
-                evolution_id = ctx.evolution_id if ctx else write.subject.split(".")[3]
-                event: WriteApplied | WriteRejected = WriteApplied(
+                evolution_id = ctx.evolution_id if ctx else _evolution_id(outcome)
+                applied = WriteApplied(
                     tenant=tenant,
                     evolution_id=evolution_id,
                     kind=kind.value,
@@ -430,18 +585,22 @@ class StoreActor(Actor):
                     current_phase=ctx.current_phase if ctx else None,
                     size=len(write.data),
                 )
-                subject = event_subject_of(write.subject)
-                for gone in outcome.pruned:
-                    await self._announce_pruned(
-                        gone,
-                        seq=write.seq,
-                        time=write.time,
-                        writer=write.writer,
-                        reason=f"max_contexts: room for {evolution_id}",
-                        created_by=evolution_id,
-                    )
+                return [
+                    (event_subject_of(write.subject), encode(applied)),
+                    *(
+                        _pruned(
+                            gone,
+                            seq=write.seq,
+                            time=write.time,
+                            writer=write.writer,
+                            reason=f"max_contexts: room for {evolution_id}",
+                            created_by=evolution_id,
+                        )
+                        for gone in outcome.pruned
+                    ),
+                ]
             case Rejected(tenant=tenant, evolution_id=evolution_id, kind=kind):
-                event = WriteRejected(
+                rejected = WriteRejected(
                     tenant=tenant or "_",
                     evolution_id=evolution_id or "_",
                     kind=kind or "_",
@@ -451,10 +610,10 @@ class StoreActor(Actor):
                     code=outcome.code.value,
                     reason=outcome.reason,
                 )
-                kind_token = kind if kind.isidentifier() else "invalid"
-                subject = error_subject(event.tenant, event.evolution_id, kind_token)
-                log.info("rejected seq %d: %s", write.seq, outcome.reason)
-        await self._nc.publish(subject, encode(event))
+                kind_token = kind if kind.isidentifier() and len(kind) <= 64 else "invalid"
+                log.info("rejected seq %d: %s", write.seq, outcome.reason[:200])
+                subject = error_subject(rejected.tenant, rejected.evolution_id, kind_token)
+                return [(subject, encode(rejected))]
 
     async def _announce_pruned(
         self,
@@ -467,139 +626,49 @@ class StoreActor(Actor):
         created_by: str | None = None,
     ) -> None:
         """A context left the store by pruning (max_contexts) or expiry (TTL)."""
-        pruned = ContextPruned(
-            tenant=gone.tenant,
-            evolution_id=gone.evolution_id,
-            kind=PRUNED_KIND,
-            seq=seq,
-            time=time,
-            writer=writer,
-            reason=reason,
-            created_by=created_by,
-            version=gone.version,
-            status=gone.status,
-            created_at=gone.created_at,
-        )
         log.info("pruned %s/%s: %s", gone.tenant, gone.evolution_id, reason)
-        await self._nc.publish(
-            event_subject(gone.tenant, gone.evolution_id, PRUNED_KIND),
-            encode(pruned),
+        subject, event = _pruned(
+            gone, seq=seq, time=time, writer=writer, reason=reason, created_by=created_by
         )
+        await self._nc.publish(subject, event)
 
-    # -- reads -------------------------------------------------------------------------
 
-    def _wake_readers(self) -> None:
-        applied = self.state.applied_seq
-        while self._waiters and self._waiters[0][0] <= applied:
-            _, _, fut = heapq.heappop(self._waiters)
-            if not fut.done():
-                fut.set_result(None)
+def _pruned(
+    gone: EvolutionContext,
+    *,
+    seq: int,
+    time: datetime,
+    writer: str | None,
+    reason: str,
+    created_by: str | None = None,
+) -> Announcement:
+    pruned = ContextPruned(
+        tenant=gone.tenant,
+        evolution_id=gone.evolution_id,
+        kind=PRUNED_KIND,
+        seq=seq,
+        time=time,
+        writer=writer,
+        reason=reason,
+        created_by=created_by,
+        version=gone.version,
+        status=gone.status,
+        created_at=gone.created_at,
+    )
+    return event_subject(gone.tenant, gone.evolution_id, PRUNED_KIND), encode(pruned)
 
-    async def _reach(self, seq: int) -> None:
-        if seq <= self.state.applied_seq:
-            return
-        fut: asyncio.Future[None] = asyncio.get_running_loop().create_future()
-        heapq.heappush(self._waiters, (seq, next(self._tiebreak), fut))
-        try:
-            async with asyncio.timeout(self._read_wait):
-                await fut
-        except TimeoutError:
-            raise _QueryError(
-                ErrorCode.TIMEOUT,
-                f"the store has applied up to seq {self.state.applied_seq}, "
-                f"not {seq}, after {self._read_wait}s",
-            ) from None
 
-    def _endpoints(self) -> dict[Query, Callable[[Request], Awaitable[None]]]:
-        return {
-            Query.GET: self._endpoint(Decoders.get, self._get),
-            Query.LIST: self._endpoint(Decoders.list, self._list),
-            Query.COMPARE: self._endpoint(Decoders.compare, self._compare),
-            Query.EXPORT: self._endpoint(Decoders.export, self._get),
-            Query.OUTCOME: self._endpoint(Decoders.outcome_request, self._outcome),
-        }
+def _stored(delivery: Delivery) -> StoredWrite:
+    return StoredWrite.received(
+        delivery.seq,
+        delivery.stamp_ns,
+        delivery.subject,
+        delivery.data,
+        delivery.writer,
+        delivery.recorded,
+    )
 
-    def _endpoint(
-        self,
-        decoder: msgspec.json.Decoder[R],
-        answer: Callable[[str, R], bytes],
-    ) -> Callable[[Request], Awaitable[None]]:
-        async def respond(req: Request, tenant: str, body: R) -> None:
-            try:
-                await self._reach(getattr(body, "min_seq", 0))
-                data = answer(tenant, body)
-            except _QueryError as exc:
-                await respond_error(req, exc.code, exc.message)
-            except Exception as exc:
-                log.exception("query on %s failed", req.subject)
-                await respond_error(req, ErrorCode.INTERNAL, f"internal error: {exc!r}")
-            else:
-                await req.respond(data)
 
-        async def handle(req: Request) -> None:
-            try:
-                tenant = query_tenant(req.subject)
-                body = decoder.decode(req.data or b"{}")
-            except (msgspec.ValidationError, msgspec.DecodeError, ValueError) as exc:
-                await respond_error(req, ErrorCode.INVALID, f"invalid request: {exc}")
-                return
-            if getattr(body, "min_seq", 0) <= self.state.applied_seq or not self.running:
-                await respond(req, tenant, body)
-            else:
-                # Waiting for the writer's sequence must not hold up other requests.
-                self.spawn(respond(req, tenant, body), name=f"query:{req.subject}")
-
-        return handle
-
-    def _context(self, tenant: str, evolution_id: str | None) -> EvolutionContext:
-        ctx = self.state.get(tenant, evolution_id)
-        if ctx is None:
-            what = f"context {evolution_id}" if evolution_id else "any context"
-            raise _QueryError(ErrorCode.NOT_FOUND, f"no {what} in tenant {tenant}")
-        return ctx
-
-    def _encoded(self, ctx: EvolutionContext, view: Query, render: Callable[[], Any]) -> bytes:
-        # Each version is encoded once per view (the context, its comparison) however often
-        # it is read; only the most recently read are kept, so the cache cannot double the
-        # store's memory.
-        key = (ctx.tenant, ctx.evolution_id, view)
-        cached = self._replies.get(key)
-        if cached is not None and cached[0] == ctx.version:
-            self._replies.move_to_end(key)
-            return cached[1]
-        data = encode(render())
-        self._replies[key] = (ctx.version, data)
-        self._replies.move_to_end(key)
-        if len(self._replies) > ENCODED_CACHE_SIZE:
-            self._replies.popitem(last=False)
-        return data
-
-    def _get(self, tenant: str, body: Any) -> bytes:
-        ctx = self._context(tenant, body.evolution_id)
-        return self._encoded(ctx, Query.GET, lambda: ctx)
-
-    def _list(self, tenant: str, body: Any) -> bytes:
-        summaries = sorted(
-            (summarize(c) for c in self.state.of_tenant(tenant)),
-            key=lambda s: (s.created_at, s.version),
-        )
-        return encode(ContextList(contexts=summaries, applied_seq=self.state.applied_seq))
-
-    def _compare(self, tenant: str, body: Any) -> bytes:
-        ctx = self._context(tenant, body.evolution_id)
-        return self._encoded(ctx, Query.COMPARE, lambda: compare(ctx))
-
-    def _outcome(self, tenant: str, body: Any) -> bytes:
-        rejected = self.state.rejection(body.seq)
-        if rejected is not None:
-            return encode(
-                OutcomeReply(
-                    seq=body.seq,
-                    applied=False,
-                    evolution_id=rejected.evolution_id,
-                    version=rejected.context.version if rejected.context else 0,
-                    code=rejected.code.value,
-                    reason=rejected.reason,
-                )
-            )
-        return encode(OutcomeReply(seq=body.seq, applied=True, evolution_id="", version=body.seq))
+def _evolution_id(outcome: Applied) -> str:
+    found = WriteSubject.try_parse(outcome.write.subject)
+    return "" if found is None else found.evolution_id

@@ -1,89 +1,215 @@
-"""The local store: one directory that every ``ctxstore`` command and URL-less client shares.
+"""The local store: one directory, served by one process at a time.
 
-``ctxstore serve`` runs the embedded server on it and records the URL in ``server.json``;
-other commands and clients connect to that server while it runs, or start the embedded server
-and a store actor on the same directory for as long as they need them. So contexts persist
-across commands with no server started by hand.
+``LocalStack`` runs the embedded server on the directory and a store actor on it, holding the
+directory's ``server.lock`` while it runs and recording its URL in ``server.json`` (the rules
+are in ``broker.home``). ``ctxstore serve`` runs one; so does the server a URL-less client
+starts (``ctxstore serve --exit-when-unused``), and tests and benchmarks run one in-process.
+
+It supervises the ``nats-server`` child: when it dies, it is started again on the same port
+and store directory (clients reconnect to the URL they had) with a new store actor, which
+rebuilds its state from the stream; the old one's may describe writes a memory-backed
+stream no longer has. After too many deaths in a short time it gives up and fails, so the
+process exits non-zero and whatever supervises it (or the next client) takes over: a server
+that keeps dying (a full disk, a corrupt store) is not restarted forever.
 """
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
-import json
-import os
+import logging
+from collections import deque
 from pathlib import Path
-from types import TracebackType
+from typing import Final
 
-from nats.aio.client import Client
-
-from actors.client.local import RECORD
+from actors.runtime import Actor
 from actors.store.actor import StoreActor
-from broker import EmbeddedServer, StoreConfig, connect
+from broker import BrokerError, BusClient, EmbeddedServer, StoreConfig, connect, redact
+from broker.home import (
+    SERVER_LOCK,
+    FileLock,
+    forget_server,
+    lock_holder,
+    read_record,
+    record_server,
+)
 
-__all__ = ["LocalStack", "forget_server", "record_server"]
+__all__ = ["DirectoryInUseError", "LocalStack"]
+
+log = logging.getLogger("ctxstore.local")
+
+_MAX_RESTARTS: Final = 5  # within _RESTART_WINDOW_S, then give up
+_RESTART_WINDOW_S: Final = 60.0
+_FIRST_BACKOFF_S: Final = 0.1
+_MAX_BACKOFF_S: Final = 2.0
+_LOG_LINES: Final = 10  # of the nats-server's log, in a report of its death
 
 
-def record_server(home: Path, url: str) -> None:
-    home.mkdir(parents=True, exist_ok=True)
-    tmp = home / f".{RECORD}.{os.getpid()}"
-    tmp.write_text(json.dumps({"url": url, "pid": os.getpid()}), encoding="utf-8")
-    tmp.replace(home / RECORD)
+class DirectoryInUseError(BrokerError):
+    """Another process serves this local store directory."""
+
+    def __init__(self, home: Path) -> None:
+        pid, record = lock_holder(home), read_record(home)
+        who = f"pid {pid}" if pid is not None else "another process"
+        if record is not None and record.pid == pid:
+            where = f"is already served by {who} at {redact(record.url)}"
+        else:
+            where = f"is being served by {who} (starting or stopping)"
+        super().__init__(f"the local store in {home} {where}")
+        self.pid = pid
 
 
-def forget_server(home: Path) -> None:
-    with contextlib.suppress(OSError, ValueError, KeyError):
-        record = json.loads((home / RECORD).read_text(encoding="utf-8"))
-        if int(record["pid"]) == os.getpid():
-            (home / RECORD).unlink()
+class LocalStack(Actor):
+    """An embedded server on ``home`` plus a store actor, owned by this process.
 
+    ``start()`` takes the directory (``server.lock``) unless ``try_take_directory()`` did,
+    and raises ``DirectoryInUseError`` if another process holds it."""
 
-class LocalStack:
-    """An embedded server on ``home`` plus a store actor, owned by this process."""
+    actor_name = "ctxstore-local"
 
-    def __init__(self, home: Path, config: StoreConfig, *, port: int = 0) -> None:
-        self.home = home
+    def __init__(
+        self,
+        home: Path,
+        config: StoreConfig,
+        *,
+        port: int = 0,
+        owns_process: bool = False,
+    ) -> None:
+        super().__init__()
+        self.home = Path(home)
         self.config = config
         self.server = EmbeddedServer(
-            home / "nats",
+            self.home / "nats",
             port=port,
             sync_always=config.sync == "always",
             max_payload=max(config.max_payload * 2, 1024 * 1024),
         )
-        self._nc: Client | None = None
         self.actor: StoreActor | None = None
+        self.restarts = 0  # of the nats-server, by supervision
+        self._nc: BusClient | None = None
+        self._lock = FileLock(self.home / SERVER_LOCK)
+        self._owns_process = owns_process
 
     @property
     def url(self) -> str:
         return self.server.url
 
     async def start(self) -> None:
+        """Start, or raise why not (``DirectoryInUseError``, a ``BrokerError``...) as such
+        rather than in the group the actor's task group wraps it in."""
         try:
-            await self.server.start()
-            self._nc = await connect(self.server.url, name="ctxstore-actor", long_running=True)
-            self.actor = StoreActor(self._nc, self.config)
-            await self.actor.start()
-            record_server(self.home, self.server.url)
-        except BaseException:
-            await self.aclose()
+            await super().start()
+        except BaseExceptionGroup as group:
+            if len(group.exceptions) == 1:
+                raise group.exceptions[0] from None
             raise
 
     async def aclose(self) -> None:
-        forget_server(self.home)
-        if self.actor is not None:
-            await self.actor.aclose()
-        if self._nc is not None:
-            with contextlib.suppress(Exception):
-                await self._nc.drain()
+        """Stop. A failure that stopped it already is ``wait()``'s to raise, not this: so
+        ``async with`` does not replace the error being handled with the same one."""
+        try:
+            await super().aclose()
+        except* Exception:
+            pass
+
+    def try_take_directory(self) -> bool:
+        """Hold ``server.lock`` if no other process does. ``start()`` serves under it;
+        without a start, ``release_directory()`` lets it go."""
+        if not self._lock.held:
+            if not self._lock.try_acquire():
+                return False
+            self._lock.write_pid()
+            forget_server(self.home, anyone=True)  # what a killed holder left
+        return True
+
+    def release_directory(self) -> None:
+        """Let go of ``server.lock`` if this stack holds it and does not serve."""
+        if not self.running:
+            self._lock.release()
+
+    async def on_start(self) -> None:
+        if not self.try_take_directory():
+            raise DirectoryInUseError(self.home)
+        await self.server.start()
+        await self._start_actor()
+        record_server(self.home, self.server.url, self.config.server_environment())
+        self.spawn(self._supervise(), name="ctxstore-local-supervisor")
+
+    async def on_stop(self) -> None:
+        if self._lock.held:
+            forget_server(self.home)
+        await self._stop_actor(server_alive=True)
         await self.server.stop()
+        self._lock.release()
 
-    async def __aenter__(self) -> LocalStack:
-        await self.start()
-        return self
+    async def _start_actor(self) -> None:
+        self._nc = await connect(self.server.url, name="ctxstore-actor", long_running=True)
+        self.actor = StoreActor(self._nc, self.config, owns_process=self._owns_process)
+        await self.actor.start()
 
-    async def __aexit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        tb: TracebackType | None,
-    ) -> None:
-        await self.aclose()
+    async def _stop_actor(self, *, server_alive: bool) -> None:
+        actor, self.actor = self.actor, None
+        nc, self._nc = self._nc, None
+        if nc is not None and not server_alive:
+            # Nothing to say goodbye to: close first, so the actor's stop does not wait on
+            # a connection that is reconnecting.
+            with contextlib.suppress(Exception):
+                await nc.close()
+        if actor is not None:
+            await actor.aclose()
+        if nc is not None and not nc.is_closed:
+            with contextlib.suppress(Exception):
+                async with asyncio.timeout(5):
+                    await nc.drain()
+            with contextlib.suppress(Exception):
+                await nc.close()
+
+    async def _until_server_exits(self) -> int:
+        """The nats-server's exit code once it exits; raises if the actor stops first."""
+        assert self.actor is not None
+        exited = asyncio.ensure_future(self.server.exited())
+        stopped = asyncio.ensure_future(self.actor.wait())
+        try:
+            await asyncio.wait({exited, stopped}, return_when=asyncio.FIRST_COMPLETED)
+        finally:
+            for task in (exited, stopped):
+                task.cancel()
+            await asyncio.gather(exited, stopped, return_exceptions=True)
+        if exited.done() and not exited.cancelled():
+            return exited.result()
+        failure = None if stopped.cancelled() else stopped.exception()
+        raise BrokerError(f"the store actor stopped: {failure!r}") from failure
+
+    def _tail(self) -> str:
+        return "\n".join(self.server.log_tail.splitlines()[-_LOG_LINES:])
+
+    async def _supervise(self) -> None:
+        deaths: deque[float] = deque()
+        loop = asyncio.get_running_loop()
+        while True:
+            code = await self._until_server_exits()
+            log.warning("nats-server exited with code %s; its last lines:\n%s", code, self._tail())
+            await self._stop_actor(server_alive=False)
+            while True:
+                now = loop.time()
+                deaths.append(now)
+                while now - deaths[0] > _RESTART_WINDOW_S:
+                    deaths.popleft()
+                if len(deaths) > _MAX_RESTARTS:
+                    raise BrokerError(
+                        f"nats-server died {len(deaths)} times within {_RESTART_WINDOW_S:.0f}s; "
+                        f"not restarting it again. Its last lines:\n{self._tail()}"
+                    )
+                backoff = min(_FIRST_BACKOFF_S * 2 ** (len(deaths) - 1), _MAX_BACKOFF_S)
+                await asyncio.sleep(backoff)
+                try:
+                    await self.server.restart()
+                    await self._start_actor()
+                except Exception as exc:  # counted as another death; retried or given up
+                    log.warning("restarting nats-server failed: %r", exc)
+                    await self._stop_actor(server_alive=False)
+                    await self.server.stop()
+                    continue
+                break
+            self.restarts += 1
+            log.warning("nats-server restarted on %s (restart %d)", redact(self.url), self.restarts)

@@ -31,14 +31,15 @@ from datetime import UTC, datetime, timedelta
 from typing import Final
 
 from nats.js import JetStreamContext
-from nats.js.errors import APIError
 
+from broker.publish import publish
 from broker.streams import WRITES_STREAM
 from contracts import (
     HEADER_EXPECTED_LAST_SUBJECT_SEQ,
     HEADER_EXPECTED_LAST_SUBJECT_SEQ_SUBJECT,
     HEADER_MSG_ID,
     HEADER_WRITER,
+    ConflictError,
     DeleteContext,
     EvolutionContext,
     WriteKind,
@@ -52,7 +53,6 @@ __all__ = ["TTL_WRITER", "expire", "expired", "sweep_interval"]
 log = logging.getLogger("ctxstore.retention")
 
 TTL_WRITER: Final = "ctxstore-ttl"
-_WRONG_LAST_SEQUENCE: Final = 10071
 
 
 def sweep_interval(ttl_seconds: float) -> float:
@@ -85,12 +85,16 @@ async def expire(
         HEADER_EXPECTED_LAST_SUBJECT_SEQ_SUBJECT: subjects,
     }
     subject = write_subject(ctx.tenant, ctx.evolution_id, WriteKind.DELETE)
+
+    async def jetstream() -> JetStreamContext:
+        return js
+
     try:
-        ack = await js.publish(subject, encode(body), headers=headers)
-    except APIError as exc:
-        if exc.err_code == _WRONG_LAST_SEQUENCE:
-            return None
-        raise
+        ack = await publish(
+            jetstream, subject, encode(body), headers, what=f"the TTL delete of {ctx.evolution_id}"
+        )
+    except ConflictError:  # the guard refused it: a write came in since the actor looked
+        return None
     await js.purge_stream(WRITES_STREAM, subject=subjects, seq=ack.seq)
     await reach(ack.seq)
     await js.purge_stream(WRITES_STREAM, subject=subjects, seq=ack.seq + 1)

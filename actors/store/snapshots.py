@@ -1,7 +1,8 @@
 """Snapshots of the store actor's state, kept in a JetStream object store.
 
-A snapshot is the whole ``StoreState`` (every context in creation order, the newest context
-per tenant, the recent rejections the outcome endpoint answers from) as of ``applied_seq``,
+A snapshot is the whole ``StoreState`` (``StoreState.image()``: every context in creation order,
+the newest context per tenant, the outcomes of the latest writes, the stream time of each
+context's last write) as of ``applied_seq``,
 msgpack-encoded, zlib-compressed, framed as::
 
     b"CTXSNAP1" | sha256(compressed body) (32 bytes) | compressed body
@@ -31,7 +32,6 @@ import io
 import logging
 import time
 import zlib
-from collections import OrderedDict
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Final, Generic, TypeVar
@@ -42,9 +42,9 @@ from nats.js.api import ObjectMeta, ObjectMetaOptions, ObjectStoreConfig, Storag
 from nats.js.errors import BucketNotFoundError, NotFoundError
 from nats.js.object_store import ObjectStore
 
-from actors.core.fold import Limits, Rejected, StoredWrite, StoreState
+from actors.core.fold import Limits, StateImage, StoreState, WriteOutcome
 from broker.config import StoreConfig
-from contracts import ErrorCode, EvolutionContext
+from contracts import EvolutionContext
 
 __all__ = [
     "FORMAT",
@@ -60,7 +60,7 @@ __all__ = [
 log = logging.getLogger("ctxstore.snapshots")
 
 SNAPSHOT_BUCKET: Final = "ctxstore_snapshots"
-FORMAT: Final = 1
+FORMAT: Final = 2  # 2: outcomes of the latest writes, stream times of last writes
 KEEP: Final = 2
 _MAGIC: Final = b"CTXSNAP1"
 _DIGEST_LEN: Final = 32
@@ -77,21 +77,6 @@ class SnapshotError(ValueError):
     """A snapshot that cannot be used; the message says why."""
 
 
-class _Rejection(msgspec.Struct, array_like=True, frozen=True):
-    """What the outcome of a rejected write needs, not the whole ``Rejected``."""
-
-    seq: int
-    time: datetime
-    subject: str
-    writer: str | None
-    tenant: str
-    evolution_id: str
-    kind: str
-    code: ErrorCode
-    reason: str
-    version: int  # the context's version after the rejection; 0: no such context
-
-
 class _Body(msgspec.Struct, Generic[C], frozen=True, kw_only=True):
     """Read with the contexts decoded (``list[EvolutionContext]``), written with them
     already encoded one by one (``msgspec.Raw``)."""
@@ -103,37 +88,15 @@ class _Body(msgspec.Struct, Generic[C], frozen=True, kw_only=True):
     max_contexts: int | None
     contexts: C  # in the state's (creation) order: pruning depends on it
     latest: dict[str, str]
-    rejections: list[_Rejection]
+    outcomes: list[WriteOutcome]
+    touched: list[tuple[str, str, float]]
 
 
 _encoder = msgspec.msgpack.Encoder()
 _decoder = msgspec.msgpack.Decoder(_Body[list[EvolutionContext]])
 
 
-@dataclass(frozen=True, slots=True)
-class _Captured:
-    """The state at one sequence: shallow copies (contexts are immutable structs)."""
-
-    applied_seq: int
-    limits: Limits
-    contexts: list[EvolutionContext]
-    latest: dict[str, str]
-    rejections: list[Rejected]
-
-
-def _capture(state: StoreState) -> _Captured:
-    # The only reader of StoreState's private fields besides the state itself: a snapshot
-    # must hold everything a replay would rebuild.
-    return _Captured(
-        applied_seq=state.applied_seq,
-        limits=state.limits,
-        contexts=list(state.contexts.values()),
-        latest=dict(state._latest),
-        rejections=list(state._rejections.values()),
-    )
-
-
-def _body(captured: _Captured, stream_created: datetime, contexts: list[bytes]) -> bytes:
+def _body(image: StateImage, stream_created: datetime, contexts: list[bytes]) -> bytes:
     """The msgpack body, the contexts already encoded one by one (``contexts``)."""
     # A msgpack array of any length may use the 32-bit header.
     array = bytearray(b"\xdd" + len(contexts).to_bytes(4, "big"))
@@ -142,26 +105,13 @@ def _body(captured: _Captured, stream_created: datetime, contexts: list[bytes]) 
     body = _Body[msgspec.Raw](
         format=FORMAT,
         stream_created=stream_created,
-        applied_seq=captured.applied_seq,
-        max_payload=captured.limits.max_payload,
-        max_contexts=captured.limits.max_contexts,
+        applied_seq=image.applied_seq,
+        max_payload=image.limits.max_payload,
+        max_contexts=image.limits.max_contexts,
         contexts=msgspec.Raw(array),
-        latest=captured.latest,
-        rejections=[
-            _Rejection(
-                seq=r.write.seq,
-                time=r.write.time,
-                subject=r.write.subject,
-                writer=r.write.writer,
-                tenant=r.tenant,
-                evolution_id=r.evolution_id,
-                kind=r.kind,
-                code=r.code,
-                reason=r.reason,
-                version=r.context.version if r.context is not None else 0,
-            )
-            for r in captured.rejections
-        ],
+        latest=image.latest,
+        outcomes=image.outcomes,
+        touched=image.touched,
     )
     return _encoder.encode(body)
 
@@ -172,27 +122,27 @@ def _frame(body: bytes) -> bytes:
     return _MAGIC + hashlib.sha256(packed).digest() + packed
 
 
-async def _encode_stepwise(captured: _Captured, stream_created: datetime) -> bytes:
+async def _encode_stepwise(image: StateImage, stream_created: datetime) -> bytes:
     """``encode_snapshot`` in steps the actor's event loop can run between: msgpack encoding
     holds the GIL (one piece of 10,000 scaled contexts took 1.2 s), so it goes a slice of
     contexts at a time on the loop, and only compression and hashing go to a thread."""
     contexts: list[bytes] = []
     since_yield = 0
-    for ctx in captured.contexts:
+    for ctx in image.contexts:
         encoded = _encoder.encode(ctx)
         contexts.append(encoded)
         since_yield += len(encoded)
         if since_yield >= _YIELD_BYTES:
             since_yield = 0
             await asyncio.sleep(0)
-    body = _body(captured, stream_created, contexts)
+    body = _body(image, stream_created, contexts)
     return await asyncio.to_thread(_frame, body)
 
 
 def encode_snapshot(state: StoreState, stream_created: datetime) -> bytes:
     """The framed snapshot of ``state`` for the write stream created at ``stream_created``."""
-    captured = _capture(state)
-    return _frame(_body(captured, stream_created, [_encoder.encode(c) for c in captured.contexts]))
+    image = state.image()
+    return _frame(_body(image, stream_created, [_encoder.encode(c) for c in image.contexts]))
 
 
 def decode_snapshot(data: bytes, limits: Limits) -> tuple[StoreState, datetime]:
@@ -215,29 +165,15 @@ def decode_snapshot(data: bytes, limits: Limits) -> tuple[StoreState, datetime]:
             f"taken with limits max_payload={body.max_payload} max_contexts={body.max_contexts}"
             f", the actor runs with {limits.max_payload} and {limits.max_contexts}"
         )
-    state = StoreState(limits)
-    state.applied_seq = body.applied_seq
-    state.contexts = {(c.tenant, c.evolution_id): c for c in body.contexts}
-    state._latest = dict(body.latest)
-    state._rejections = OrderedDict((r.seq, _rejected(r)) for r in body.rejections)
-    return state, body.stream_created
-
-
-def _rejected(r: _Rejection) -> Rejected:
-    # The outcome endpoint reads the context's version at the rejection, nothing else of it.
-    ctx = (
-        EvolutionContext(
-            evolution_id=r.evolution_id,
-            created_at=r.time,
-            target_path="-",
-            tenant=r.tenant or "default",
-            version=r.version,
-        )
-        if r.version
-        else None
+    image = StateImage(
+        limits=limits,
+        applied_seq=body.applied_seq,
+        contexts=body.contexts,
+        latest=body.latest,
+        outcomes=body.outcomes,
+        touched=body.touched,
     )
-    write = StoredWrite(seq=r.seq, time=r.time, subject=r.subject, data=b"", writer=r.writer)
-    return Rejected(write, r.tenant, r.evolution_id, r.kind, r.code, r.reason, ctx)
+    return StoreState.from_image(image), body.stream_created
 
 
 def _name(seq: int) -> str:
@@ -363,22 +299,22 @@ class Snapshots:
 
     async def save(self, state: StoreState, stream_created: datetime) -> str:
         """Store a snapshot of ``state`` as it is now; drop all but the newest ``KEEP``."""
-        captured = _capture(state)  # synchronously: the state moves on meanwhile
-        self.last_seq = captured.applied_seq
+        image = state.image()  # synchronously: the state moves on meanwhile
+        self.last_seq = image.applied_seq
         self._last_time = time.monotonic()
-        data = await _encode_stepwise(captured, stream_created)
+        data = await _encode_stepwise(image, stream_created)
         store = await self._bucket(create=True)
         assert store is not None
-        name = _name(captured.applied_seq)
+        name = _name(image.applied_seq)
         meta = ObjectMeta(
             name=name,
-            description=f"store state at seq {captured.applied_seq}",
+            description=f"store state at seq {image.applied_seq}",
             options=ObjectMetaOptions(max_chunk_size=_CHUNK),
         )
         await store.put(name, data, meta=meta)
         self.saved += 1
         async with self._stored:
-            self.saved_seq = max(self.saved_seq, captured.applied_seq)
+            self.saved_seq = max(self.saved_seq, image.applied_seq)
             self._stored.notify_all()
         for _, old in (await self._names(store))[KEEP:]:
             await store.delete(old)

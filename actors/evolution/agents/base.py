@@ -22,7 +22,7 @@ from nats.micro.service import Service
 
 from actors.client import SharedContextStore
 from actors.runtime.actor import Actor
-from actors.runtime.replies import respond_error
+from actors.runtime.replies import reply, reply_error
 from contracts import AgentReply, AgentRequest, ErrorCode, agent_subject, encode
 
 __all__ = ["Agent", "AgentHost"]
@@ -91,25 +91,26 @@ class AgentHost(Actor):
 
     def _handler(self, agent: Agent) -> Callable[[Request], Awaitable[None]]:
         async def serve(req: Request, body: AgentRequest) -> None:
+            # Whatever happens here is this request's error reply, never the host's end.
             try:
-                reply = await agent.run(body.evolution_id, body.options)
+                answer = encode(await agent.run(body.evolution_id, body.options))
             except Exception as exc:
                 log.exception("agent %s failed on %s", agent.name, body.evolution_id)
                 message = f"{agent.name} failed: {type(exc).__name__}: {exc}"
-                await respond_error(req, ErrorCode.INTERNAL, message)
-            else:
-                await req.respond(encode(reply))
+                await reply_error(req, ErrorCode.INTERNAL, message)
+                return
+            await reply(req, answer, max_payload=self._nc.max_payload)
 
         async def handle(req: Request) -> None:
             try:
                 body = _REQUEST.decode(req.data)
             except (msgspec.ValidationError, msgspec.DecodeError) as exc:
                 message = f"invalid agent request: {exc}"
-                await respond_error(req, ErrorCode.INVALID, message)
+                await reply_error(req, ErrorCode.INVALID, message)
                 return
             if not self.running:
                 message = f"agent {agent.name} is stopping"
-                await respond_error(req, ErrorCode.INTERNAL, message, status=503)
+                await reply_error(req, ErrorCode.INTERNAL, message, status=503)
                 return
             # One evolution's work must not hold up the next request to the same agent.
             self.spawn(serve(req, body), name=f"{agent.name}:{body.evolution_id}")

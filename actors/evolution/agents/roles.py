@@ -158,13 +158,13 @@ class PlannerAgent(Agent):
         earlier = [
             s
             for s in await self.store.get_all_contexts()
-            if s["evolution_id"] != ctx.evolution_id and "implementation_log" in s.get("phases", ())
+            if s.evolution_id != ctx.evolution_id and "implementation_log" in s.phases
         ]
-        same_path = [s for s in earlier if s.get("target_path") == ctx.target_path]
-        others = [s for s in earlier if s.get("target_path") != ctx.target_path]
+        same_path = [s for s in earlier if s.target_path == ctx.target_path]
+        others = [s for s in earlier if s.target_path != ctx.target_path]
         others = others[-MAX_FINGERPRINT_CANDIDATES:]
         contexts = await asyncio.gather(
-            *(self.store.get_context(s["evolution_id"]) for s in [*same_path, *others])
+            *(self.store.get_context(s.evolution_id) for s in [*same_path, *others])
         )
         matching = [
             c

@@ -1,0 +1,254 @@
+"""The store's queries: request-reply endpoints of a NATS micro service (``ctxstore``).
+
+Each request is decoded by its typed decoder, waits (bounded) until the store has applied
+the stream up to the request's ``min_seq``, and is answered from the state. Whatever goes
+wrong while serving one request becomes that request's error reply (bounded in size); it
+never stops the actor. Replies too large for one message go in chunks to requesters that
+ask for them (``accept_chunks``), else as a ``too_large`` error.
+
+Encoded replies are cached per context version and view (a context read many times is
+encoded once), within a byte budget so that large contexts cannot double the store's memory.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import heapq
+import itertools
+import logging
+from collections import OrderedDict
+from collections.abc import Awaitable, Callable
+from typing import Any, Final, TypeVar
+
+import msgspec
+from nats.micro import add_service
+from nats.micro.request import Request
+from nats.micro.service import Service
+
+from actors.core.fold import StoreState, compare, summarize
+from actors.runtime.actor import Actor
+from actors.runtime.replies import reply, reply_error
+from actors.store.history_query import HistoryQuery
+from broker import BusClient
+from contracts import (
+    ContextList,
+    ContextNotFoundError,
+    Decoders,
+    ErrorCode,
+    EvolutionContext,
+    OutcomeReply,
+    Query,
+    RequestError,
+    StoreTimeoutError,
+    SubjectError,
+    encode,
+    query_filter,
+    query_tenant,
+)
+from contracts.schema import WIRE_VERSION, endpoint_metadata, service_metadata
+
+__all__ = ["CACHE_BYTES", "MAX_WAITING", "SERVICE_NAME", "Queries"]
+
+log = logging.getLogger("ctxstore.queries")
+
+SERVICE_NAME: Final = "ctxstore"
+CACHE_BYTES: Final = 64 * 1024 * 1024  # encoded replies kept, all views together
+MAX_WAITING: Final = 10_000  # reads waiting for a sequence at once; more are refused
+R = TypeVar("R", bound=msgspec.Struct)
+
+
+class Queries:
+    """The query endpoints of one actor, reading ``state()`` (the actor swaps its state on a
+    rebuild, so it is read at each request)."""
+
+    def __init__(
+        self,
+        nc: BusClient,
+        owner: Actor,
+        state: Callable[[], StoreState],
+        *,
+        read_wait: float,
+    ) -> None:
+        self._nc = nc
+        self._owner = owner
+        self._state = state
+        self._read_wait = read_wait
+        self._waiters: list[tuple[int, int, asyncio.Future[None]]] = []
+        self._tiebreak = itertools.count()
+        self._cache: OrderedDict[tuple[str, str, Query], tuple[int, bytes]] = OrderedDict()
+        self._cached_bytes = 0
+        self._service: Service | None = None
+
+    async def start(self) -> None:
+        self._service = await add_service(
+            self._nc,
+            name=SERVICE_NAME,
+            version=WIRE_VERSION,
+            description="SharedContextStore queries",
+            metadata=service_metadata(),
+        )
+        for op, handler in self._endpoints().items():
+            await self._service.add_endpoint(
+                name=op.value,
+                subject=query_filter(op),
+                handler=handler,
+                metadata=endpoint_metadata(op),
+            )
+
+    async def stop(self) -> None:
+        for _, _, fut in self._waiters:
+            fut.cancel()
+        self._waiters.clear()
+        if self._service is not None:
+            try:
+                await self._service.stop()
+            except Exception as exc:
+                log.warning("stopping the query service: %r", exc)
+
+    # -- read-your-writes ------------------------------------------------------------------
+
+    def wake(self) -> None:
+        """Answer the reads waiting for a sequence the state has now reached."""
+        applied = self._state().applied_seq
+        while self._waiters and self._waiters[0][0] <= applied:
+            _, _, fut = heapq.heappop(self._waiters)
+            if not fut.done():
+                fut.set_result(None)
+
+    async def reach(self, seq: int) -> None:
+        """Until the state has applied ``seq``; ``StoreTimeoutError`` after the read wait."""
+        if seq <= self._state().applied_seq:
+            return
+        if len(self._waiters) >= MAX_WAITING:
+            raise StoreTimeoutError(f"{MAX_WAITING} reads are waiting already; try again")
+        fut: asyncio.Future[None] = asyncio.get_running_loop().create_future()
+        heapq.heappush(self._waiters, (seq, next(self._tiebreak), fut))
+        try:
+            async with asyncio.timeout(self._read_wait):
+                await fut
+        except TimeoutError:
+            raise StoreTimeoutError(
+                f"the store has applied up to seq {self._state().applied_seq}, "
+                f"not {seq}, after {self._read_wait}s"
+            ) from None
+
+    # -- endpoints -------------------------------------------------------------------------
+
+    def _endpoints(self) -> dict[Query, Callable[[Request], Awaitable[None]]]:
+        return {
+            Query.GET: self._endpoint(Decoders.get, self._get),
+            Query.LIST: self._endpoint(Decoders.list, self._list),
+            Query.COMPARE: self._endpoint(Decoders.compare, self._compare),
+            Query.EXPORT: self._endpoint(Decoders.export, self._get),
+            Query.OUTCOME: self._endpoint(Decoders.outcome_request, self._outcome),
+            Query.HISTORY: HistoryQuery(
+                self._nc,
+                max_payload=self._state().limits.max_payload,
+                applied=lambda: self._state().applied_seq,
+                reach=self.reach,
+                spawn=self._owner.spawn,
+                read_timeout=self._read_wait,
+            ).handle,
+        }
+
+    def _endpoint(
+        self,
+        decoder: msgspec.json.Decoder[R],
+        answer: Callable[[str, Any], bytes],
+    ) -> Callable[[Request], Awaitable[None]]:
+        async def respond(req: Request, tenant: str, body: Any, wait_for: int) -> None:
+            # Everything that can fail for this request is caught here: an error reply.
+            try:
+                await self.reach(wait_for)
+                data = answer(tenant, body)
+            except RequestError as exc:
+                await reply_error(req, exc.code, exc.message)
+            except StoreTimeoutError as exc:
+                await reply_error(req, ErrorCode.TIMEOUT, str(exc))
+            except Exception as exc:
+                log.exception("query on %s failed", req.subject[:200])
+                await reply_error(req, ErrorCode.INTERNAL, f"internal error: {exc!r}")
+            else:
+                await reply(
+                    req,
+                    data,
+                    max_payload=self._nc.max_payload,
+                    accept_chunks=getattr(body, "accept_chunks", False),
+                )
+
+        async def handle(req: Request) -> None:
+            try:
+                tenant = query_tenant(req.subject)
+                body = decoder.decode(req.data or b"{}")
+            except (msgspec.ValidationError, msgspec.DecodeError, SubjectError) as exc:
+                await reply_error(req, ErrorCode.INVALID, f"invalid request: {exc}")
+                return
+            wait_for = max(getattr(body, "min_seq", 0), getattr(body, "seq", 0))
+            if wait_for <= self._state().applied_seq or not self._owner.running:
+                await respond(req, tenant, body, wait_for)
+                return
+            # Waiting for the writer's sequence must not hold up other requests.
+            try:
+                self._owner.spawn(respond(req, tenant, body, wait_for), name="ctxstore-query")
+            except RuntimeError:  # the actor is stopping
+                await reply_error(req, ErrorCode.INTERNAL, "the store is stopping", status=503)
+
+        return handle
+
+    def _context(self, tenant: str, evolution_id: str | None) -> EvolutionContext:
+        ctx = self._state().get(tenant, evolution_id)
+        if ctx is None:
+            what = f"context {evolution_id}" if evolution_id else "context"
+            raise ContextNotFoundError(f"no {what} in tenant {tenant}")
+        return ctx
+
+    def _encoded(self, ctx: EvolutionContext, view: Query, render: Callable[[], Any]) -> bytes:
+        key = (ctx.tenant, ctx.evolution_id, view)
+        cached = self._cache.get(key)
+        if cached is not None and cached[0] == ctx.version:
+            self._cache.move_to_end(key)
+            return cached[1]
+        data = encode(render())
+        if cached is not None:
+            self._cached_bytes -= len(cached[1])
+        self._cache[key] = (ctx.version, data)
+        self._cache.move_to_end(key)
+        self._cached_bytes += len(data)
+        while self._cached_bytes > CACHE_BYTES and len(self._cache) > 1:
+            _, (_, old) = self._cache.popitem(last=False)
+            self._cached_bytes -= len(old)
+        return data
+
+    def _get(self, tenant: str, body: Any) -> bytes:
+        ctx = self._context(tenant, body.evolution_id)
+        return self._encoded(ctx, Query.GET, lambda: ctx)
+
+    def _list(self, tenant: str, body: Any) -> bytes:
+        state = self._state()
+        summaries = sorted(
+            (summarize(c) for c in state.of_tenant(tenant)),
+            key=lambda s: (s.created_at, s.version),
+        )
+        return encode(ContextList(contexts=summaries, applied_seq=state.applied_seq))
+
+    def _compare(self, tenant: str, body: Any) -> bytes:
+        ctx = self._context(tenant, body.evolution_id)
+        return self._encoded(ctx, Query.COMPARE, lambda: compare(ctx))
+
+    def _outcome(self, tenant: str, body: Any) -> bytes:
+        outcome = self._state().outcome(body.seq)
+        if outcome is None or outcome.tenant not in (tenant, ""):
+            raise ContextNotFoundError(
+                f"the outcome of seq {body.seq} is no longer known: the store remembers the "
+                "outcomes of its latest writes only"
+            )
+        return encode(
+            OutcomeReply(
+                seq=outcome.seq,
+                applied=outcome.applied,
+                evolution_id=outcome.evolution_id,
+                version=outcome.version,
+                code=None if outcome.code is None else outcome.code.value,
+                reason=outcome.reason,
+            )
+        )
