@@ -16,7 +16,7 @@ from typing import Any
 
 from bench.common import Figure
 
-BENCHES = ("latency", "writes", "durable", "recovery", "memory", "parallel")
+BENCHES = ("latency", "writes", "durable", "recovery", "memory", "parallel", "evolve")
 
 
 def _machine() -> dict[str, Any]:
@@ -82,6 +82,7 @@ def table(figures: list[Figure]) -> str:
 
 
 async def _run(args: argparse.Namespace) -> list[Figure]:
+    from bench.evolve import run_evolve
     from bench.latency import run_latency
     from bench.memory import run_memory
     from bench.parallel import run_parallel
@@ -95,6 +96,7 @@ async def _run(args: argparse.Namespace) -> list[Figure]:
         "recovery": lambda tmp: run_recovery(tmp, quick=args.quick, big=args.big, full=args.full),
         "memory": lambda tmp: run_memory(tmp, quick=args.quick, full=args.full),
         "parallel": lambda tmp: run_parallel(tmp, quick=args.quick),
+        "evolve": lambda tmp: run_evolve(tmp, quick=args.quick),
     }
     figures: list[Figure] = []
     for name in args.only or BENCHES:

@@ -78,8 +78,8 @@ class ContextSummary(_ReadModel, frozen=True, kw_only=True):
 
 
 class Comparison(_ReadModel, frozen=True, kw_only=True):
-    """The spec's three-way comparison: before (original analysis), plan, after (evaluation
-    results, the measured end state), and what was implemented. Research rides along."""
+    """The spec's three-way comparison: before (original analysis), plan, after (the state
+    measured after implementation), and what was implemented. Research rides along."""
 
     evolution_id: str
     version: int

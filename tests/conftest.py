@@ -14,6 +14,9 @@ from actors import SharedContextStore, StoreActor
 from actors.pytest_plugin import ensure_registered
 from broker import EmbeddedServer, StoreConfig, connect
 
+# Small projects the evolution tests evolve; their own tests run only inside those tests.
+collect_ignore = ["fixtures"]
+
 
 def pytest_configure(config: pytest.Config) -> None:
     # The package's pytest plugin (ctxstore_* fixtures): its pytest11 entry point registers

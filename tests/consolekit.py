@@ -96,7 +96,17 @@ async def record_evolution(
         await ctx.store_implementation_log(
             modified_files=["a.py"],
             changes=[{"file": "a.py", "type": "docstring_added"}],
-            rollback_points=[{"id": "checkpoint-1"}],
+            rollback_points=[
+                {
+                    "id": "checkpoint-1",
+                    # What the evolution measured after implementation: the comparison's after.
+                    "state": {
+                        "files_analyzed": 3,
+                        "metrics": {"complexity": 4.0, "docstring_coverage": 0.75, "lines": 131},
+                        "tests": {"passed": 7, "failed": 0},
+                    },
+                }
+            ],
         )
         await ctx.update_phase(Stage.EVALUATION)
         await ctx.store_evaluation_results(

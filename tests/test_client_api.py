@@ -47,7 +47,9 @@ PLAN: dict[str, Any] = dict(
 IMPLEMENTATION: dict[str, Any] = dict(
     modified_files=["agent.py", "planner.py"],
     changes=[{"file": "agent.py", "type": "docstring_added"}],
-    rollback_points=[{"id": "checkpoint-1", "timestamp": "..."}],
+    rollback_points=[
+        {"id": "checkpoint-1", "timestamp": "...", "state": {"metrics": {"complexity": 3.1}}}
+    ],
 )
 EVALUATION: dict[str, Any] = dict(
     goals_achieved=["task-1"],
@@ -292,7 +294,8 @@ async def test_get_comparison_data_gives_before_plan_after_implementation(
     comparison = await store.get_comparison_data()
     assert comparison["before"] == ANALYSIS
     assert comparison["plan"] == PLAN
-    assert comparison["after"] == EVALUATION
+    # after: the state measured after implementation, kept with its last rollback point.
+    assert comparison["after"] == {"metrics": {"complexity": 3.1}}
     assert comparison["implementation"] == IMPLEMENTATION
     assert comparison["research"] == RESEARCH
     assert comparison["evolution_id"] == eid

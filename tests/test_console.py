@@ -165,6 +165,7 @@ async def test_comparison_page_shows_three_sides_and_the_metrics_delta(
     assert "<dt>files analysed</dt><dd>3</dd>" in text
     assert "<dt>tasks</dt><dd>1</dd>" in text
     assert "<dt>estimated impact</dt><dd>0.6</dd>" in text
+    assert "<dt>tests</dt><dd>7 passed, 0 failed</dd>" in text  # measured after implementation
     assert "<dt>goals achieved</dt><dd>0 of 1</dd>" in text
     assert "<dt>success rate</dt><dd>30.0%</dd>" in text
     metrics = text.split('id="metrics"', 1)[1]

@@ -4,8 +4,10 @@ from __future__ import annotations
 
 import asyncio
 import hashlib
+import json
 import os
 import shutil
+import subprocess
 import sys
 from collections.abc import AsyncIterator, Mapping, Sequence
 from pathlib import Path
@@ -25,6 +27,7 @@ from contracts import (
     Stage,
     Status,
     WriteApplied,
+    encode,
     event_filter,
     write_filter,
 )
@@ -77,27 +80,30 @@ async def test_full_evolution_of_the_sample_project(
     assert analysis["files_analyzed"] == 8
     metrics = ctx.evaluation_results["metrics_comparison"]
     assert metrics["before"]["functions"] == 26
-    assert metrics["before"]["docstring_coverage"] == pytest.approx(0.2647, abs=1e-4)
-    assert metrics["after"]["docstring_coverage"] == 1.0
-    assert metrics["before"]["type_hint_coverage"] == pytest.approx(0.48)
-    assert metrics["after"]["type_hint_coverage"] == pytest.approx(0.88)
-    assert metrics["before"]["complexity_max"] == metrics["after"]["complexity_max"] == 14
-    assert metrics["delta"]["docstring_coverage"] == pytest.approx(0.7353, abs=1e-4)
+    assert metrics["before"]["simplifications_available"] == 1
+    assert metrics["after"]["simplifications_available"] == 0
+    # Docstrings need a model: planned and reported as deferred, never generated from names.
+    assert metrics["after"]["docstring_coverage"] == metrics["before"]["docstring_coverage"]
+    assert metrics["tasks"]["deferred"] > 0
+    assert metrics["tests"]["final"]["passed"] == 7
 
     plan = ctx.improvement_plan
-    assert len(plan["tasks"]) == 42
     assert ctx.external_research["best_practices"]
     log = ctx.implementation_log
-    assert len(log["modified_files"]) == 7
-    assert len(log["rollback_points"]) == 37
-    assert ctx.evaluation_results["success_rate"] == pytest.approx(36 / 42, abs=1e-4)
+    kept = {c["file"] for c in log["changes"] if c.get("outcome") == "kept"}
+    assert kept
+    assert sorted(kept) == log["modified_files"]
+    assert ctx.evaluation_results["success_rate"] == 1.0
 
-    # The spec's three-way comparison, read back through the store.
+    # The spec's three-way comparison, read back through the store: after is the state
+    # measured after implementation, tests included.
     comparison = await store.get_comparison_data(result.evolution_id)
     assert comparison["before"] == analysis
     assert comparison["plan"] == plan
     assert comparison["implementation"] == log
-    assert comparison["after"] == ctx.evaluation_results
+    assert comparison["after"] == log["rollback_points"][-1]["state"]
+    assert comparison["after"]["metrics"]["simplifications_available"] == 0
+    assert comparison["after"]["tests"]["baseline"]["passed"] == 7
 
     # Every edited file of the working copy still parses; the user's files are untouched.
     for relpath in log["modified_files"]:
@@ -271,7 +277,9 @@ def _outcome(result: object) -> dict[str, object]:
     ctx = result.context  # type: ignore[attr-defined]
     return {
         "status": ctx.status,
-        "metrics": ctx.evaluation_results["metrics_comparison"],
+        "metrics": {
+            k: v for k, v in ctx.evaluation_results["metrics_comparison"].items() if k != "tests"
+        },
         "tasks": [{k: v for k, v in t.items() if k != "id"} for t in ctx.improvement_plan["tasks"]],
         "modified": ctx.implementation_log["modified_files"],
         "success_rate": ctx.evaluation_results["success_rate"],
@@ -286,11 +294,18 @@ async def test_agents_in_separate_processes_give_the_same_result(
         remote = await engine.run_evolution(
             EvolutionConfig(project, FOCUS, workdir=tmp_path / "remote", agent_timeout=60)
         )
+    # Another copy, differing by a comment only: neither path nor content fingerprint match,
+    # so the second evolution has nothing to learn from the first and must plan the same.
+    twin = tmp_path / "twin"
+    shutil.copytree(project, twin)
+    test_file = twin / "tests" / "test_counter.py"
+    test_file.write_text(test_file.read_text().rstrip("\n") + "  # twin\n")
     async with EvolutionEngine(store) as engine:
         local = await engine.run_evolution(
-            EvolutionConfig(project, FOCUS, workdir=tmp_path / "local", agent_timeout=60)
+            EvolutionConfig(twin, FOCUS, workdir=tmp_path / "local", agent_timeout=60)
         )
     assert remote.status is Status.COMPLETED, remote.error
+    assert "learned_from" not in local.context.improvement_plan["dependencies"]
     assert _outcome(remote) == _outcome(local)
     writers = {a for a in remote.context.agents}
     assert writers == {"research", "analysis", "planner", "refactor", "evaluator"}
@@ -348,3 +363,150 @@ async def test_a_recorded_evolution_replays_identically(
     bundle = await store.export_context(result.evolution_id, tmp_path / "evolution.ctx")
     replayed = await store.replay(bundle)
     assert replayed.identical, replayed.changes
+
+
+CLICKAPP = Path(__file__).resolve().parent / "fixtures" / "clickapp"
+
+
+def _help(root: Path) -> str:
+    out = subprocess.run(
+        [sys.executable, "-m", "clickapp.cli", "greet", "--help"],
+        cwd=root,
+        capture_output=True,
+        text=True,
+        check=True,
+        timeout=60,
+    )
+    return out.stdout
+
+
+async def test_a_click_cli_keeps_its_help_and_its_tests_verify_the_edits(
+    store: SharedContextStore, tmp_path: Path
+) -> None:
+    project = tmp_path / "clickapp"
+    shutil.copytree(CLICKAPP, project)
+    async with EvolutionEngine(store) as engine:
+        result = await engine.run_evolution(
+            EvolutionConfig(project, FOCUS, workdir=tmp_path / "work", agent_timeout=60)
+        )
+    assert result.status is Status.COMPLETED, result.error
+    work = tmp_path / "work"
+    assert _help(work) == _help(project)
+    text = (work / "clickapp" / "cli.py").read_text()
+    assert '"""' not in text  # no docstring on a command: it is the --help text
+    assert "if shout and name:" in text  # ruff's safe SIM102 fix
+    assert "# Sizes are inclusive upper bounds." in text  # comments survive
+    changes = {(c["action"], c["symbol"]): c for c in result.context.implementation_log["changes"]}
+    assert changes[("simplify", "greet")]["outcome"] == "kept"
+    assert changes[("simplify", "label")]["outcome"] == "kept"
+    tests = result.comparison["after"]["tests"]
+    assert tests["baseline"]["passed"] == tests["final"]["passed"] == 2
+    assert "pytest" in tests["command"]
+
+
+async def test_a_second_evolution_learns_from_the_first(
+    store: SharedContextStore, tmp_path: Path
+) -> None:
+    project = tmp_path / "clickapp"
+    shutil.copytree(CLICKAPP, project)
+    async with EvolutionEngine(store) as engine:
+        first = await engine.run_evolution(
+            EvolutionConfig(project, FOCUS, workdir=tmp_path / "one", agent_timeout=60)
+        )
+        # The same project elsewhere (same content fingerprint), and its evolved copy.
+        again = tmp_path / "again"
+        shutil.copytree(CLICKAPP, again)
+        second = await engine.run_evolution(
+            EvolutionConfig(again, FOCUS, workdir=tmp_path / "two", agent_timeout=60)
+        )
+        third = await engine.run_evolution(
+            EvolutionConfig(tmp_path / "one", FOCUS, workdir=tmp_path / "three", agent_timeout=60)
+        )
+    assert first.status is second.status is third.status is Status.COMPLETED
+    done_or_failed = {
+        c["key"]
+        for c in first.context.implementation_log["changes"]
+        if c.get("outcome") in ("kept", "rolled_back", "no_change")
+    }
+    assert done_or_failed
+    for later in (second, third):
+        plan = later.context.improvement_plan
+        assert plan["dependencies"]["learned_from"] == [first.evolution_id]
+        assert not done_or_failed & {t["key"] for t in plan["tasks"]}
+    assert not third.context.implementation_log["modified_files"]
+
+
+async def test_a_thousand_file_project_fits_the_store_and_finishes(
+    store: SharedContextStore, tmp_path: Path
+) -> None:
+    project = tmp_path / "big"
+    for package in range(25):
+        folder = project / f"pkg{package:02d}"
+        folder.mkdir(parents=True)
+        (folder / "__init__.py").write_text("")
+        for n in range(42):
+            (folder / f"mod{n:02d}.py").write_text(
+                f"def check_{n}(a, b):\n    if a:\n        if b:\n            return {n}\n"
+                f"    return 0\n\n\ndef plain_{n}(x):\n    return x + {n}\n"
+            )
+    assert len(list(project.rglob("*.py"))) == 1075
+    async with EvolutionEngine(store) as engine:
+        result = await engine.run_evolution(
+            EvolutionConfig(project, FOCUS, workdir=tmp_path / "work", agent_timeout=120)
+        )
+    assert result.status is Status.COMPLETED, result.error
+    ctx = result.context
+    limit = store.config.max_payload
+    for phase in (ctx.original_analysis, ctx.improvement_plan, ctx.implementation_log):
+        assert len(encode(phase)) < limit
+    metrics = ctx.original_analysis["metrics"]
+    assert metrics["files"] == 1075
+    assert metrics["improvement_counts"]["simplify"] == 1050
+    assert metrics["detail"]["files_total"] == 1075
+    # As many tasks as leave room for their log within the store's limit (64 KiB here).
+    assert 50 < len(ctx.improvement_plan["tasks"]) < 200
+    kept = [c for c in ctx.implementation_log["changes"] if c.get("outcome") == "kept"]
+    assert len(kept) == ctx.evaluation_results["metrics_comparison"]["tasks"]["achieved"] > 50
+
+
+async def test_ctxstore_evolve_verify_runs_the_given_command_and_rolls_back_what_fails(
+    server: EmbeddedServer, actor: StoreActor, tmp_path: Path
+) -> None:
+    project = tmp_path / "clickapp"
+    shutil.copytree(CLICKAPP, project)
+    # A check that passes on the original and rejects one of the two simplifications.
+    check = 'grep -q "    if shout:" clickapp/cli.py'
+    env = {**os.environ, "CTXSTORE_HOME": str(tmp_path / "home")}
+    proc = await asyncio.create_subprocess_exec(
+        sys.executable,
+        "-m",
+        "actors.cli",
+        "--nats-url",
+        server.url,
+        "evolve",
+        str(project),
+        "--focus",
+        "complexity",
+        "--workdir",
+        str(tmp_path / "work"),
+        "--verify",
+        check,
+        "--json",
+        stdout=asyncio.subprocess.PIPE,
+        env=env,
+    )
+    async with asyncio.timeout(120):
+        out, _ = await proc.communicate()
+    assert proc.returncode == 0, out
+    result = json.loads(out)
+    changes = {
+        (c["action"], c["symbol"]): c for c in result["comparison"]["implementation"]["changes"]
+    }
+    assert changes[("simplify", "greet")]["outcome"] == "rolled_back"
+    assert changes[("simplify", "label")]["outcome"] == "kept"
+    tests = result["comparison"]["after"]["tests"]
+    assert tests["command"] == check
+    assert tests["final"]["returncode"] == 0
+    text = (tmp_path / "work" / "clickapp" / "cli.py").read_text()
+    assert "    if shout:" in text
+    assert 'return "small"\n    if size < 100:' in text

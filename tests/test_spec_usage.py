@@ -56,7 +56,7 @@ async def test_the_usage_example_runs_an_evolution_with_nothing_started_by_hand(
     out = capsys.readouterr().out.splitlines()
     assert out[0] == f"Evolution ID: {results.evolution_id}"
     assert out[1] == "Files analyzed: 8"
-    assert out[2] == "Tasks created: 42"
+    assert out[2] == "Tasks created: 24"
     assert exported_under(export_path, local_only / "contexts")
     # The store kept it in the local directory: a new client finds it there.
     await store.aclose()

@@ -7,7 +7,16 @@ from datetime import UTC, datetime, timedelta
 import msgspec
 import pytest
 
-from actors.core.fold import Applied, Limits, Rejected, StoredWrite, StoreState, compare, summarize
+from actors.core.fold import (
+    Applied,
+    Limits,
+    Rejected,
+    StoredWrite,
+    StoreState,
+    compare,
+    measured_after,
+    summarize,
+)
 from actors.core.held import decoded
 from contracts import (
     AgentActivity,
@@ -387,6 +396,19 @@ def test_import_creates_and_replaces_only_when_asked() -> None:
     assert ctx.target_path == "./x"
 
 
+def test_the_comparisons_after_is_the_last_measured_state() -> None:
+    log = {
+        "rollback_points": [
+            {"id": "checkpoint-1", "state": {"metrics": {"complexity": 9}}},
+            {"id": "checkpoint-2", "state": {"metrics": {"complexity": 3}, "tests": {"runs": 1}}},
+            {"id": "checkpoint-3"},
+        ]
+    }
+    assert measured_after(log) == {"metrics": {"complexity": 3}, "tests": {"runs": 1}}
+    assert measured_after({}) == {}
+    assert measured_after({"rollback_points": "nonsense"}) == {}
+
+
 def test_summary_and_comparison_read_the_context() -> None:
     state = replay(a_full_log().writes)
     ctx = state.get("default", "evo-1")
@@ -396,7 +418,8 @@ def test_summary_and_comparison_read_the_context() -> None:
     comparison = compare(held)
     assert comparison.before == ctx.original_analysis
     assert comparison.plan == ctx.improvement_plan
-    assert comparison.after == ctx.evaluation_results
+    # after is the state measured after implementation (kept with the last rollback point).
+    assert comparison.after == measured_after(ctx.implementation_log)
     assert comparison.implementation == ctx.implementation_log
     assert comparison.research == ctx.external_research
     summary = summarize(held)

@@ -96,6 +96,14 @@ def _parser() -> argparse.ArgumentParser:
         action="store_true",
         help="use agents started with 'ctxstore agent NAME' instead of in-process ones",
     )
+    evolve.add_argument(
+        "--verify",
+        default=None,
+        metavar="CMD",
+        help="command that runs the project's tests on the working copy (default: the "
+        "project's pytest suite when one is found; 'none' to skip verification)",
+    )
+    evolve.add_argument("--verify-timeout", type=float, default=600.0, help="seconds per test run")
     evolve.add_argument("--json", action="store_true", help="print the results as JSON")
     evolve.set_defaults(run="evolve:cmd_evolve")
 

@@ -243,7 +243,9 @@ class EvolutionType:
 
     @strawberry.field(description="Before / plan / after, with the metrics delta.")
     async def comparison(self, info: Info[Context, None]) -> ComparisonType:
-        c = await _console(info).console.comparison(self.tenant, self.id)
+        console = _console(info).console
+        c = await console.comparison(self.tenant, self.id)
+        evaluation = (await console.context(self.tenant, self.id)).evaluation_results
         return ComparisonType(
             version=c.version,
             before=JSON(c.before),
@@ -253,7 +255,7 @@ class EvolutionType:
             research=JSON(c.research),
             metrics=[
                 MetricType(name=m.name, before=m.before, after=m.after, delta=m.delta)
-                for m in metric_rows(c)
+                for m in metric_rows(c, evaluation)
             ],
         )
 

@@ -98,9 +98,10 @@ def _count(value: Any) -> int:
     return len(value) if isinstance(value, list | dict) else 0
 
 
-def side_summaries(c: Comparison) -> dict[str, list[tuple[str, str]]]:
-    """Label/value lines for each side of the three-way comparison; a side not written yet
-    has none."""
+def side_summaries(c: Comparison, evaluation: dict[str, Any]) -> dict[str, list[tuple[str, str]]]:
+    """Label/value lines for each side of the three-way comparison (after: what was done, as
+    measured after implementation, and the evaluator's verdict); a side not written yet has
+    none."""
     before, plan, impl, after = c.before, c.plan, c.implementation, c.after
     sides: dict[str, list[tuple[str, str]]] = {"before": [], "plan": [], "after": []}
     if before:
@@ -125,10 +126,16 @@ def side_summaries(c: Comparison) -> dict[str, list[tuple[str, str]]]:
             ("rollback points", str(_count(impl.get("rollback_points")))),
         ]
     if after:
-        listed = after.get("goals_achieved")
+        sides["after"].append(("files measured", _number(after.get("files_analyzed"))))
+        tests = after.get("tests")
+        if isinstance(tests, dict) and tests:
+            shown = ", ".join(f"{v} {k}" for k, v in tests.items() if isinstance(v, int))
+            sides["after"].append(("tests", shown or "—"))
+    if evaluation:
+        listed = evaluation.get("goals_achieved")
         goals: list[Any] = listed if isinstance(listed, list) else []
         achieved = sum(1 for g in goals if not isinstance(g, dict) or bool(g.get("achieved")))
-        rate = after.get("success_rate")
+        rate = evaluation.get("success_rate")
         sides["after"] += [
             ("goals achieved", f"{achieved} of {len(goals)}"),
             ("success rate", _percent(float(rate)) if isinstance(rate, int | float) else "—"),

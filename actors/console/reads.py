@@ -118,24 +118,35 @@ class MetricRow:
     delta: Any
 
 
-def metric_rows(comparison: Comparison) -> list[MetricRow]:
-    """The metrics delta of a comparison: the evaluation's ``metrics_comparison`` (before,
-    after, delta), metric by metric in the order the evaluation wrote them; before an
-    evaluation, the original analysis's metrics alone."""
-    measured = comparison.after.get("metrics_comparison")
-    if not isinstance(measured, dict):
-        before = comparison.before.get("metrics")
-        if not isinstance(before, dict):
-            return []
-        return [MetricRow(name, value, None, None) for name, value in before.items()]
-    sides: list[dict[str, Any]] = []
-    for key in ("before", "after", "delta"):
-        side = measured.get(key)
-        sides.append(side if isinstance(side, dict) else {})
+def metric_rows(comparison: Comparison, evaluation: dict[str, Any]) -> list[MetricRow]:
+    """The metrics delta: the evaluation's ``metrics_comparison`` (before, after, delta) when
+    there is one, metric by metric in the order it wrote them; else the comparison's own
+    before (the original analysis) against its after (measured after implementation), with
+    the delta of each number; before any implementation, the original metrics alone."""
+    measured = evaluation.get("metrics_comparison")
+    if isinstance(measured, dict) and measured:
+        sides: list[dict[str, Any]] = []
+        for key in ("before", "after", "delta"):
+            side = measured.get(key)
+            sides.append(side if isinstance(side, dict) else {})
+    else:
+        before, after = comparison.before.get("metrics"), comparison.after.get("metrics")
+        before = before if isinstance(before, dict) else {}
+        after = after if isinstance(after, dict) else {}
+        delta = {
+            name: round(after[name] - value, 6)
+            for name, value in before.items()
+            if _number(value) and _number(after.get(name))
+        }
+        sides = [before, after, delta]
     names: dict[str, None] = {}
     for side in sides:
         names.update(dict.fromkeys(side))
     return [MetricRow(n, sides[0].get(n), sides[1].get(n), sides[2].get(n)) for n in names]
+
+
+def _number(value: Any) -> bool:
+    return isinstance(value, int | float) and not isinstance(value, bool)
 
 
 class Console:

@@ -266,8 +266,8 @@ class _Pages:
             ctx=ctx,
             head=ctx,
             comparison=comparison,
-            sides=side_summaries(comparison),
-            metrics=metric_rows(comparison),
+            sides=side_summaries(comparison, ctx.evaluation_results),
+            metrics=metric_rows(comparison, ctx.evaluation_results),
             tab="compare",
         )
 

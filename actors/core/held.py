@@ -42,6 +42,7 @@ __all__ = [
     "decoded",
     "hold",
     "holding",
+    "measured_after",
     "phase_json",
     "phase_versions",
     "unhold",
@@ -194,15 +195,32 @@ def context_reply(ctx: HeldContext) -> bytes:
     )
 
 
+def measured_after(implementation_log: dict[str, Any]) -> dict[str, Any]:
+    """The state measured after implementation (metrics, the project's test results), which
+    the evolution keeps with the implementation log's last rollback point; {} before."""
+    points = implementation_log.get("rollback_points")
+    for point in reversed(points if isinstance(points, list) else []):
+        state = point.get("state") if isinstance(point, dict) else None
+        if isinstance(state, dict):
+            return state
+    return {}
+
+
+_LOG: Final = msgspec.json.Decoder(dict[str, Any])
+
+
 def comparison_reply(ctx: HeldContext) -> bytes:
-    """The JSON of the context's three-way comparison, as ``Comparison``."""
+    """The JSON of the context's three-way comparison, as ``Comparison``. The spec's after is
+    the current state: measured after implementation, not the evaluator's verdict (which
+    ``evaluation_results`` holds)."""
+    log = _LOG.decode(unhold(ctx.implementation_log))
     return encode(
         _ComparisonWire(
             evolution_id=ctx.evolution_id,
             version=ctx.version,
             before=_raw(ctx.original_analysis),
             plan=_raw(ctx.improvement_plan),
-            after=_raw(ctx.evaluation_results),
+            after=msgspec.Raw(encode(measured_after(log))),
             implementation=_raw(ctx.implementation_log),
             research=_raw(ctx.external_research),
             status=ctx.status,

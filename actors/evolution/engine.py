@@ -29,8 +29,11 @@ from actors.client import SharedContextStore, get_context_store
 from actors.client.local import default_home
 from actors.evolution.agents.base import AgentHost
 from actors.evolution.agents.logic import Executor, ResearchSource
+from actors.evolution.agents.logic.refactor import MAX_TEST_RUNS
 from actors.evolution.agents.roles import (
     OPTION_APPLY,
+    OPTION_VERIFY,
+    OPTION_VERIFY_TIMEOUT,
     OPTION_WORKDIR,
     CodeAnalysisAgent,
     EvaluatorAgent,
@@ -53,13 +56,21 @@ from contracts.errors import AgentError, service_error
 
 __all__ = ["EvolutionConfig", "EvolutionEngine", "EvolutionResult", "Progress"]
 
+VERIFY_RUNS_ALLOWED = MAX_TEST_RUNS
+
 _REPLY = msgspec.json.Decoder(AgentReply)
 
 
 @dataclass(frozen=True)
 class EvolutionConfig:
     """What to evolve and how. ``apply=True`` writes the verified result over the target's
-    files; otherwise only the working copy (``workdir``) changes."""
+    files; otherwise only the working copy (``workdir``) changes.
+
+    ``verify``: the command that runs the project's tests on the working copy (a shell
+    command), ``None`` for the project's own test command when one is found (pytest), or
+    ``"none"`` for no verification. ``verify_timeout`` bounds each run; the implementation
+    phase may run the tests several times (bisecting edits that break them), so its patience
+    is ``agent_timeout`` plus ``VERIFY_RUNS_ALLOWED`` runs."""
 
     target_path: str | os.PathLike[str]
     focus_areas: Sequence[str] = ("documentation",)
@@ -67,6 +78,8 @@ class EvolutionConfig:
     workdir: Path | None = None
     agent_timeout: float = 120.0
     evolution_id: str | None = None
+    verify: str | None = None
+    verify_timeout: float = 600.0
 
 
 @dataclass(frozen=True)
@@ -217,7 +230,12 @@ class EvolutionEngine(AsyncResource):
             target, list(config.focus_areas), evolution_id=config.evolution_id
         )
         workdir = config.workdir or default_home() / "workspaces" / eid
-        options = {OPTION_WORKDIR: os.fspath(workdir), OPTION_APPLY: str(config.apply).lower()}
+        options = {
+            OPTION_WORKDIR: os.fspath(workdir),
+            OPTION_APPLY: str(config.apply).lower(),
+            OPTION_VERIFY: config.verify if config.verify is not None else "auto",
+            OPTION_VERIFY_TIMEOUT: str(config.verify_timeout),
+        }
         durations: dict[str, float] = {}
         steps: list[tuple[Stage, tuple[str, ...]]] = [
             (Stage.RESEARCH, (ResearchAgent.name, CodeAnalysisAgent.name)),
@@ -230,8 +248,11 @@ class EvolutionEngine(AsyncResource):
             start = time.perf_counter()
             await store.update_phase(stage, eid)
             self._progress(eid, stage, "started", ", ".join(agents), start)
+            patience = config.agent_timeout
+            if stage is Stage.IMPLEMENTATION and options[OPTION_VERIFY] != "none":
+                patience += VERIFY_RUNS_ALLOWED * config.verify_timeout
             outcomes = await asyncio.gather(
-                *(self._ask(a, eid, options, config.agent_timeout) for a in agents),
+                *(self._ask(a, eid, options, patience) for a in agents),
                 return_exceptions=True,
             )
             durations[stage.value] = round(time.perf_counter() - start, 4)

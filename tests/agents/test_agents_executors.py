@@ -1,233 +1,206 @@
-"""Executors: verified docstring and ``-> None`` edits located by symbol."""
+"""Executors: ruff's safe fixes, libcst edits, the optional model, and what they refuse."""
 
 from __future__ import annotations
 
 import ast
 import textwrap
-from pathlib import Path
-from typing import Any
 
 import pytest
+from model_server import model_endpoint
 
-from actors.evolution.agents.logic import Change, DocstringExecutor, ReturnNoneExecutor, Skip
+from actors.evolution.agents.logic import (
+    Edited,
+    ModelExecutor,
+    ReturnNoneExecutor,
+    RuffSimplifyExecutor,
+    Skip,
+)
+from actors.evolution.agents.logic.edits import EditError, insert_docstring
+from actors.evolution.agents.logic.summaries import restates_name
 
-
-def task(action: str, file: str, symbol: str | None, line: int = 0) -> dict[str, Any]:
-    return {"id": "task-1", "action": action, "file": file, "symbol": symbol, "line": line}
-
-
-def doc(file: str, symbol: str | None, line: int = 0) -> dict[str, Any]:
-    return task("add_docstring", file, symbol, line)
-
-
-def ret(file: str, symbol: str, line: int = 0) -> dict[str, Any]:
-    return task("add_return_annotation", file, symbol, line)
-
-
-def definitions(path: Path) -> dict[str, ast.AST]:
-    tree = ast.parse(path.read_text(encoding="utf-8"))
-    found: dict[str, ast.AST] = {"<module>": tree}
-
-    def walk(node: ast.AST, prefix: str) -> None:
-        for child in ast.iter_child_nodes(node):
-            if isinstance(child, ast.FunctionDef | ast.AsyncFunctionDef | ast.ClassDef):
-                found[prefix + child.name] = child
-                walk(child, f"{prefix}{child.name}.")
-            else:
-                walk(child, prefix)
-
-    walk(tree, "")
-    return found
-
-
-def docstring(path: Path, symbol: str) -> str | None:
-    node = definitions(path)[symbol]
-    assert isinstance(node, ast.Module | ast.FunctionDef | ast.AsyncFunctionDef | ast.ClassDef)
-    return ast.get_docstring(node)
-
-
-def returns_none(path: Path, symbol: str) -> bool:
-    node = definitions(path)[symbol]
-    assert isinstance(node, ast.FunctionDef | ast.AsyncFunctionDef)
-    return isinstance(node.returns, ast.Constant) and node.returns.value is None
-
-
-SOURCE = textwrap.dedent(
+NESTED = textwrap.dedent(
     """\
-    #!/usr/bin/env python3
-    # -*- coding: utf-8 -*-
-    import os
+    def target(a, b):
+        # the reason for this check
+        if a:
+            if b:
+                return 1  # keep me
+        return 2
 
 
-    class Store:
-        def __init__(self) -> None:
-            self.items: list[str] = []
-
-        def add(self, item: str):
-            self.items.append(item)
-
-        def get_count(self) -> int:
-            return len(self.items)
-
-        @property
-        def empty(self) -> bool:
-            return not self.items
-
-        class Inner:
-
-            def reset(self, other):
-                pass
-
-
-    def one_liner(): return os.sep
-
-
-    class Tiny: pass
-
-
-    @staticmethod
-    def decorated(
-        a: int,
-        b: str = ")",  # a ")" in a comment too
-        c: tuple[int, ...] = (1, 2),
-    ):
-        print(a, b, c)
-
-
-    async def fetch(url: str):
-        await something(url)
+    def other(a, b):
+        if a:
+            if b:
+                return 1
+        return 2
     """
 )
 
 
-@pytest.fixture
-def workdir(tmp_path: Path) -> Path:
-    (tmp_path / "pkg").mkdir()
-    (tmp_path / "pkg" / "store.py").write_text(SOURCE, encoding="utf-8")
-    return tmp_path
+def task(action: str, symbol: str, file: str = "m.py") -> dict[str, object]:
+    return {"id": "task-1", "action": action, "file": file, "symbol": symbol, "line": None}
 
 
-@pytest.mark.parametrize(
-    ("symbol", "expected"),
-    [
-        ("<module>", "The store module."),
-        ("Store", "Represent a store."),
-        ("Store.add", "Add the given item."),
-        ("Store.get_count", "Return the count."),
-        ("Store.empty", "Return the empty."),
-        ("Store.Inner.reset", "Reset another inner."),
-        ("one_liner", "Return the one liner."),
-        ("Tiny", "Represent a tiny."),
-        ("decorated", "Handle the decorated."),
-        ("fetch", "Fetch the given url."),
-    ],
-)
-def test_docstring_added(workdir: Path, symbol: str, expected: str) -> None:
-    outcome = DocstringExecutor().apply(doc("pkg/store.py", symbol), workdir)
-    assert isinstance(outcome, Change), outcome
-    path = workdir / "pkg" / "store.py"
-    assert docstring(path, symbol) == expected
-    assert outcome.type == "docstring_added"
-    assert outcome.symbol == symbol
-    assert f"+{' ' * 0}" in outcome.diff
-    assert expected in outcome.diff
-    others = [s for s in definitions(path) if s != symbol]
-    assert all(docstring(path, s) is None for s in others)
+def test_ruff_safe_fixes_apply_inside_the_target_function_only() -> None:
+    result = RuffSimplifyExecutor().edit(task("simplify", "target"), NESTED, "m.py")
+    assert isinstance(result, Edited), result
+    assert "if a and b:" in result.text
+    assert "# the reason for this check" in result.text
+    assert "# keep me" in result.text
+    # The other function, with the same pattern, is not part of the task.
+    assert result.text.split("def other")[1] == NESTED.split("def other")[1]
+    assert result.measures == {"complexity_before": 3, "complexity_after": 2}
+    assert "SIM102" in result.detail
 
 
-def test_docstring_layout(workdir: Path) -> None:
-    executor = DocstringExecutor()
-    for symbol in ("<module>", "Store", "one_liner", "Tiny", "Store.Inner"):
-        assert isinstance(executor.apply(doc("pkg/store.py", symbol), workdir), Change)
-    text = (workdir / "pkg" / "store.py").read_text(encoding="utf-8")
-    assert text.startswith('#!/usr/bin/env python3\n# -*- coding: utf-8 -*-\n"""The store')
-    assert '"""The store module."""\n\nimport os\n' in text
-    assert 'class Store:\n    """Represent a store."""\n\n    def __init__' in text
-    assert 'def one_liner():\n    """Return the one liner."""\n    return os.sep\n' in text
-    assert 'class Tiny:\n    """Represent a tiny."""\n\n    pass\n' in text
-    # blank lines after the header stay after the docstring
-    assert 'class Inner:\n        """Represent an inner."""\n\n        def reset' in text
+def test_no_safe_transformation_is_deferred_not_faked() -> None:
+    source = "def f(a):\n" + "".join(f"    if a == {i}:\n        return {i}\n" for i in range(11))
+    result = RuffSimplifyExecutor().edit(task("reduce_complexity", "f"), source, "m.py")
+    assert isinstance(result, Skip)
+    assert result.deferred
+    assert "no safe transformation" in result.reason
+    assert "complexity 12" in result.reason
 
 
-def test_several_edits_in_any_order(workdir: Path) -> None:
-    path = workdir / "pkg" / "store.py"
-    docs, rets = DocstringExecutor(), ReturnNoneExecutor()
-    # deliberately top-down with stale line numbers: lookup is by symbol
-    steps = [
-        doc("pkg/store.py", "<module>", 99),
-        ret("pkg/store.py", "Store.add", 1),
-        doc("pkg/store.py", "Store.add", 1),
-        doc("pkg/store.py", "one_liner", 1),
-        ret("pkg/store.py", "decorated", 1),
-        doc("pkg/store.py", "decorated", 1),
-        ret("pkg/store.py", "fetch", 1),
-        ret("pkg/store.py", "Store.Inner.reset", 1),
-    ]
-    for step in steps:
-        executor = docs if docs.supports(step["action"]) else rets
-        assert isinstance(executor.apply(step, workdir), Change), step
-    assert returns_none(path, "Store.add")
-    assert returns_none(path, "decorated")
-    assert returns_none(path, "fetch")
-    assert returns_none(path, "Store.Inner.reset")
-    assert docstring(path, "decorated") == "Handle the decorated."
-    text = path.read_text(encoding="utf-8")
-    assert '    c: tuple[int, ...] = (1, 2),\n) -> None:\n    """Handle' in text
-    assert "async def fetch(url: str) -> None:\n" in text
+def test_return_none_only_where_certain_and_undecorated() -> None:
+    source = textwrap.dedent(
+        """\
+        import app
 
 
-def test_return_none_refuses_value_returning_and_annotated(workdir: Path) -> None:
-    executor = ReturnNoneExecutor()
-    before = (workdir / "pkg" / "store.py").read_bytes()
-    assert isinstance(executor.apply(ret("pkg/store.py", "one_liner"), workdir), Skip)
-    assert isinstance(executor.apply(ret("pkg/store.py", "Store.get_count"), workdir), Skip)
-    assert isinstance(executor.apply(ret("pkg/store.py", "missing"), workdir), Skip)
-    assert (workdir / "pkg" / "store.py").read_bytes() == before
+        def plain(x):  # comment stays
+            print(x)
 
 
-def test_docstring_skips(workdir: Path) -> None:
-    executor = DocstringExecutor()
-    first = executor.apply(doc("pkg/store.py", "Store"), workdir)
-    assert isinstance(first, Change)
-    again = executor.apply(doc("pkg/store.py", "Store"), workdir)
-    assert isinstance(again, Skip)
-    assert "already" in again.reason
-    assert isinstance(executor.apply(doc("pkg/store.py", "Nope"), workdir), Skip)
-    assert isinstance(executor.apply(doc("pkg/missing.py", "x"), workdir), Skip)
-    assert isinstance(executor.apply(doc("../outside.py", "x"), workdir), Skip)
-    assert isinstance(executor.apply(doc("", "x"), workdir), Skip)
+        @app.get("/")
+        def route():
+            print(1)
 
 
-def test_broken_edit_is_rolled_back(tmp_path: Path) -> None:
-    # A backslash continuation glues the inserted line onto the header: the edit cannot parse.
-    path = tmp_path / "odd.py"
-    original = b"def f(): \\\n    return 1\n"
-    path.write_bytes(original)
-    outcome = DocstringExecutor().apply(doc("odd.py", "f"), tmp_path)
-    assert isinstance(outcome, Skip)
-    assert "restored" in outcome.reason
-    assert path.read_bytes() == original
-
-
-def test_encoding_and_newlines_preserved(tmp_path: Path) -> None:
-    path = tmp_path / "crlf.py"
-    path.write_bytes("def café(): return 'é'\r\n\r\ndef run():\r\n    pass\r\n".encode())
-    assert isinstance(DocstringExecutor().apply(doc("crlf.py", "café"), tmp_path), Change)
-    assert isinstance(ReturnNoneExecutor().apply(ret("crlf.py", "run"), tmp_path), Change)
-    data = path.read_bytes()
-    assert b"\n" not in data.replace(b"\r\n", b"")
-    assert data.decode() == (
-        'def café():\r\n    """Return the café."""\r\n    return \'é\'\r\n\r\n'
-        "def run() -> None:\r\n    pass\r\n"
+        def value():
+            return 1
+        """
     )
-    latin = tmp_path / "latin.py"
-    latin.write_bytes(b"# -*- coding: latin-1 -*-\ndef f():\n    return '\xe9'\n")
-    assert isinstance(DocstringExecutor().apply(doc("latin.py", "f"), tmp_path), Change)
-    assert latin.read_bytes().endswith(b'    """Return the f."""\n    return \'\xe9\'\n')
+    executor = ReturnNoneExecutor()
+    done = executor.edit(task("add_return_annotation", "plain"), source, "m.py")
+    assert isinstance(done, Edited)
+    assert "def plain(x) -> None:  # comment stays" in done.text
+    route = executor.edit(task("add_return_annotation", "route"), source, "m.py")
+    assert isinstance(route, Skip)
+    assert "decorated" in route.reason
+    value = executor.edit(task("add_return_annotation", "value"), source, "m.py")
+    assert isinstance(value, Skip)
+    assert "may return a value" in value.reason
 
 
-def test_supports() -> None:
-    assert DocstringExecutor().supports("add_docstring")
-    assert not DocstringExecutor().supports("add_return_annotation")
-    assert ReturnNoneExecutor().supports("add_return_annotation")
-    assert not ReturnNoneExecutor().supports("reduce_complexity")
+def test_libcst_docstring_keeps_layout_and_refuses_other_changes() -> None:
+    source = "class A:\n    def f(self): return 1  # why\n"
+    text = insert_docstring(source, ast.parse(source), "A.f", "Give the answer.", None)
+    assert (
+        text
+        == 'class A:\n    def f(self):\n        """Give the answer."""\n        return 1  # why\n'
+    )
+    with pytest.raises(EditError, match="already has a docstring"):
+        insert_docstring(text, ast.parse(text), "A.f", "Again.", None)
+
+
+def test_docstrings_that_restate_the_name_are_recognised() -> None:
+    assert restates_name("Return the int to bytes.", "int_to_bytes")
+    assert restates_name("The formats module.", "formats")
+    assert restates_name("Handle the cli.", "cli")
+    assert not restates_name("Encode an integer as big-endian bytes.", "int_to_bytes")
+
+
+GRADES = (
+    "def letter(score):\n"
+    + "".join(
+        f"    if score >= {b}:\n        return '{c}'\n"
+        for b, c in zip(range(90, -1, -10), "ABCDEFGHIJ", strict=True)
+    )
+    + "    return 'K'\n\n\ndef mean(xs):\n    return sum(xs) / len(xs)\n"
+    + "\n\ndef total(xs):\n    return sum(xs)\n"
+)
+TABLE = (
+    "```python\ndef letter(score):\n"
+    "    for bound, grade in zip(range(90, -1, -10), 'ABCDEFGHIJ'):\n"
+    "        if score >= bound:\n            return grade\n    return 'K'\n```"
+)
+
+
+def test_model_executor_writes_checked_docstrings_and_refactors() -> None:
+    replies = {
+        "`mean`": "Average of the scores; raises ZeroDivisionError for an empty list.",
+        "`total`": "Return the total.",
+        "Lower the cyclomatic complexity": TABLE,
+    }
+    with model_endpoint(replies) as (url, prompts):
+        executor = ModelExecutor.from_env({"CTXSTORE_MODEL_URL": url, "CTXSTORE_MODEL": "m"})
+        assert executor is not None
+        good = executor.edit(task("add_docstring", "mean"), GRADES, "g.py")
+        assert isinstance(good, Edited)
+        assert (
+            '    """Average of the scores; raises ZeroDivisionError for an empty list."""'
+            in good.text
+        )
+        echo = executor.edit(task("add_docstring", "total"), GRADES, "g.py")
+        assert isinstance(echo, Skip)
+        assert "restates the name" in echo.reason
+        refactor = executor.edit(task("reduce_complexity", "letter"), GRADES, "g.py")
+        assert isinstance(refactor, Edited), refactor
+        assert refactor.measures == {"complexity_before": 11, "complexity_after": 3}
+        # The same prompt again (bisection re-applies edits) costs no second request.
+        asked = len(prompts)
+        executor.edit(task("reduce_complexity", "letter"), GRADES, "g.py")
+        assert len(prompts) == asked
+
+
+def test_model_executor_is_off_without_configuration() -> None:
+    assert ModelExecutor.from_env({}) is None
+
+
+def test_model_replies_are_fetched_concurrently_ahead_of_the_edits() -> None:
+    source = "".join(f"def f{n}(xs):\n    return sorted(xs)[{n}]\n\n\n" for n in range(3))
+    replies = {f"`f{n}`": f"Pick the element of rank {n} from the sorted input." for n in range(3)}
+    tasks = [task("add_docstring", f"f{n}") for n in range(3)]
+    # The endpoint answers only once all three requests are in flight together.
+    with model_endpoint(replies, together=3) as (url, prompts):
+        executor = ModelExecutor.from_env({"CTXSTORE_MODEL_URL": url})
+        assert executor is not None
+        executor.prefetch([(t, source, "m.py") for t in tasks])
+        assert len(prompts) == 3
+        text = source
+        for t in tasks:
+            done = executor.edit(t, text, "m.py")
+            assert isinstance(done, Edited), done
+            text = done.text
+        assert len(prompts) == 3  # every edit used a reply fetched ahead
+    assert text.count('"""Pick the element of rank') == 3
+
+
+def test_fixes_that_only_restyle_are_not_edits_worth_keeping() -> None:
+    source = textwrap.dedent(
+        """\
+        def restyle(a):
+            if a > 1:
+                return 1
+            elif a > 0:
+                return 2
+            return 3
+
+
+        def dedent(a):
+            if a:
+                return 1
+            else:
+                print(a)
+                return 2
+        """
+    )
+    executor = RuffSimplifyExecutor()
+    restyle = executor.edit(task("simplify", "restyle"), source, "m.py")
+    assert isinstance(restyle, Skip)  # elif -> if after a return: same indentation
+    assert restyle.deferred
+    dedent = executor.edit(task("simplify", "dedent"), source, "m.py")
+    assert isinstance(dedent, Edited)
+    assert "    else:" not in dedent.text
+    assert "\n    print(a)\n    return 2\n" in dedent.text

@@ -5,7 +5,7 @@ from __future__ import annotations
 import json
 from typing import Any
 
-from actors.evolution.agents.logic import plan_improvements
+from actors.evolution.agents.logic import LEARNED_FROM, Learning, plan_improvements
 
 
 def improvement(
@@ -106,3 +106,95 @@ def test_empty_and_limited_plans() -> None:
 
 def test_deterministic() -> None:
     assert plan_improvements(ANALYSIS, RESEARCH) == plan_improvements(ANALYSIS, RESEARCH)
+
+
+def _with_hashes(analysis: dict[str, Any]) -> dict[str, Any]:
+    imps = [{**i, "source_hash": f"h-{i['symbol']}"} for i in analysis["improvements"]]
+    return {**analysis, "improvements": imps}
+
+
+def test_learning_leaves_out_what_was_done_or_failed_on_the_same_source() -> None:
+    analysis = _with_hashes(ANALYSIS)
+    first_log = {
+        "changes": [
+            # Done: the docstring of big, from the same source.
+            {
+                "key": "add_docstring:a.py:big",
+                "action": "add_docstring",
+                "outcome": "kept",
+                "source_hash": "h-big",
+                "after_hash": "h-big-2",
+            },
+            # Failed verification on the same source: not planned unchanged.
+            {
+                "key": "reduce_complexity:a.py:big",
+                "action": "reduce_complexity",
+                "outcome": "rolled_back",
+                "source_hash": "h-big",
+                "reason": "tests fail",
+            },
+            # Failed, but on another version of tail: tail changed since, so planned again.
+            {
+                "key": "add_docstring:a.py:tail",
+                "action": "add_docstring",
+                "outcome": "no_change",
+                "source_hash": "h-old-tail",
+                "reason": "model down",
+            },
+            # Deferred is not a failure: planned again (a model may be there now).
+            {
+                "key": "add_docstring:b.py:other",
+                "action": "add_docstring",
+                "outcome": "deferred",
+                "source_hash": "h-other",
+            },
+        ]
+    }
+    learning = Learning.from_logs([("evo-1", first_log), ("evo-2", {"changes": []})])
+    plan = plan_improvements(analysis, RESEARCH, learning=learning)
+    keys = {t["key"] for t in plan.tasks}
+    assert "add_docstring:a.py:big" not in keys
+    assert "reduce_complexity:a.py:big" not in keys
+    assert {"add_docstring:a.py:tail", "add_docstring:b.py:other"} <= keys
+    assert {e["key"]: e["reason"].split(" (")[0] for e in plan.excluded} == {
+        "add_docstring:a.py:big": "done in evo-1",
+        "reduce_complexity:a.py:big": "failed in evo-1",
+    }
+    # The plan names the evolutions it learned from (evo-2 taught nothing).
+    assert plan.dependencies[LEARNED_FROM] == ["evo-1"]
+    tail = next(t for t in plan.tasks if t["key"] == "add_docstring:a.py:tail")
+    assert tail["learned_from"] == ["evo-1"]
+
+
+def test_kinds_that_keep_failing_are_ranked_lower() -> None:
+    analysis = _with_hashes(ANALYSIS)
+    failures = {
+        "changes": [
+            {
+                "key": f"add_docstring:z.py:f{n}",
+                "action": "add_docstring",
+                "outcome": "rolled_back",
+                "source_hash": "x",
+            }
+            for n in range(3)
+        ]
+    }
+    plain = plan_improvements(analysis, RESEARCH)
+    learned = plan_improvements(
+        analysis, RESEARCH, learning=Learning.from_logs([("evo-9", failures)])
+    )
+    first = {t["id"]: t["action"] for t in plain.tasks}
+    assert first[plain.priorities[0]] == "add_docstring"  # high priority comes first...
+    order = [next(t["action"] for t in learned.tasks if t["id"] == i) for i in learned.priorities]
+    # ...unless that kind failed in every earlier attempt: then it goes after its peers.
+    high = [a for a in order if a in ("add_docstring",)]
+    assert order.index("add_docstring") > order.index("add_tests")
+    assert high
+    assert all(
+        "failed in 100%" in t["learned"] for t in learned.tasks if t["action"] == "add_docstring"
+    )
+    # With max_tasks the failing kind is what gets cut.
+    cut = plan_improvements(
+        analysis, RESEARCH, max_tasks=2, learning=Learning.from_logs([("evo-9", failures)])
+    )
+    assert "add_docstring" not in {t["action"] for t in cut.tasks}

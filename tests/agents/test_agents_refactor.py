@@ -1,179 +1,154 @@
-"""Working copies, rollback points and plan execution."""
+"""Implementation: edits verified by the project's own tests, bisected and rolled back."""
 
 from __future__ import annotations
 
 import hashlib
-import json
-from collections.abc import Mapping
+import shutil
 from pathlib import Path
-from typing import Any
 
 import pytest
+from model_server import model_endpoint
 
 from actors.evolution.agents.logic import (
-    Change,
-    Skip,
+    ModelExecutor,
+    ReturnNoneExecutor,
+    RuffSimplifyExecutor,
+    Verifier,
     WorkingCopy,
-    default_executors,
+    analyze_project,
+    default_test_command,
     execute_plan,
+    plan_improvements,
+    restore_files,
 )
+from actors.evolution.agents.rollback import expand_points
+
+GRADING = Path(__file__).resolve().parents[1] / "fixtures" / "grading"
+GOOD_LETTER = (
+    "```python\ndef letter(score):\n"
+    "    for bound, grade in zip((90, 80, 70, 60, 50, 40, 30, 20, 10, 5), 'ABCDEFGHIJ'):\n"
+    "        if score >= bound:\n            return grade\n    return 'K'\n```"
+)
+# Simpler, and wrong: clamp(150) must be 100.
+BAD_CLAMP = (
+    "```python\ndef clamp(score):\n    if score < 0:\n        return 0\n"
+    "    return min(score, 99)\n```"
+)
+REPLIES = {
+    "of this function:\n\ndef letter": GOOD_LETTER,
+    "of this function:\n\ndef clamp": BAD_CLAMP,
+    "`average`": "Mean of the scores; raises ZeroDivisionError when there are none.",
+    "scores.py. Write the docstring of `<module>`": (
+        "Letter grades, streak bonuses and clamping for exam scores."
+    ),
+}
 
 
-def tree_bytes(root: Path) -> dict[str, bytes]:
+def digest(root: Path) -> dict[str, str]:
     return {
-        p.relative_to(root).as_posix(): p.read_bytes()
-        for p in sorted(root.rglob("*"))
-        if p.is_file()
+        p.relative_to(root).as_posix(): hashlib.sha256(p.read_bytes()).hexdigest()
+        for p in sorted(root.rglob("*.py"))
     }
 
 
-def tree_dirs(root: Path) -> set[str]:
-    return {p.relative_to(root).as_posix() for p in root.rglob("*") if p.is_dir()}
-
-
 @pytest.fixture
-def source(tmp_path: Path) -> Path:
-    root = tmp_path / "project"
-    (root / "pkg").mkdir(parents=True)
-    (root / "pkg" / "core.py").write_text(
-        "def run(x: int):\n    print(x)\n\n\ndef value() -> int:\n    return 1\n",
-        encoding="utf-8",
-    )
-    (root / "pkg" / "data.bin").write_bytes(bytes(range(256)))
-    (root / ".venv" / "lib").mkdir(parents=True)
-    (root / ".venv" / "lib" / "x.py").write_text("x = 1\n", encoding="utf-8")
-    (root / ".git").mkdir()
-    (root / ".git" / "HEAD").write_text("ref\n", encoding="utf-8")
-    (root / "pkg" / "__pycache__").mkdir()
-    (root / "pkg" / "__pycache__" / "core.pyc").write_bytes(b"\0")
-    return root
+def project(tmp_path: Path) -> Path:
+    target = tmp_path / "grading"
+    shutil.copytree(GRADING, target)
+    return target
 
 
-def test_create_copies_without_tooling(source: Path, tmp_path: Path) -> None:
-    copy = WorkingCopy.create(source, tmp_path / "copy")
-    assert sorted(tree_bytes(copy.root)) == ["pkg/core.py", "pkg/data.bin"]
-    assert copy.changed_files() == []
-    assert copy.diff() == ""
-    with pytest.raises(FileExistsError):
-        WorkingCopy.create(source, tmp_path / "copy")
-    with pytest.raises(ValueError, match="inside"):
-        WorkingCopy.create(source, source / "nested")
+def test_edits_that_break_the_tests_are_found_and_rolled_back(
+    project: Path, tmp_path: Path
+) -> None:
+    original = digest(project)
+    analysis = analyze_project(project, ["complexity", "documentation"]).to_dict()
+    plan = plan_improvements(analysis, {}).to_dict()
+    copy = WorkingCopy.create(project, tmp_path / "work", blob_dir=tmp_path / "blobs")
+    command = default_test_command(copy.root)
+    assert command is not None
+    assert "pytest" in command
+    verifier = Verifier(copy.root, command)
+    with model_endpoint(REPLIES) as (url, _):
+        model = ModelExecutor.from_env({"CTXSTORE_MODEL_URL": url})
+        assert model is not None
+        executors = [RuffSimplifyExecutor(), ReturnNoneExecutor(), model]
+        result = execute_plan(
+            plan["tasks"], copy, executors, order=plan["priorities"], verifier=verifier
+        )
+
+    outcomes = {(c["action"], c["symbol"]): c for c in result.changes}
+    clamp = outcomes[("reduce_complexity", "clamp")]
+    assert clamp["outcome"] == "rolled_back"
+    assert "test_clamp" in clamp["reason"]
+    assert outcomes[("reduce_complexity", "letter")]["outcome"] == "kept"
+    assert outcomes[("simplify", "bonus")]["outcome"] == "kept"
+    assert outcomes[("add_docstring", "average")]["outcome"] == "kept"
+    assert outcomes[("add_docstring", "<module>")]["outcome"] == "kept"
+    # No recorded reply for these: the model failed, nothing was written.
+    assert outcomes[("add_docstring", "letter")]["outcome"] == "no_change"
+
+    text = (copy.root / "grading" / "scores.py").read_text()
+    assert "for bound, grade in zip" in text
+    assert "return min(score, 99)" not in text
+    assert "if streak > 10 and score > 50:" in text
+    # Baseline, the failing full set, bisection, and the final state all ran the tests.
+    assert result.tests["baseline"]["returncode"] == 0
+    assert result.tests["final"]["returncode"] == 0
+    assert result.tests["runs"] >= 4
+    assert result.modified_files == ["grading/scores.py"]
+
+    # The rollback points restore the original and every kept step; the target is untouched.
+    points = expand_points(result.rollback_points)
+    restore_files(copy.root, points["checkpoint-1"], tmp_path / "blobs")
+    assert digest(copy.root) == original
+    restore_files(copy.root, points[result.rollback_points[-1]["id"]], tmp_path / "blobs")
+    assert "for bound, grade in zip" in (copy.root / "grading" / "scores.py").read_text()
+    assert digest(project) == original
 
 
-def test_restore_brings_back_exact_bytes(source: Path, tmp_path: Path) -> None:
-    copy = WorkingCopy.create(source, tmp_path / "copy")
-    point = copy.checkpoint("start")
-    assert point["id"] == "checkpoint-1"
-    assert point["label"] == "start"
-    assert point["timestamp"].endswith("+00:00")
-    core = (source / "pkg" / "core.py").read_bytes()
-    assert point["files"]["pkg/core.py"] == hashlib.sha256(core).hexdigest()
-    snapshot, dirs = tree_bytes(copy.root), tree_dirs(copy.root)
-
-    (copy.root / "pkg" / "core.py").write_text("broken(", encoding="utf-8")
-    (copy.root / "pkg" / "data.bin").unlink()
-    (copy.root / "new" / "deep").mkdir(parents=True)
-    (copy.root / "new" / "deep" / "f.txt").write_text("x", encoding="utf-8")
-    second = copy.checkpoint("messy")
-    assert second["id"] == "checkpoint-2"
-
-    copy.restore("checkpoint-1")
-    assert tree_bytes(copy.root) == snapshot
-    assert tree_dirs(copy.root) == dirs
-    copy.restore("checkpoint-2")
-    assert (copy.root / "new" / "deep" / "f.txt").read_text(encoding="utf-8") == "x"
-    assert not (copy.root / "pkg" / "data.bin").exists()
-    with pytest.raises(ValueError, match="unknown checkpoint"):
-        copy.restore("checkpoint-9")
-    assert [c["id"] for c in copy.checkpoints] == ["checkpoint-1", "checkpoint-2"]
+def test_without_tests_the_edits_are_kept_and_reported_unverified(
+    project: Path, tmp_path: Path
+) -> None:
+    shutil.rmtree(project / "tests")
+    (project / "pyproject.toml").write_text("[project]\nname = 'grading'\n")
+    assert default_test_command(project) is None
+    analysis = analyze_project(project, ["complexity"]).to_dict()
+    plan = plan_improvements(analysis, {}).to_dict()
+    copy = WorkingCopy.create(project, tmp_path / "work")
+    result = execute_plan(plan["tasks"], copy, [RuffSimplifyExecutor()], order=plan["priorities"])
+    assert result.tests == {}
+    kept = [c for c in result.changes if c["outcome"] == "kept"]
+    assert [c["symbol"] for c in kept] == ["bonus"]
+    deferred = {c["symbol"] for c in result.changes if c["outcome"] == "deferred"}
+    assert {"letter", "clamp"} <= deferred
 
 
-def test_execute_plan_applies_and_logs(source: Path, tmp_path: Path) -> None:
-    original = tree_bytes(source)
-    copy = WorkingCopy.create(source, tmp_path / "copy")
-    tasks = [
-        {"id": "task-1", "action": "add_docstring", "file": "pkg/core.py", "symbol": "run"},
-        {"id": "task-2", "action": "add_return_annotation", "file": "pkg/core.py", "symbol": "run"},
-        {"id": "task-3", "action": "reduce_complexity", "file": "pkg/core.py", "symbol": "run"},
-        {"id": "task-4", "action": "add_docstring", "file": "pkg/core.py", "symbol": "value"},
-    ]
-    result = execute_plan(tasks, copy, default_executors(), order=["task-4", "task-2"])
-    assert result.modified_files == ["pkg/core.py"]
-    assert [(c["task_id"], c["type"]) for c in result.changes] == [
-        ("task-4", "docstring_added"),
-        ("task-2", "return_annotation_added"),
-        ("task-1", "docstring_added"),
-        ("task-3", "skipped"),
-    ]
-    assert result.skipped == [
-        {
-            "task_id": "task-3",
-            "action": "reduce_complexity",
-            "reason": "no executor supports action 'reduce_complexity'",
-        }
-    ]
-    assert [p["label"].split(":")[0] for p in result.rollback_points] == [
-        "before-evolution",
-        "after task-4",
-        "after task-2",
-        "after task-1",
-    ]
-    assert (copy.root / "pkg" / "core.py").read_text(encoding="utf-8") == (
-        'def run(x: int) -> None:\n    """Run the given x."""\n    print(x)\n\n\n'
-        'def value() -> int:\n    """Return the value."""\n    return 1\n'
-    )
-    assert tree_bytes(source) == original
-    data = result.store_kwargs()
-    assert set(data) == {"modified_files", "changes", "rollback_points"}
-    assert json.loads(json.dumps(data)) == data
-    assert '+    """Run the given x."""' in result.changes[2]["diff"]
-    copy.restore(result.rollback_points[0]["id"])
-    copied = {k: v for k, v in original.items() if k in ("pkg/core.py", "pkg/data.bin")}
-    assert tree_bytes(copy.root) == copied
+def test_edits_not_verified_within_the_run_budget_are_not_kept(
+    project: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from actors.evolution.agents.logic import refactor
 
-
-class Vandal:
-    """Writes garbage, then fails: the run must undo it."""
-
-    def __init__(self, *, raise_error: bool) -> None:
-        self.raise_error = raise_error
-
-    def supports(self, action: str) -> bool:
-        return action == "vandalise"
-
-    def apply(self, task: Mapping[str, Any], workdir: Path) -> Change | Skip:
-        (workdir / "pkg" / "core.py").write_text("garbage(", encoding="utf-8")
-        (workdir / "junk.txt").write_text("junk", encoding="utf-8")
-        if self.raise_error:
-            raise RuntimeError("boom")
-        return Skip("changed my mind")
-
-
-@pytest.mark.parametrize("raise_error", [True, False])
-def test_failing_executor_leaves_no_trace(source: Path, tmp_path: Path, raise_error: bool) -> None:
-    copy = WorkingCopy.create(source, tmp_path / "copy")
-    before = tree_bytes(copy.root)
-    tasks = [{"id": "task-1", "action": "vandalise", "file": "pkg/core.py", "symbol": "run"}]
-    result = execute_plan(tasks, copy, [Vandal(raise_error=raise_error), *default_executors()])
-    assert tree_bytes(copy.root) == before
-    assert result.modified_files == []
-    reason = result.skipped[0]["reason"]
-    assert ("RuntimeError: boom" in reason) if raise_error else (reason == "changed my mind")
-    assert len(result.rollback_points) == 1
-
-
-def test_dependencies_override_listed_order(source: Path, tmp_path: Path) -> None:
-    copy = WorkingCopy.create(source, tmp_path / "copy")
-    tasks: list[dict[str, Any]] = [
-        {
-            "id": "task-1",
-            "action": "add_docstring",
-            "file": "pkg/core.py",
-            "symbol": "run",
-            "depends_on": ["task-2"],
-        },
-        {"id": "task-2", "action": "split_function", "file": "pkg/core.py", "symbol": "run"},
-    ]
-    result = execute_plan(tasks, copy, default_executors())
-    assert [c["task_id"] for c in result.changes] == ["task-2", "task-1"]
-    assert [c["type"] for c in result.changes] == ["skipped", "docstring_added"]
+    # Baseline, the failing full check, one half: then the budget is spent.
+    monkeypatch.setattr(refactor, "MAX_TEST_RUNS", 3)
+    analysis = analyze_project(project, ["complexity"]).to_dict()
+    plan = plan_improvements(analysis, {}).to_dict()
+    copy = WorkingCopy.create(project, tmp_path / "work")
+    command = default_test_command(copy.root)
+    assert command is not None
+    verifier = Verifier(copy.root, command)
+    with model_endpoint(REPLIES) as (url, _):
+        model = ModelExecutor.from_env({"CTXSTORE_MODEL_URL": url})
+        assert model is not None
+        result = execute_plan(
+            plan["tasks"],
+            copy,
+            [RuffSimplifyExecutor(), model],
+            order=plan["priorities"],
+            verifier=verifier,
+        )
+    reasons = [c["reason"] for c in result.changes if c["outcome"] == "rolled_back"]
+    assert any("not verified within 3 test runs" in r for r in reasons)
+    # Whatever is kept passed the tests; the copy ends in a state the tests accept.
+    assert result.tests["final"]["returncode"] == 0
+    assert "return min(score, 99)" not in (copy.root / "grading" / "scores.py").read_text()

@@ -1,8 +1,10 @@
 """Rollback points as the implementation log stores them, and restoring a working copy to one.
 
-The refactor agent saves every checkpoint's file contents, content-addressed, in a folder
-beside the working copy (``<workdir>.rollback``); the log holds only hashes. So any process
-can bring the working copy back to any point later: ``ctxstore rollback ID CHECKPOINT``.
+The refactor agent saves every version of every file it edits, content-addressed, in a folder
+beside the working copy (``<workdir>.rollback``); the log holds only hashes: the first point
+lists the original of every edited file, each later one only the files its task changed. So
+any process can bring the working copy back to any point later:
+``ctxstore rollback ID CHECKPOINT``. Files the evolution never edited are never touched.
 """
 
 from __future__ import annotations
@@ -13,41 +15,21 @@ from typing import Any
 
 from actors.evolution.agents.logic import restore_files
 
-__all__ = ["blob_folder", "compact_log", "expand_points", "restore_point"]
+__all__ = ["blob_folder", "expand_points", "restore_point"]
 
 
 def blob_folder(workdir: Path) -> Path:
     return workdir.with_name(workdir.name + ".rollback")
 
 
-def compact_log(rollback_points: Sequence[Mapping[str, Any]]) -> list[dict[str, Any]]:
-    """Rollback points as stored: the first lists every file's hash, each later one only
-    the files that changed since the point before (the rest are as in that point)."""
-    compact: list[dict[str, Any]] = []
-    previous: Mapping[str, str] = {}
-    for i, point in enumerate(rollback_points):
-        files: Mapping[str, str] = point.get("files", {})
-        entry = {k: v for k, v in point.items() if k != "files"}
-        if i == 0:
-            entry["files"] = dict(files)
-        else:
-            entry["changed"] = {p: h for p, h in files.items() if previous.get(p) != h}
-            entry["removed"] = sorted(previous.keys() - files.keys())
-        compact.append(entry)
-        previous = files
-    return compact
-
-
 def expand_points(compact: Sequence[Mapping[str, Any]]) -> dict[str, dict[str, str]]:
-    """Checkpoint id -> every file's hash at that point (the inverse of ``compact_log``)."""
+    """Checkpoint id -> the hash of every edited file at that point."""
     points: dict[str, dict[str, str]] = {}
     files: dict[str, str] = {}
     for entry in compact:
         if "files" in entry:
             files = dict(entry["files"])
         files.update(entry.get("changed", {}))
-        for gone in entry.get("removed", []):
-            files.pop(gone, None)
         points[str(entry["id"])] = dict(files)
     return points
 

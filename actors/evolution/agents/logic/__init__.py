@@ -8,19 +8,23 @@ from .analysis import (
     COMPLEXITY_THRESHOLD,
     LONG_FUNCTION_THRESHOLD,
     AnalysisResult,
+    analyze_files,
     analyze_project,
 )
 from .evaluation import EvaluationResult, compare_metrics, evaluate
 from .executors import (
-    Change,
-    DocstringExecutor,
+    Edited,
     Executor,
     ReturnNoneExecutor,
+    RuffSimplifyExecutor,
     Skip,
     default_executors,
 )
 from .focus import FOCUS_AREAS, normalize_focus
-from .planning import PlanResult, plan_improvements
+from .learning import Learning, task_key
+from .model import ModelClient, ModelExecutor
+from .payloads import analysis_payload, encoded_size
+from .planning import LEARNED_FROM, PlanResult, plan_improvements
 from .refactor import ImplementationResult, execute_plan
 from .research import (
     CatalogueSource,
@@ -29,28 +33,39 @@ from .research import (
     load_catalogue,
     scan_project_facts,
 )
+from .verify import TestRun, Verifier, default_test_command
 from .workcopy import WorkingCopy, restore_files
 
 __all__ = [
     "COMPLEXITY_THRESHOLD",
     "FOCUS_AREAS",
+    "LEARNED_FROM",
     "LONG_FUNCTION_THRESHOLD",
     "AnalysisResult",
     "CatalogueSource",
-    "Change",
-    "DocstringExecutor",
+    "Edited",
     "EvaluationResult",
     "Executor",
     "ImplementationResult",
+    "Learning",
+    "ModelClient",
+    "ModelExecutor",
     "PlanResult",
     "ResearchResult",
     "ResearchSource",
     "ReturnNoneExecutor",
+    "RuffSimplifyExecutor",
     "Skip",
+    "TestRun",
+    "Verifier",
     "WorkingCopy",
+    "analysis_payload",
+    "analyze_files",
     "analyze_project",
     "compare_metrics",
     "default_executors",
+    "default_test_command",
+    "encoded_size",
     "evaluate",
     "execute_plan",
     "load_catalogue",
@@ -58,4 +73,5 @@ __all__ = [
     "plan_improvements",
     "restore_files",
     "scan_project_facts",
+    "task_key",
 ]

@@ -1,9 +1,11 @@
-"""Judge an evolution: which planned tasks the re-analysis confirms, and metric deltas.
+"""Judge an evolution: which planned tasks a fresh analysis of the edited files confirms, and
+how the measured state moved.
 
-A task counts as achieved only when the analysis of the evolved code no longer proposes
-the same improvement for the same file and symbol, and that file and symbol still exist
-and parse. The implementation log alone is not trusted, except when no re-analysis is
-available (``after`` holds bare metrics), which the evidence then says.
+``after`` is the measured state after implementation (the three-way comparison's ``after``:
+metrics of the whole working copy and the project's test results). Per-task verdicts come
+from a re-analysis of the files the implementation changed, not from the implementation's
+own claims. A task no executor here could do well (``deferred``) is reported but neither
+attempted nor counted: the success rate is achieved tasks over attempted ones.
 """
 
 from __future__ import annotations
@@ -12,20 +14,12 @@ from collections.abc import Mapping
 from dataclasses import asdict, dataclass
 from typing import Any
 
-from .analysis import AnalysisResult
+from .analysis import COMPLEXITY_THRESHOLD, AnalysisResult
 from .symbols import MODULE_SYMBOL
 
 __all__ = ["EvaluationResult", "compare_metrics", "evaluate"]
 
 JSON = dict[str, Any]
-
-ISSUE_FOR_ACTION = {
-    "add_docstring": "missing_docstring",
-    "add_return_annotation": "missing_annotations",
-    "add_annotations": "missing_annotations",
-    "reduce_complexity": "high_complexity",
-    "split_function": "long_function",
-}
 
 
 @dataclass(frozen=True)
@@ -49,34 +43,39 @@ def evaluate(
     before: Mapping[str, Any],
     plan: Mapping[str, Any],
     implementation: Mapping[str, Any],
-    after: AnalysisResult | Mapping[str, Any],
+    after: Mapping[str, Any],
+    reanalysis: AnalysisResult | None = None,
 ) -> EvaluationResult:
-    """Compare ``before`` (original_analysis) with ``after`` for every task of ``plan``.
-
-    ``after`` is the re-analysis of the evolved copy (an AnalysisResult or its dict), or
-    only its metrics.
-    """
-    after_data = after.to_dict() if isinstance(after, AnalysisResult) else after
-    metrics = after_data.get("metrics")
-    if isinstance(metrics, Mapping):
-        after_metrics: Mapping[str, Any] = metrics
-        judge = _Reanalysis(after_data)
-    else:
-        after_metrics = after_data
-        judge = None
-    logged = _logged_outcomes(implementation)
+    """Compare ``before`` (original_analysis) with ``after`` (the measured state) for every
+    task of ``plan``; ``reanalysis`` is the analysis of the modified files."""
+    logged = {
+        str(c["task_id"]): c
+        for c in implementation.get("changes") or []
+        if isinstance(c, Mapping) and "task_id" in c
+    }
+    judge = _Reanalysis(reanalysis) if reanalysis is not None else None
     tasks = [t for t in plan.get("tasks") or [] if isinstance(t, Mapping)]
-    goals = [_goal(task, judge, logged) for task in tasks]
-    achieved = sum(1 for g in goals if g["achieved"])
+    goals = [_goal(task, logged.get(str(task.get("id", ""))), judge) for task in tasks]
+    attempted = [g for g in goals if g["status"] != "deferred"]
+    achieved = sum(1 for g in attempted if g["achieved"])
+    comparison = compare_metrics(before.get("metrics") or {}, after.get("metrics") or {})
+    comparison["tests"] = after.get("tests") or {}
+    comparison["tasks"] = {
+        "planned": len(goals),
+        "attempted": len(attempted),
+        "achieved": achieved,
+        "deferred": len(goals) - len(attempted),
+        "rolled_back": sum(1 for g in goals if g["status"] == "rolled_back"),
+    }
     return EvaluationResult(
         goals_achieved=goals,
-        metrics_comparison=compare_metrics(before.get("metrics") or {}, after_metrics),
-        success_rate=round(achieved / len(goals), 4) if goals else 0.0,
+        metrics_comparison=comparison,
+        success_rate=round(achieved / len(attempted), 4) if attempted else 0.0,
     )
 
 
 def compare_metrics(before: Mapping[str, Any], after: Mapping[str, Any]) -> JSON:
-    """Numeric metrics (bools and lists left out) before, after, and ``after - before``."""
+    """Numeric metrics (bools, lists and dicts left out) before, after, and the delta."""
     old = {k: v for k, v in before.items() if _numeric(v)}
     new = {k: v for k, v in after.items() if _numeric(v)}
     delta = {k: round(new[k] - old[k], 4) for k in sorted(old.keys() & new.keys())}
@@ -87,71 +86,66 @@ def _numeric(value: object) -> bool:
     return isinstance(value, int | float) and not isinstance(value, bool)
 
 
-def _logged_outcomes(implementation: Mapping[str, Any]) -> dict[str, str]:
-    """Task id -> the change type logged for it ("skipped" or e.g. "docstring_added")."""
-    outcomes: dict[str, str] = {}
-    for change in implementation.get("changes") or []:
-        if isinstance(change, Mapping) and "task_id" in change:
-            outcomes[str(change["task_id"])] = str(change.get("type", ""))
-    return outcomes
-
-
 class _Reanalysis:
-    """Lookups into the analysis of the evolved code."""
+    """Lookups into the analysis of the edited files."""
 
-    def __init__(self, analysis: Mapping[str, Any]) -> None:
-        metrics: Mapping[str, Any] = analysis.get("metrics") or {}
-        self.metrics = metrics
-        per_file = metrics.get("per_file")
-        self.files: dict[str, bool] | None = (
-            {str(f["file"]): bool(f.get("parsed", True)) for f in per_file}
-            if isinstance(per_file, list)
-            else None
-        )
-        self.symbols: set[tuple[str, str]] | None = None
-        if isinstance(metrics.get("per_function"), list):
-            entries = [*metrics["per_function"], *(metrics.get("per_class") or [])]
-            self.symbols = {(str(e["file"]), str(e["name"])) for e in entries}
-        self.broken = {
-            str(i.get("file"))
-            for i in analysis.get("issues") or []
-            if isinstance(i, Mapping) and i.get("type") == "syntax_error"
-        }
+    def __init__(self, analysis: AnalysisResult) -> None:
+        self.files = {f.file: f for f in analysis.files}
         self.proposed = {
-            (str(i.get("type")), str(i.get("file")), i.get("symbol"))
-            for i in analysis.get("improvements") or []
-            if isinstance(i, Mapping)
+            (str(i.get("type")), str(i.get("file")), i.get("symbol")) for i in analysis.improvements
+        }
+        self.missing_docs = {
+            (str(i["file"]), i.get("symbol"))
+            for i in analysis.issues
+            if i.get("type") == "missing_docstring"
         }
 
-    def verdict(self, action: str, file: str, symbol: str | None) -> tuple[bool, str]:
-        if action == "add_tests":
-            count = self.metrics.get("test_files", 0)
-            return bool(self.metrics.get("tests_present")), f"{count} test file(s) after"
-        if file in self.broken or (self.files is not None and self.files.get(file) is False):
+    def verdict(self, action: str, file: str, symbol: str) -> tuple[bool, str]:
+        facts = self.files.get(file)
+        if facts is None:
+            return False, f"{file} was not re-analysed"
+        if not facts.parsed:
             return False, f"{file} no longer parses"
-        if self.files is not None and file not in self.files:
-            return False, f"{file} no longer exists"
-        real_symbol = symbol not in (None, MODULE_SYMBOL)
-        if real_symbol and self.symbols is not None and (file, str(symbol)) not in self.symbols:
+        if (
+            symbol != MODULE_SYMBOL
+            and not any(f.name == symbol for f in facts.functions)
+            and not any(c[0] == symbol for c in facts.classes)
+        ):
             return False, f"{symbol} no longer exists in {file}"
-        where = f"{file}:{symbol}" if symbol else file
+        where = f"{file}:{symbol}"
+        if action == "add_docstring":
+            ok = (file, symbol) not in self.missing_docs
+            return ok, f"{where} {'has' if ok else 'still lacks'} a docstring"
+        if action == "reduce_complexity":
+            fn = next((f for f in facts.functions if f.name == symbol), None)
+            value = fn.complexity if fn else None
+            ok = value is not None and value <= COMPLEXITY_THRESHOLD
+            return ok, f"{where} complexity now {value} (limit {COMPLEXITY_THRESHOLD}, ruff C901)"
         if (action, file, symbol) in self.proposed:
             return False, f"re-analysis still proposes {action} for {where}"
-        issue = ISSUE_FOR_ACTION.get(action, action)
-        return True, f"re-analysis no longer proposes {action} ({issue}) for {where}"
+        return True, f"re-analysis no longer proposes {action} for {where}"
 
 
-def _goal(task: Mapping[str, Any], judge: _Reanalysis | None, logged: Mapping[str, str]) -> JSON:
+def _goal(
+    task: Mapping[str, Any], logged: Mapping[str, Any] | None, judge: _Reanalysis | None
+) -> JSON:
     task_id = str(task.get("id", ""))
     action = str(task.get("action", ""))
     symbol = task.get("symbol")
-    outcome = logged.get(task_id)
-    if judge is None:
-        achieved = outcome is not None and outcome != "skipped"
-        evidence = f"no re-analysis available; implementation log: {outcome or 'no entry'}"
+    symbol = symbol if isinstance(symbol, str) and symbol else MODULE_SYMBOL
+    outcome = str(logged.get("outcome", "")) if logged else "not logged"
+    goal: JSON = {"task_id": task_id, "action": action, "status": outcome, "achieved": False}
+    if logged is None:
+        goal["evidence"] = "the implementation log has no entry for this task"
+    elif outcome == "kept":
+        if judge is None:
+            goal["evidence"] = "no re-analysis available"
+        else:
+            goal["achieved"], goal["evidence"] = judge.verdict(
+                action, str(task.get("file", "")), symbol
+            )
+        if logged.get("detail"):
+            goal["evidence"] += f"; {logged['detail']}"
     else:
-        achieved, evidence = judge.verdict(
-            action, str(task.get("file", "")), symbol if isinstance(symbol, str) else None
-        )
-        evidence += f"; implementation log: {outcome or 'no entry'}"
-    return {"task_id": task_id, "action": action, "achieved": achieved, "evidence": evidence}
+        goal["evidence"] = str(logged.get("reason") or outcome)
+    return goal

@@ -1,357 +1,271 @@
-"""Executors: apply one planned task to a working copy, with verified source edits.
+"""Executors: carry out one planned task on a file's text, with edits that keep behaviour.
 
-Each built-in executor finds its target by qualified symbol name in the file as it is
-now (not by the line recorded at analysis time), so several edits to one file work in
-any order. Every edit is written, re-read and re-parsed; if the file no longer parses
-or the edit is not visible in the new tree, the original bytes are put back and the
-task is reported as a ``Skip``.
+Each executor finds its target by qualified symbol name in the text as it is now (not by
+the line recorded at analysis time), so several edits to one file work in any order.
+Edits go through libcst (``edits``) or are ruff's own safe fixes, and each is checked on
+the syntax tree. An executor that cannot do a task well says so (``Skip``) instead of
+guessing: ``deferred`` when the task needs a capability it lacks.
 """
 
 from __future__ import annotations
 
 import ast
-import difflib
-import io
-import tokenize
-from collections.abc import Callable, Mapping
+import hashlib
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
-from pathlib import Path
 from typing import Any, Protocol
 
-from .source import SourceText, read_source, split_lines, write_source
-from .summaries import class_summary, function_summary, module_summary
-from .symbols import (
-    MODULE_SYMBOL,
-    Definition,
-    DefinitionNode,
-    decorator_names,
-    find_definitions,
-    has_docstring,
-    returns_nothing,
-)
+from .edits import EditError, add_return_none, locate
+from .measure import SIMPLIFY_RULES, Diagnostic, apply_edits, ruff_check_text
+from .symbols import MODULE_SYMBOL, decorator_names, returns_nothing
 
 __all__ = [
-    "Change",
-    "DocstringExecutor",
+    "DOC_NEUTRAL_DECORATORS",
+    "Edited",
     "Executor",
     "ReturnNoneExecutor",
+    "RuffSimplifyExecutor",
     "Skip",
     "default_executors",
+    "task_symbol",
+    "worth_keeping",
 ]
 
 JSON = dict[str, Any]
-_OPENING = frozenset("([{")
-_CLOSING = frozenset(")]}")
+# Decorators known not to read what they wrap (its docstring, its annotations).
+DOC_NEUTRAL_DECORATORS = frozenset(
+    {
+        "dataclass",
+        "total_ordering",
+        "unique",
+        "staticmethod",
+        "classmethod",
+        "property",
+        "cached_property",
+        "abstractmethod",
+        "override",
+        "final",
+        "cache",
+        "lru_cache",
+        "contextmanager",
+        "asynccontextmanager",
+    }
+)
+# Fixes that merge branches, so mccabe counts fewer decision points.
+LOWERS_COMPLEXITY = frozenset({"SIM102", "SIM114", "PLR1730"})
+# Rounds of ruff fixes: one fix can make another possible (a collapsed if, then an else).
+_FIX_ROUNDS = 5
+_CACHED_TEXTS = 16
 
 
 @dataclass(frozen=True)
-class Change:
-    """An edit that was made and verified."""
+class Edited:
+    """A verified edit of one file's text."""
 
-    file: str
+    text: str
     type: str
-    symbol: str | None
-    line: int
-    diff: str
-
-    def to_dict(self, task_id: str) -> JSON:
-        """The ``changes`` entry of the implementation log."""
-        return {
-            "task_id": task_id,
-            "file": self.file,
-            "type": self.type,
-            "symbol": self.symbol,
-            "line": self.line,
-            "diff": self.diff,
-        }
+    detail: str
+    executor: str
+    measures: JSON | None = None
 
 
 @dataclass(frozen=True)
 class Skip:
-    """A task that was not applied, and why; the working copy is left untouched."""
+    """A task not done, and why. ``deferred``: no executor here can do it well, so it was
+    not attempted (reported, not counted as a failure)."""
 
     reason: str
+    deferred: bool = False
 
 
 class Executor(Protocol):
-    """Applies the tasks whose action it supports (LLM-backed executors fit here too)."""
+    """Carries out tasks whose action it supports (model-backed executors fit here too)."""
+
+    name: str
 
     def supports(self, action: str) -> bool:
         """Whether this executor can carry out tasks with this ``action``."""
         ...
 
-    def apply(self, task: Mapping[str, Any], workdir: Path) -> Change | Skip:
-        """Apply ``task`` to the files under ``workdir``; must leave no partial edit."""
+    def edit(self, task: Mapping[str, Any], text: str, relpath: str) -> Edited | Skip:
+        """The file's text with the task done, or why not."""
         ...
 
 
 def default_executors() -> list[Executor]:
-    """The built-in executors, in the order they are consulted."""
-    return [DocstringExecutor(), ReturnNoneExecutor()]
+    """The built-in executors, in the order they are consulted, plus the model-backed one
+    when ``CTXSTORE_MODEL_URL`` configures it."""
+    from .model import ModelExecutor
+
+    executors: list[Executor] = [RuffSimplifyExecutor(), ReturnNoneExecutor()]
+    model = ModelExecutor.from_env()
+    if model is not None:
+        executors.append(model)
+    return executors
 
 
-@dataclass(frozen=True)
-class _Target:
-    path: Path
-    relpath: str
-    original: bytes
-    source: SourceText
-    tree: ast.Module
-
-
-def _load(task: Mapping[str, Any], workdir: Path) -> _Target | Skip:
-    relpath = task.get("file")
-    if not isinstance(relpath, str) or not relpath:
-        return Skip("task names no file")
-    root = workdir.resolve()
-    path = (root / relpath).resolve()
-    if not path.is_relative_to(root):
-        return Skip(f"{relpath} lies outside the working copy")
-    if not path.is_file():
-        return Skip(f"{relpath} does not exist")
-    try:
-        original = path.read_bytes()
-        source = read_source(path)
-        tree = ast.parse(source.text, filename=relpath)
-    except (SyntaxError, UnicodeDecodeError, LookupError, ValueError) as exc:
-        return Skip(f"{relpath} cannot be parsed: {exc}")
-    return _Target(path, relpath, original, source, tree)
-
-
-def _commit(
-    target: _Target, new_text: str, verify: Callable[[ast.Module], int | None]
-) -> int | Skip:
-    """Write, re-read and re-parse; ``verify`` returns the edited symbol's line or None."""
-    write_source(target.path, target.source, new_text)
-    try:
-        tree = ast.parse(read_source(target.path).text, filename=target.relpath)
-        line = verify(tree)
-    except (SyntaxError, UnicodeDecodeError, LookupError, ValueError) as exc:
-        target.path.write_bytes(target.original)
-        return Skip(f"edit broke {target.relpath} ({exc}); restored")
-    if line is None:
-        target.path.write_bytes(target.original)
-        return Skip(f"edit not visible after re-parsing {target.relpath}; restored")
-    return line
-
-
-def _short_diff(relpath: str, before: str, after: str) -> str:
-    lines = difflib.unified_diff(
-        before.splitlines(), after.splitlines(), f"a/{relpath}", f"b/{relpath}", n=1, lineterm=""
-    )
-    return "\n".join(lines)
-
-
-def _nearest(candidates: list[Definition], line: object) -> Definition:
-    hint = line if isinstance(line, int) and not isinstance(line, bool) else 0
-    return min(candidates, key=lambda d: (abs(d.node.lineno - hint), d.node.lineno))
-
-
-def _symbol(task: Mapping[str, Any]) -> str:
+def task_symbol(task: Mapping[str, Any]) -> str:
     symbol = task.get("symbol")
     return symbol if isinstance(symbol, str) and symbol else MODULE_SYMBOL
 
 
-class _ActionExecutor:
-    """An executor for the fixed set of task actions it names in ``actions``."""
+def task_line(task: Mapping[str, Any]) -> int | None:
+    line = task.get("line")
+    return line if isinstance(line, int) and not isinstance(line, bool) else None
 
-    actions: frozenset[str] = frozenset()
+
+def parse(text: str, relpath: str) -> ast.Module | Skip:
+    try:
+        return ast.parse(text, filename=relpath)
+    except (SyntaxError, ValueError) as exc:
+        return Skip(f"{relpath} cannot be parsed: {exc}")
+
+
+class ReturnNoneExecutor:
+    """Adds ``-> None`` to a function that clearly returns nothing and whose decorators do not
+    read annotations (a web framework's route may turn them into a response schema)."""
+
+    name = "return-none"
 
     def supports(self, action: str) -> bool:
-        """Whether ``action`` is one of ``actions``."""
-        return action in self.actions
+        return action == "add_return_annotation"
 
-
-class DocstringExecutor(_ActionExecutor):
-    """Adds a generated one-line docstring to a module, class or function lacking one."""
-
-    actions = frozenset({"add_docstring"})
-
-    def apply(self, task: Mapping[str, Any], workdir: Path) -> Change | Skip:
-        """Insert the docstring as the first statement of the target's body."""
-        target = _load(task, workdir)
-        if isinstance(target, Skip):
-            return target
-        symbol = _symbol(task)
-        node: ast.Module | DefinitionNode
-        if symbol == MODULE_SYMBOL:
-            if has_docstring(target.tree):
-                return Skip("module already has a docstring")
-            if not target.tree.body:
-                return Skip("module is empty")
-            node = target.tree
-            summary = module_summary(target.relpath)
-        else:
-            found = find_definitions(target.tree, symbol)
-            missing = [d for d in found if not has_docstring(d.node)]
-            if not missing:
-                return Skip(f"{symbol} already has a docstring" if found else _not_found(symbol))
-            chosen = _nearest(missing, task.get("line"))
-            node = chosen.node
-            summary = _summary_for(chosen)
-        new_text = _insert_docstring(target.source, node, summary)
-
-        def verify(tree: ast.Module) -> int | None:
-            if symbol == MODULE_SYMBOL:
-                return 1 if ast.get_docstring(tree) == summary else None
-            lines = [
-                d.node.lineno
-                for d in find_definitions(tree, symbol)
-                if ast.get_docstring(d.node) == summary
-            ]
-            return min(lines) if lines else None
-
-        line = _commit(target, new_text, verify)
-        if isinstance(line, Skip):
-            return line
-        return Change(
-            file=target.relpath,
-            type="docstring_added",
-            symbol=symbol,
-            line=line,
-            diff=_short_diff(target.relpath, target.source.text, new_text),
-        )
-
-
-def _not_found(symbol: str) -> str:
-    return f"symbol {symbol} not found"
-
-
-def _summary_for(definition: Definition) -> str:
-    node = definition.node
-    if isinstance(node, ast.ClassDef):
-        return class_summary(node.name)
-    params = [a.arg for a in (*node.args.posonlyargs, *node.args.args, *node.args.kwonlyargs)]
-    owner = None
-    if definition.is_method:
-        owner = definition.qualname.rsplit(".", 2)[-2]
-        if "staticmethod" not in decorator_names(node):
-            params = params[1:]
-    return function_summary(
-        node.name, returns_value=not returns_nothing(node), params=params, owner=owner
-    )
-
-
-def _insert_docstring(source: SourceText, node: ast.Module | DefinitionNode, summary: str) -> str:
-    """Source with ``summary`` as the node's docstring, keeping layout and newlines."""
-    nl = source.newline
-    lines = split_lines(source.text)
-    docstring = f'"""{summary}"""'
-    first = node.body[0]
-    decorators = getattr(first, "decorator_list", None) or []
-    start = min([first.lineno, *(d.lineno for d in decorators)])
-    index = start - 1
-    line = lines[index]
-    if isinstance(node, ast.Module):
-        # A blank line separates a module docstring from the code (PEP 8 layout).
-        lines.insert(index, docstring + nl + nl)
-        return "".join(lines)
-    body_col = len(line.encode("utf-8")[: first.col_offset].decode("utf-8", errors="ignore"))
-    # PEP 257: a blank line after a class docstring, before the first method.
-    tail = nl if isinstance(node, ast.ClassDef) else ""
-    if decorators or not line[:body_col].strip():
-        indent = line[: len(line) - len(line.lstrip())]
-        at = index
-        # Blank lines between header and body would otherwise precede the docstring.
-        while at - 1 >= node.lineno and not lines[at - 1].strip():
-            at -= 1
-        lines.insert(at, indent + docstring + nl + (tail if at == index else ""))
-        return "".join(lines)
-    # One-line body (``def f(): return 1``): move the body to its own indented line.
-    header = lines[node.lineno - 1]
-    outer = header[: len(header) - len(header.lstrip())]
-    inner = outer + ("\t" if outer.startswith("\t") else "    ")
-    lines[index : index + 1] = [
-        line[:body_col].rstrip() + nl,
-        inner + docstring + nl + tail,
-        inner + line[body_col:],
-    ]
-    return "".join(lines)
-
-
-class ReturnNoneExecutor(_ActionExecutor):
-    """Adds ``-> None`` to a function that clearly returns nothing."""
-
-    actions = frozenset({"add_return_annotation"})
-
-    def apply(self, task: Mapping[str, Any], workdir: Path) -> Change | Skip:
-        """Insert `` -> None`` after the closing parenthesis of the parameters."""
-        target = _load(task, workdir)
-        if isinstance(target, Skip):
-            return target
-        symbol = _symbol(task)
-        found = [d for d in find_definitions(target.tree, symbol) if d.is_function]
-        unannotated = [d for d in found if _returns(d) is None]
-        if not unannotated:
-            return Skip(
-                f"{symbol} already has a return annotation" if found else _not_found(symbol)
-            )
-        definition = _nearest(unannotated, task.get("line"))
-        node = definition.node
-        if isinstance(node, ast.ClassDef) or not returns_nothing(node):
+    def edit(self, task: Mapping[str, Any], text: str, relpath: str) -> Edited | Skip:
+        tree = parse(text, relpath)
+        if isinstance(tree, Skip):
+            return tree
+        symbol = task_symbol(task)
+        try:
+            node = locate(tree, symbol, task_line(task)).node
+        except EditError as exc:
+            return Skip(str(exc))
+        if isinstance(node, ast.ClassDef):
+            return Skip(f"{symbol} is a class")
+        if node.returns is not None:
+            return Skip(f"{symbol} already has a return annotation")
+        if decorator_names(node) - DOC_NEUTRAL_DECORATORS:
+            return Skip(f"{symbol} is decorated; its annotations may be read at run time")
+        if not returns_nothing(node):
             return Skip(f"{symbol} may return a value (or is a stub); -> None would be a guess")
-        position = _parameters_end(target.source.text, node.lineno)
-        if position is None:
-            return Skip(f"cannot find the parameter list of {symbol}")
-        row, col = position
-        lines = split_lines(target.source.text)
-        lines[row - 1] = lines[row - 1][:col] + " -> None" + lines[row - 1][col:]
-        new_text = "".join(lines)
+        try:
+            new_text = add_return_none(text, tree, symbol, task_line(task))
+        except EditError as exc:
+            return Skip(str(exc))
+        return Edited(new_text, "return_annotation_added", "-> None", self.name)
 
-        def verify(tree: ast.Module) -> int | None:
-            for candidate in find_definitions(tree, symbol):
-                returns = _returns(candidate)
-                is_none = isinstance(returns, ast.Constant) and returns.value is None
-                if is_none and candidate.node.lineno == node.lineno:
-                    return candidate.node.lineno
-            return None
 
-        line = _commit(target, new_text, verify)
-        if isinstance(line, Skip):
-            return line
-        return Change(
-            file=target.relpath,
-            type="return_annotation_added",
-            symbol=symbol,
-            line=line,
-            diff=_short_diff(target.relpath, target.source.text, new_text),
+class RuffSimplifyExecutor:
+    """Applies ruff's safe fixes that lower nesting or complexity (``SIMPLIFY_RULES``) inside
+    one function, and measures its C901 complexity before and after."""
+
+    name = "ruff"
+
+    def __init__(self) -> None:
+        # The text one task leaves is the text the next task in that file starts from: its
+        # diagnostics are already known.
+        # Trees are only read, never changed, so they can be shared between tasks.
+        self._known: dict[str, tuple[ast.Module | Skip, list[Diagnostic]]] = {}
+
+    def supports(self, action: str) -> bool:
+        return action in ("reduce_complexity", "simplify")
+
+    def _check(self, text: str, relpath: str) -> tuple[ast.Module | Skip, list[Diagnostic]]:
+        """The text's syntax tree (or why it has none) and ruff's diagnostics."""
+        key = hashlib.sha256(f"{relpath}\0{text}".encode("utf-8", "surrogatepass")).hexdigest()
+        found = self._known.get(key)
+        if found is None:
+            tree = parse(text, relpath)
+            diagnostics = (
+                []
+                if isinstance(tree, Skip)
+                else ruff_check_text(text, relpath, ("C901", *SIMPLIFY_RULES))
+            )
+            found = (tree, diagnostics)
+            if len(self._known) >= _CACHED_TEXTS:
+                self._known.pop(next(iter(self._known)))
+            self._known[key] = found
+        return found
+
+    def edit(self, task: Mapping[str, Any], text: str, relpath: str) -> Edited | Skip:
+        symbol = task_symbol(task)
+        line = task_line(task)
+        before: int | None = None
+        complexity: int | None = None
+        applied: list[str] = []
+        current = text
+        for round_ in range(_FIX_ROUNDS + 1):
+            tree, diagnostics = self._check(current, relpath)
+            if isinstance(tree, Skip):
+                return tree
+            try:
+                node = locate(tree, symbol, line).node
+            except EditError as exc:
+                return Skip(str(exc))
+            complexity = _complexity_of(diagnostics, node)
+            before = complexity if before is None else before
+            end = node.end_lineno or node.lineno
+            chosen = _non_overlapping(
+                d
+                for d in diagnostics
+                if d.code != "C901"
+                and d.safe_edits
+                and node.lineno <= d.line <= end
+                and all(node.lineno <= e.start[0] and e.end[0] <= end for e in d.safe_edits)
+                and worth_keeping(current, d)
+            )
+            # The last round only measures: its text is the one returned.
+            if not chosen or round_ == _FIX_ROUNDS:
+                break
+            current = apply_edits(current, [e for d in chosen for e in d.safe_edits or ()])
+            applied.extend(d.code for d in chosen)
+            line = node.lineno
+        if not applied:
+            return Skip(
+                f"no safe transformation lowers the complexity or nesting of {symbol} "
+                f"(complexity {before}); it needs a refactor by a model or a person",
+                deferred=True,
+            )
+        # The last round ran on the final text: its complexity is the one after.
+        after = complexity
+        codes = ", ".join(sorted(set(applied)))
+        return Edited(
+            current,
+            "simplified",
+            f"ruff safe fixes {codes}: complexity {before} -> {after}",
+            self.name,
+            {"complexity_before": before, "complexity_after": after},
         )
 
 
-def _returns(definition: Definition) -> ast.expr | None:
-    node = definition.node
-    return None if isinstance(node, ast.ClassDef) else node.returns
+def worth_keeping(text: str, diagnostic: Diagnostic) -> bool:
+    """A fix that lowers complexity, or one that lowers the indentation a reader sees
+    (``elif`` turned into ``if`` after a return only restyles: not worth an edit)."""
+    if diagnostic.code in LOWERS_COMPLEXITY:
+        return True
+    edited = apply_edits(text, diagnostic.safe_edits or ())
+    return _indentation(edited) < _indentation(text)
 
 
-def _parameters_end(text: str, def_line: int) -> tuple[int, int] | None:
-    """(row, column) just after the ``)`` closing the parameters of the def on ``def_line``.
+def _indentation(text: str) -> int:
+    return sum(len(line) - len(line.lstrip()) for line in text.splitlines() if line.strip())
 
-    Tokens, not text search, so parentheses inside defaults, strings and comments and
-    signatures spread over several lines are all handled.
-    """
-    state = "def"
-    depth = 0
-    closed: tuple[int, int] | None = None
-    tokens = tokenize.generate_tokens(io.StringIO(text).readline)
-    try:
-        for token in tokens:
-            if token.start[0] < def_line or token.type in (tokenize.NL, tokenize.COMMENT):
-                continue
-            if closed is not None:
-                # The signature must end right here; anything else means we misread it.
-                return closed if token.type == tokenize.OP and token.string == ":" else None
-            if state == "def":
-                if token.type == tokenize.NAME and token.string == "def":
-                    state = "name"
-            elif state == "name":
-                state = "params" if token.type == tokenize.NAME else "def"
-            elif token.type == tokenize.OP and token.string in _OPENING:
-                depth += 1
-            elif token.type == tokenize.OP and token.string in _CLOSING:
-                depth -= 1
-                # At depth 0 a "]" closes PEP 695 type parameters; the parameters follow.
-                if depth == 0 and token.string == ")":
-                    closed = token.end
-    except (tokenize.TokenError, SyntaxError):
-        return None
+
+def _complexity_of(diagnostics: Sequence[Diagnostic], node: ast.AST) -> int | None:
+    line = getattr(node, "lineno", None)
+    name = getattr(node, "name", None)
+    for d in diagnostics:
+        if d.code == "C901" and d.line == line and d.name == name:
+            return d.complexity
     return None
+
+
+def _non_overlapping(diagnostics: Any) -> list[Diagnostic]:
+    chosen: list[Diagnostic] = []
+    taken: list[tuple[tuple[int, int], tuple[int, int]]] = []
+    for diag in sorted(diagnostics, key=lambda d: (d.line, d.code)):
+        spans = [(e.start, e.end) for e in diag.safe_edits or ()]
+        if any(not (end <= s or e <= start) for start, end in spans for s, e in taken):
+            continue
+        chosen.append(diag)
+        taken.extend(spans)
+    return chosen

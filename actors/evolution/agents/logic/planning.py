@@ -6,31 +6,42 @@ Ordering rules (deterministic):
   before surface edits of the same symbol (docstring, annotations): the docstring should
   describe the reshaped function, and a rewrite may replace the signature.
 * ``add_tests`` runs after every structural rewrite, so tests pin the final shape.
-* Otherwise tasks run by priority (high first), then file, then bottom-up by line, so the
+* Otherwise tasks run by priority (high first; a kind that keeps failing in earlier
+  evolutions of the project drops one level), then file, then bottom-up by line, so the
   line numbers recorded for tasks not yet run stay accurate while a file is being edited.
   Correctness does not rely on this: executors locate their target by qualified symbol
   name in the current file, not by line.
+
+Learning (see ``learning``): a task done or failed in an earlier evolution of the same project,
+on the same source, is not planned again; the plan says which evolutions it learned from
+(``dependencies["learned_from"]``: the plan depends on their outcomes) and what it left out.
 """
 
 from __future__ import annotations
 
 import heapq
 from collections.abc import Mapping, Sequence
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, field
 from typing import Any
 
-__all__ = ["ACTION_EFFECTS", "PlanResult", "plan_improvements"]
+from .learning import Learning, task_key
+
+__all__ = ["ACTION_EFFECTS", "LEARNED_FROM", "PlanResult", "plan_improvements"]
 
 JSON = dict[str, Any]
 
 PRIORITY_RANK = {"high": 0, "medium": 1, "low": 2}
-STRUCTURAL_ACTIONS = frozenset({"reduce_complexity", "split_function"})
+STRUCTURAL_ACTIONS = frozenset({"reduce_complexity", "simplify", "split_function"})
+# Key of ``dependencies`` naming the earlier evolutions the plan learned from; task ids are
+# "task-N", so it cannot collide with one.
+LEARNED_FROM = "learned_from"
 SURFACE_ACTIONS = frozenset({"add_docstring", "add_return_annotation", "add_annotations"})
 ACTION_EFFECTS: dict[str, JSON] = {
     "add_docstring": {"metric": "docstring_coverage", "direction": "increase"},
     "add_return_annotation": {"metric": "type_hint_coverage", "direction": "increase"},
     "add_annotations": {"metric": "type_hint_coverage", "direction": "increase"},
     "reduce_complexity": {"metric": "complexity_max", "direction": "decrease"},
+    "simplify": {"metric": "simplifications_available", "direction": "decrease"},
     "split_function": {"metric": "function_length_max", "direction": "decrease"},
     "add_tests": {"metric": "test_files", "direction": "increase"},
 }
@@ -40,6 +51,7 @@ _PRACTICE_KEYWORDS: dict[str, tuple[str, ...]] = {
     "add_return_annotation": ("-> none", "return type", "annotat"),
     "add_annotations": ("annotat", "type hint"),
     "reduce_complexity": ("complexity", "guard clause"),
+    "simplify": ("complexity", "nested conditional"),
     "split_function": ("extract helper", "short", "single-purpose"),
     "add_tests": ("test",),
 }
@@ -49,6 +61,7 @@ _ACTION_WEIGHT = {
     "add_return_annotation": 0.02,
     "add_annotations": 0.03,
     "reduce_complexity": 0.10,
+    "simplify": 0.05,
     "split_function": 0.08,
     "add_tests": 0.15,
 }
@@ -58,12 +71,14 @@ _ACTION_ORDER = tuple(ACTION_EFFECTS)
 
 @dataclass(frozen=True)
 class PlanResult:
-    """What the planner stores as ``improvement_plan``."""
+    """What the planner stores as ``improvement_plan`` (``excluded`` is reported, not stored
+    whole: its count goes in the planner's summary)."""
 
     tasks: list[JSON]
     priorities: list[str]
     dependencies: dict[str, list[str]]
     estimated_impact: float
+    excluded: list[JSON] = field(default_factory=list)
 
     def to_dict(self) -> JSON:
         """A deep copy as the plain dict the store holds."""
@@ -71,7 +86,9 @@ class PlanResult:
 
     def store_kwargs(self) -> JSON:
         """Keyword arguments for ``store_improvement_plan``."""
-        return self.to_dict()
+        data = self.to_dict()
+        del data["excluded"]
+        return data
 
 
 def plan_improvements(
@@ -79,30 +96,58 @@ def plan_improvements(
     research: Mapping[str, Any],
     *,
     max_tasks: int | None = None,
+    learning: Learning | None = None,
 ) -> PlanResult:
-    """One task per known improvement of ``analysis["improvements"]``.
+    """One task per known improvement of ``analysis["improvements"]``, less those that
+    ``learning`` says were done or failed before on the same source.
 
     Task ids follow the analysis order (file, line); ``priorities`` is the execution
     order; ``dependencies`` lists only tasks that have some. With ``max_tasks`` the
     highest-priority tasks are kept (by the same ordering, before dependencies).
     """
+    learning = learning or Learning()
     practices = [str(p) for p in research.get("best_practices") or []]
-    improvements = [
-        imp
-        for imp in analysis.get("improvements") or []
-        if isinstance(imp, Mapping) and imp.get("type") in ACTION_EFFECTS
-    ]
+    improvements: list[Mapping[str, Any]] = []
+    excluded: list[JSON] = []
+    for imp in analysis.get("improvements") or []:
+        if not isinstance(imp, Mapping) or imp.get("type") not in ACTION_EFFECTS:
+            continue
+        key = task_key(imp.get("type"), imp.get("file"), imp.get("symbol"))
+        reason = learning.exclusion(key, imp.get("source_hash"))
+        if reason is None:
+            improvements.append(imp)
+        else:
+            excluded.append({"key": key, "reason": reason})
+
+    def rank(imp: Mapping[str, Any]) -> tuple[Any, ...]:
+        # A kind that keeps failing drops one priority level, behind that level's others.
+        failing = int(learning.keeps_failing(str(imp.get("type"))))
+        priority, *rest = _sort_key(imp)
+        return (priority + failing, failing, *rest)
+
     if max_tasks is not None:
-        keep = sorted(range(len(improvements)), key=lambda i: _sort_key(improvements[i]))
+        keep = sorted(range(len(improvements)), key=lambda i: rank(improvements[i]))
         kept = set(keep[:max_tasks])
         improvements = [imp for i, imp in enumerate(improvements) if i in kept]
     tasks = [_task(number, imp, practices) for number, imp in enumerate(improvements, start=1)]
+    for task in tasks:
+        sources = learning.sources(task["key"])
+        if learning.keeps_failing(task["action"]):
+            rate = learning.failure_rate(task["action"])
+            task["learned"] = f"{task['action']} failed in {rate:.0%} of earlier attempts"
+            sources = sorted(set(sources) | set(learning.evolutions))
+        if sources:
+            task["learned_from"] = sources
     _link_dependencies(tasks)
+    dependencies = {t["id"]: list(t["depends_on"]) for t in tasks if t["depends_on"]}
+    if learning.evolutions:
+        dependencies[LEARNED_FROM] = list(learning.evolutions)
     return PlanResult(
         tasks=tasks,
-        priorities=_execution_order(tasks),
-        dependencies={t["id"]: list(t["depends_on"]) for t in tasks if t["depends_on"]},
+        priorities=_execution_order(tasks, learning),
+        dependencies=dependencies,
         estimated_impact=_estimated_impact(tasks),
+        excluded=excluded,
     )
 
 
@@ -114,6 +159,8 @@ def _task(number: int, improvement: Mapping[str, Any], practices: Sequence[str])
     return {
         "id": f"task-{number}",
         "improvement_id": improvement.get("id"),
+        "key": task_key(action, file, improvement.get("symbol")),
+        "source_hash": improvement.get("source_hash"),
         "action": action,
         "file": file,
         "line": line,
@@ -163,11 +210,17 @@ def _sort_key(task: Mapping[str, Any]) -> tuple[int, str, int, int, str]:
     )
 
 
-def _execution_order(tasks: Sequence[JSON]) -> list[str]:
+def _execution_order(tasks: Sequence[JSON], learning: Learning | None = None) -> list[str]:
     """Kahn's topological sort, always taking the best-ranked ready task."""
     by_id = {t["id"]: t for t in tasks}
     waiting = {t["id"]: {d for d in t["depends_on"] if d in by_id} for t in tasks}
-    ready = [(_sort_key(t), t["id"]) for t in tasks if not waiting[t["id"]]]
+
+    def key(task: Mapping[str, Any]) -> tuple[Any, ...]:
+        priority, *rest = _sort_key(task)
+        failing = int(learning is not None and learning.keeps_failing(str(task["action"])))
+        return (priority + failing, failing, *rest)
+
+    ready = [(key(t), t["id"]) for t in tasks if not waiting[t["id"]]]
     heapq.heapify(ready)
     order: list[str] = []
     while ready:
@@ -177,9 +230,9 @@ def _execution_order(tasks: Sequence[JSON]) -> list[str]:
             if task_id in deps:
                 deps.discard(task_id)
                 if not deps:
-                    heapq.heappush(ready, (_sort_key(by_id[other]), other))
+                    heapq.heappush(ready, (key(by_id[other]), other))
     # Only a cycle leaves tasks behind; run them last rather than dropping them.
-    order.extend(sorted((t for t in waiting if t not in order), key=lambda i: _sort_key(by_id[i])))
+    order.extend(sorted((t for t in waiting if t not in order), key=lambda i: key(by_id[i])))
     return order
 
 
