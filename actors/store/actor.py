@@ -32,6 +32,7 @@ from typing import Final, Literal
 
 import nats.errors
 import nats.js
+import nats.js.errors
 from nats.js.api import AckPolicy, ConsumerConfig, DeliverPolicy
 
 from actors.core.chunks import to_drop
@@ -63,6 +64,7 @@ from contracts import (
     ContextPruned,
     ContextStoreError,
     Decoders,
+    StoreUnavailableError,
     WriteApplied,
     WriteRejected,
     WriteSubject,
@@ -87,6 +89,7 @@ _PULL_BYTES: Final = 8 << 20
 _FREEZE_EVERY: Final = 10_000
 _REPLAY_IDLE_S: Final = 60.0  # the server removes a consumer left behind by a crash
 _LEASE_POLL_S: Final = 0.5
+_JETSTREAM_PATIENCE_S: Final = 30.0
 # Events of writes applied but not announced (by recovery, or by a standby), kept to announce
 # when this actor leads; a standby drops those its leader announced meanwhile.
 _KEPT_UNANNOUNCED: Final = 100_000
@@ -184,6 +187,7 @@ class StoreActor(Actor):
         """Recover (before answering anything), serve reads, then lead or stand by."""
         self._intake_kind = await choose_intake(self._nc)
         js = self._nc.jetstream()
+        await self._until_jetstream_answers()
         await provision(js, self._config)
         snapshots = Snapshots(js, self._config, nc=self._nc, intake=self._intake_kind)
         self.snapshots = snapshots if snapshots.enabled else None
@@ -199,6 +203,22 @@ class StoreActor(Actor):
         # means a query sent now is answered.
         await self._nc.flush()
         log.info("store actor ready at seq %d", self.state.applied_seq)
+
+    async def _until_jetstream_answers(self) -> None:
+        """Until JetStream answers: a server just (re)started recovers its streams first,
+        and its API times out meanwhile. Bounded: a JetStream that never comes is an error."""
+        js = self._nc.jetstream(timeout=2.0)
+        deadline = asyncio.get_running_loop().time() + _JETSTREAM_PATIENCE_S
+        while True:
+            try:
+                await js.account_info()
+                return
+            except (nats.errors.TimeoutError, nats.js.errors.ServiceUnavailableError) as exc:
+                if asyncio.get_running_loop().time() > deadline:
+                    raise StoreUnavailableError(
+                        f"JetStream did not answer within {_JETSTREAM_PATIENCE_S:g}s: {exc!r}"
+                    ) from exc
+                await asyncio.sleep(0.25)
 
     async def on_stop(self) -> None:
         await self.queries.stop()
