@@ -127,7 +127,8 @@ class Intake(AsyncResource):
             return False
         return True
 
-    def _raise_failure(self) -> None:
+    def raise_failure(self) -> None:
+        """Raise what stopped the intake, if a handler failed."""
         if self._failure is not None:
             raise self._failure
 
@@ -179,7 +180,7 @@ class RawIntake(Intake):
             self._code = None
             await self._nc.publish(self._subject, self._request, reply=self._inbox)
             await self._ended.wait()
-        self._raise_failure()
+        self.raise_failure()
         return self._code
 
     async def _on_message(
@@ -248,7 +249,7 @@ class FetchIntake(Intake):
     async def pull(self) -> bytes | None:
         assert self._psub is not None
         if self.stopped:
-            self._raise_failure()
+            self.raise_failure()
             return None
         try:
             msgs = await self._psub.fetch(self._batch, timeout=self._expires)
@@ -263,7 +264,7 @@ class FetchIntake(Intake):
         for msg in msgs:
             if not await self._deliver(_from_msg(msg)):
                 break
-        self._raise_failure()
+        self.raise_failure()
         return None if len(msgs) >= self._batch or self.stopped else _TIMEOUT
 
 

@@ -537,7 +537,10 @@ class StoreActor(Actor):
                 nats.errors.ConnectionReconnectingError,
             ) as exc:
                 if intake.stopped:
-                    raise  # from a write that failed, not from a lost request
+                    # A write failed or the lease ran out while the request timed out:
+                    # what stopped the intake decides (standing by, or stopping).
+                    intake.raise_failure()
+                    raise
                 if not isinstance(exc, TimeoutError):
                     await asyncio.sleep(0.2)  # reconnecting: nothing to pull from yet
                 continue
