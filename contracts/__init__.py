@@ -54,7 +54,9 @@ from contracts.queries import (
     ListRequest,
     OutcomeReply,
     OutcomeRequest,
+    StatsRequest,
 )
+from contracts.stats import ActorRole, FamilyType, MetricFamily, MetricSample, StatsReply
 from contracts.subjects import (
     DEFAULT_TENANT,
     Query,
@@ -107,6 +109,7 @@ __all__ = [
     "PHASE_WRITES",
     "PRUNED_KIND",
     "WRITER_MAX",
+    "ActorRole",
     "AgentActivity",
     "AgentError",
     "AgentName",
@@ -134,6 +137,7 @@ __all__ = [
     "EvolutionContext",
     "ExportRequest",
     "ExternalResearch",
+    "FamilyType",
     "GetRequest",
     "HistoryPage",
     "HistoryRequest",
@@ -142,6 +146,8 @@ __all__ = [
     "ImprovementPlan",
     "InvalidWriteError",
     "ListRequest",
+    "MetricFamily",
+    "MetricSample",
     "OriginalAnalysis",
     "OutcomeReply",
     "OutcomeRequest",
@@ -152,6 +158,8 @@ __all__ = [
     "RequestError",
     "Stage",
     "StageUpdate",
+    "StatsReply",
+    "StatsRequest",
     "Status",
     "StoreClosedError",
     "StoreTimeoutError",
