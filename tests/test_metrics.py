@@ -466,3 +466,24 @@ async def test_serve_fails_clearly_when_the_metrics_port_is_taken(
         code, _, err = await ctxstore(tmp_path / "home", *args, check=False)
     assert code == 1
     assert f"cannot serve metrics on 127.0.0.1:{port}" in err
+
+
+async def test_an_export_too_large_for_one_message_counts_once(tmp_path: Path) -> None:
+    """The client asks again for a reply in chunks: still one export."""
+    async with EmbeddedServer(tmp_path / "small", max_payload=64 * 1024) as srv:
+        config = StoreConfig.build(
+            {}, nats_url=srv.url, max_payload=16 * 1024, export_path=tmp_path / "x"
+        )
+        async with running_actor(srv, config) as actor, SharedContextStore(config=config) as store:
+            eid = await store.create_context("./p")
+            filler = ["y" * 1000] * 15  # about 15 KB a phase, 75 KB in all
+            await store.store_external_research(filler, [], [])
+            await store.store_original_analysis(1, {}, [{"n": f} for f in filler], [])
+            await store.store_improvement_plan([{"n": f} for f in filler], [], {}, 0.5)
+            await store.store_implementation_log(filler, [], [])
+            await store.store_evaluation_results(filler, {}, 0.5)
+            assert len(encode(await store.get_context(eid))) > 64 * 1024
+            await store.export_context(eid, tmp_path / "bundle.json")
+            figures = parse_reply(actor.metrics)
+    assert figures("ctxstore_queries_total", op="export") == 2  # whole, then in chunks
+    assert figures("ctxstore_bundle_exports_total") == 1

@@ -27,7 +27,7 @@ from nats.micro.service import Service
 
 from actors.core.fold import StoreState, compare, summarize
 from actors.runtime.actor import Actor
-from actors.runtime.replies import reply, reply_error
+from actors.runtime.replies import fits, reply, reply_error
 from actors.store.history_query import HistoryQuery
 from actors.store.observer import QueryObserver
 from broker import BusClient
@@ -240,7 +240,8 @@ class Queries:
 
     def _export(self, tenant: str, body: Any) -> bytes:
         data = self._get(tenant, body)
-        self._observer.context_exported()
+        if body.accept_chunks or fits(len(data), self._nc.max_payload):
+            self._observer.context_exported()  # else the requester asks again, for chunks
         return data
 
     def _stats(self, tenant: str, body: Any) -> bytes:
