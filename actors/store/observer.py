@@ -15,7 +15,7 @@ from __future__ import annotations
 from typing import Protocol
 
 from actors.core.fold import Outcome
-from contracts import Query, StatsReply
+from contracts import ActorRole, Query, StatsReply
 
 __all__ = ["QueryObserver", "StoreObserver"]
 
@@ -33,8 +33,7 @@ class StoreObserver(Protocol):
 
     def snapshot_failed(self) -> None: ...
 
-    def role_changed(self, role: str) -> None:
-        """``starting``, ``leader`` or ``standby``."""
+    def role_changed(self, role: ActorRole) -> None: ...
 
 
 class QueryObserver(Protocol):
