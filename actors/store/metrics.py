@@ -135,6 +135,14 @@ _CREATE: Final = WriteKind.CREATE
 _STAGE: Final = WriteKind.STAGE
 _DELETE: Final = WriteKind.DELETE
 _FINISHED: Final = frozenset({Status.COMPLETED, Status.FAILED})
+# The codes the fold rejects writes with (timeout and internal are the queries').
+_WRITE_REJECTIONS: Final = (
+    ErrorCode.INVALID,
+    ErrorCode.TOO_LARGE,
+    ErrorCode.NOT_FOUND,
+    ErrorCode.CONFLICT,
+    ErrorCode.CAPACITY,
+)
 # Writes that can create, move or finish a context: the others (but delete) only count.
 _LIFECYCLE: Final = frozenset({_CREATE, WriteKind.IMPORT, _STAGE})
 
@@ -197,7 +205,7 @@ class StoreMetrics(StoreObserver, QueryObserver):
         # Every label value there is, from the start: a series that appears only with its
         # first increment hides that increment from rate().
         self._applied: dict[WriteKind, int] = dict.fromkeys(WriteKind, 0)
-        self._rejected: dict[ErrorCode, int] = dict.fromkeys(ErrorCode, 0)
+        self._rejected: dict[ErrorCode, int] = dict.fromkeys(_WRITE_REJECTIONS, 0)
         self._queries: dict[Query, int] = dict.fromkeys(Query, 0)
         self._exports = 0
         self._imports = 0
@@ -232,7 +240,7 @@ class StoreMetrics(StoreObserver, QueryObserver):
                 elif kind is _DELETE:
                     self._deleted(write)
             case Rejected(code=code):
-                self._rejected[code] += 1
+                self._rejected[code] = self._rejected.get(code, 0) + 1
 
     def replay_done(self, writes: int, seconds: float) -> None:
         self._replayed += writes
