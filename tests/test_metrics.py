@@ -4,6 +4,7 @@ and the same figures from the ``stats`` query and ``ctxstore stats``."""
 from __future__ import annotations
 
 import asyncio
+import itertools
 import json
 import os
 import socket
@@ -487,3 +488,38 @@ async def test_an_export_too_large_for_one_message_counts_once(tmp_path: Path) -
             figures = parse_reply(actor.metrics)
     assert figures("ctxstore_queries_total", op="export") == 2  # whole, then in chunks
     assert figures("ctxstore_bundle_exports_total") == 1
+
+
+async def test_scrapes_during_writes_only_see_figures_move_forward(
+    store: SharedContextStore, metrics_url: str
+) -> None:
+    """The HTTP server reads from its own thread while the actor counts."""
+    done = asyncio.Event()
+
+    async def write() -> None:
+        try:
+            for _ in range(30):
+                await store.create_context("./p")
+                for stage in ("research", "planning", "completed"):
+                    await store.update_phase(stage)
+        finally:
+            done.set()
+
+    writer = asyncio.create_task(write())
+    seen: list[Figures] = []
+    while not done.is_set():
+        seen.append(await scrape(metrics_url))
+    await writer
+    seen.append(await scrape(metrics_url))
+    for earlier, later in itertools.pairwise(seen):
+        for key, value in earlier.samples.items():
+            if key[0].endswith(("_total", "_count", "_sum", "_bucket")) or key[0] == (
+                "ctxstore_applied_seq"
+            ):
+                assert later.samples[key] >= value, key
+    last = seen[-1]
+    assert last("ctxstore_contexts_created_total") == 30
+    assert last("ctxstore_context_size_bytes_count") == 30
+    assert last("ctxstore_phase_duration_seconds_count", phase="planning") == 30
+    assert last("ctxstore_phase_duration_seconds_bucket", phase="planning", le="+Inf") == 30
+    assert len(seen) > 2
