@@ -42,11 +42,11 @@ import logging
 import threading
 from bisect import bisect_left
 from collections.abc import Callable, Iterable, Iterator, Mapping
-from dataclasses import dataclass
 from datetime import datetime
 from typing import Final, Literal, TypeVar, cast
 from wsgiref.simple_server import WSGIServer
 
+import msgspec
 from nats.js import JetStreamContext
 from prometheus_client import CollectorRegistry, start_http_server
 from prometheus_client.core import (
@@ -179,9 +179,9 @@ class _Histogram:
         return cumulative, total
 
 
-@dataclass(slots=True)
-class _Progress:
-    """Where one context is, as far as this actor saw it live."""
+class _Progress(msgspec.Struct, gc=False):
+    """Where one context is, as far as this actor saw it live. Not tracked by the garbage
+    collector (it holds no container), like the contexts: one per context."""
 
     stage: Stage
     since: datetime | None  # when it entered ``stage``; None: not seen live
