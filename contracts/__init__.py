@@ -61,7 +61,9 @@ from contracts.queries import (
     ListRequest,
     OutcomeReply,
     OutcomeRequest,
+    StatsRequest,
 )
+from contracts.stats import ActorRole, FamilyType, MetricFamily, MetricSample, StatsReply
 from contracts.subjects import (
     DEFAULT_TENANT,
     Query,
@@ -121,6 +123,7 @@ __all__ = [
     "PHASE_WRITES",
     "PRUNED_KIND",
     "WRITER_MAX",
+    "ActorRole",
     "AgentActivity",
     "AgentError",
     "AgentName",
@@ -148,6 +151,7 @@ __all__ = [
     "EvolutionContext",
     "ExportRequest",
     "ExternalResearch",
+    "FamilyType",
     "GetRequest",
     "HistoryPage",
     "HistoryRequest",
@@ -157,6 +161,8 @@ __all__ = [
     "IncompleteWriteError",
     "InvalidWriteError",
     "ListRequest",
+    "MetricFamily",
+    "MetricSample",
     "OriginalAnalysis",
     "OutcomeReply",
     "OutcomeRequest",
@@ -167,6 +173,8 @@ __all__ = [
     "RequestError",
     "Stage",
     "StageUpdate",
+    "StatsReply",
+    "StatsRequest",
     "Status",
     "StoreClosedError",
     "StoreTimeoutError",

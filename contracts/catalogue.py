@@ -22,7 +22,9 @@ from contracts.queries import (
     ListRequest,
     OutcomeReply,
     OutcomeRequest,
+    StatsRequest,
 )
+from contracts.stats import StatsReply
 from contracts.subjects import Query
 from contracts.vocabulary import Stage, Status, WriteKind
 from contracts.writes import (
@@ -246,6 +248,17 @@ QUERIES: Final[tuple[QueryDoc, ...]] = (
         "evolution id with no write at all is not_found. The store reads it from the write "
         "stream, up to the sequence it has applied.",
         HistoryRequest(evolution_id=_EXAMPLE_ID, limit=100),
+    ),
+    QueryDoc(
+        Query.STATS,
+        StatsRequest,
+        StatsReply,
+        "The figures of the store actor that answers.",
+        "Store-wide, for any tenant token. Reply: the actor's id and role, the sequence it "
+        "has applied and its metric families, the same figures as its Prometheus endpoint "
+        "(ctxstore serve --metrics-port): name, type (counter, gauge, histogram), help and "
+        "samples with labels. With a leader and standbys each answers for itself.",
+        StatsRequest(),
     ),
 )
 

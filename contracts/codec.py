@@ -19,7 +19,9 @@ from contracts.queries import (
     ListRequest,
     OutcomeReply,
     OutcomeRequest,
+    StatsRequest,
 )
+from contracts.stats import StatsReply
 from contracts.writes import Write
 
 __all__ = [
@@ -102,6 +104,8 @@ class Decoders:
     )
     history: Final[msgspec.json.Decoder[HistoryRequest]] = msgspec.json.Decoder(HistoryRequest)
     history_page: Final[msgspec.json.Decoder[HistoryPage]] = msgspec.json.Decoder(HistoryPage)
+    stats: Final[msgspec.json.Decoder[StatsRequest]] = msgspec.json.Decoder(StatsRequest)
+    stats_reply: Final[msgspec.json.Decoder[StatsReply]] = msgspec.json.Decoder(StatsReply)
 
 
 def writer_name(header: str | None) -> str | None:

@@ -27,6 +27,7 @@ __all__ = [
     "ListRequest",
     "OutcomeReply",
     "OutcomeRequest",
+    "StatsRequest",
 ]
 
 MIN_SEQ_WAIT_S: Final = 5.0
@@ -87,6 +88,11 @@ class OutcomeRequest(_Request, frozen=True, kw_only=True):
     """What became of the write stored at ``seq``."""
 
     seq: Annotated[int, msgspec.Meta(ge=1)]
+
+
+class StatsRequest(_Request, frozen=True, kw_only=True):
+    """The figures of the store actor that answers (``StatsReply``): store-wide, not one
+    tenant's (the tenant token of the subject is not used)."""
 
 
 class OutcomeReply(msgspec.Struct, frozen=True, kw_only=True):

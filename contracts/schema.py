@@ -47,6 +47,7 @@ from contracts.queries import (
     HistoryPage,
     OutcomeReply,
 )
+from contracts.stats import StatsReply
 from contracts.subjects import ROOT, Channel, Query
 from contracts.vocabulary import WriteKind
 from contracts.writes import Write
@@ -67,7 +68,7 @@ __all__ = [
     "service_metadata",
 ]
 
-WIRE_VERSION: Final = "0.2.0"
+WIRE_VERSION: Final = "0.3.0"
 SCHEMA_DIR: Final = "contracts/schemas"  # in the repository and in the installed package
 JSON_SCHEMA_FILE: Final = "ctxstore.schema.json"
 ASYNCAPI_FILE: Final = "asyncapi.json"
@@ -90,6 +91,7 @@ _SENT: Final = (
     Comparison,
     OutcomeReply,
     HistoryPage,
+    StatsReply,
     ErrorBody,
     Bundle,
     AgentReply,
@@ -278,10 +280,10 @@ def json_schema() -> dict[str, Any]:
         "description": (
             f"Wire version {WIRE_VERSION}. Every message body of the store, UTF-8 JSON: writes "
             "(Write and its kinds), query requests (*Request), replies (EvolutionContext, "
-            "ContextList, Comparison, OutcomeReply, HistoryPage, ErrorBody), events (Event), "
-            "JetStream's replies to a write (PubAck, PubError), agent work (AgentRequest, "
-            "AgentReply), the export file (Bundle) and the headers (WriteHeaders, "
-            f"ErrorHeaders). Subjects and operations: {ASYNCAPI_FILE}."
+            "ContextList, Comparison, OutcomeReply, HistoryPage, StatsReply, ErrorBody), events "
+            "(Event), JetStream's replies to a write (PubAck, PubError), agent work "
+            "(AgentRequest, AgentReply), the export file (Bundle) and the headers "
+            f"(WriteHeaders, ErrorHeaders). Subjects and operations: {ASYNCAPI_FILE}."
         ),
         "$defs": _components("#/$defs/{name}"),
     }

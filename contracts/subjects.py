@@ -67,6 +67,7 @@ class Query(StrEnum):
     EXPORT = "export"
     OUTCOME = "outcome"
     HISTORY = "history"
+    STATS = "stats"
 
 
 def check_token(value: str, what: str) -> str:

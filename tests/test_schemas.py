@@ -357,6 +357,7 @@ async def test_real_messages_of_a_running_store_validate(
         (Query.HISTORY, {"evolution_id": eid, "limit": 3}),
         (Query.HISTORY, {"evolution_id": "evo-schema-refused"}),
         (Query.HISTORY, {"evolution_id": "evo-none"}),
+        (Query.STATS, {"min_seq": last}),
     ]
     replies: dict[str, list[dict[str, Any]]] = {}
     for op, body in asks:
@@ -370,6 +371,7 @@ async def test_real_messages_of_a_running_store_validate(
     assert replies["history"][0]["next_seq"] is not None
     assert replies["history"][1]["entries"][0]["code"] == "capacity"
     assert replies["export"][0] == replies["get"][0]  # a context, not a bundle
+    assert replies["stats"][0]["applied_seq"] >= last
 
     # Every event: applied, rejected (invalid and capacity) and pruned.
     await nc.flush()

@@ -271,6 +271,7 @@ async def test_micro_discovery_lists_the_query_endpoints(
         "export": "ctxstore.query.*.export",
         "outcome": "ctxstore.query.*.outcome",
         "history": "ctxstore.query.*.history",
+        "stats": "ctxstore.query.*.stats",
     }
     await store.get_all_contexts()
     stats = json.loads((await nc.request("$SRV.STATS.ctxstore", b"", timeout=5)).data)

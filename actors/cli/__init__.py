@@ -61,6 +61,19 @@ def _parser() -> argparse.ArgumentParser:
     serve.add_argument("--port", type=int, default=0, help="client port (default: any free)")
     serve.add_argument("--store-dir", type=Path, default=None, help="server store directory")
     serve.add_argument("--backend", choices=["memory", "file"], default=None)
+    serve.add_argument(
+        "--metrics-port",
+        type=int,
+        default=None,
+        metavar="P",
+        help="serve Prometheus metrics on http://HOST:P/metrics (0: any free port)",
+    )
+    serve.add_argument(
+        "--metrics-host",
+        default="127.0.0.1",
+        metavar="HOST",
+        help="address of the metrics endpoint (default: 127.0.0.1; 0.0.0.0 for every one)",
+    )
     # The server a URL-less client starts for the local store directory.
     serve.add_argument("--exit-when-unused", action="store_true", help=argparse.SUPPRESS)
     serve.set_defaults(run="serve:cmd_serve")
@@ -151,6 +164,12 @@ def _parser() -> argparse.ArgumentParser:
         "$CTXSTORE_TENANT or 'default')",
     )
     console.set_defaults(run="console:cmd_console")
+
+    stats = sub.add_parser(
+        "stats", help="the running store's figures: contexts, writes, queries, lag, durations"
+    )
+    stats.add_argument("--json", action="store_true")
+    stats.set_defaults(run="stats:cmd_stats")
 
     demo = sub.add_parser("demo", help="run the spec's four phases against the store")
     demo.add_argument("--target", default="./my-project")

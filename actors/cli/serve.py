@@ -11,16 +11,18 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import contextlib
 import logging
 import os
 import sys
-from collections.abc import Awaitable
+from collections.abc import AsyncIterator, Awaitable
 from pathlib import Path
 from typing import Any, Final
 
 from actors.cli.common import stop_signals
 from actors.store import LocalStack, StoreActor
 from actors.store.local import DirectoryInUseError
+from actors.store.metrics import MetricsServer, StoreMetrics
 from broker import BrokerError, ConfigError, StoreConfig, connect
 from broker.home import LOG, USERS_LOCK, FileLock
 from broker.redact import redact
@@ -176,27 +178,54 @@ async def _serve_its_users(home: Path, config: StoreConfig) -> int:
     return 0
 
 
+@contextlib.asynccontextmanager
+async def _metrics_endpoint(args: argparse.Namespace, metrics: StoreMetrics) -> AsyncIterator[None]:
+    """``/metrics`` over HTTP while the block runs, with ``--metrics-port``. Started before
+    the store: a port already taken fails the command before anything else starts."""
+    if args.metrics_port is None:
+        yield
+        return
+    endpoint = MetricsServer(metrics.registry, host=args.metrics_host, port=args.metrics_port)
+    endpoint.start()
+    print(f"Prometheus metrics on {endpoint.url}", flush=True)
+    try:
+        yield
+    finally:
+        await endpoint.aclose()
+
+
 async def cmd_serve(args: argparse.Namespace) -> int:
     config = StoreConfig.build(nats_url=args.nats_url, backend=args.backend)
+    metrics = StoreMetrics()
     if config.nats_url:
         shown = redact(config.nats_url)
-        nc = await connect(config.nats_url, name="ctxstore-actor", long_running=True)
-        try:
-            async with StoreActor(nc, config, owns_process=True) as actor:
-                with stop_signals() as signalled:
-                    print(f"store actor serving {shown} (seq {actor.state.applied_seq})")
-                    print(f"agents connect with: NATS_URL={shown}", flush=True)
-                    await _until_signal_or_stopped(actor, signalled)
-        finally:
-            await nc.close()
-        return 0
+        async with _metrics_endpoint(args, metrics):
+            return await _serve_url(config, shown, metrics)
     home = args.store_dir or args.home
     if args.exit_when_unused:
         return await _serve_its_users(home, config)
-    async with LocalStack(home, config, port=args.port, owns_process=True) as stack:
+    async with (
+        _metrics_endpoint(args, metrics),
+        LocalStack(home, config, port=args.port, owns_process=True, metrics=metrics) as stack,
+    ):
         with stop_signals() as signalled:
             shown = redact(stack.url)
             print(f"ctxstore serving on {shown} (store dir {home})")
             print(f"agents connect with: NATS_URL={shown}", flush=True)
             await _until_first(signal=signalled.wait(), failure=_stack_failure(stack))
+    return 0
+
+
+async def _serve_url(config: StoreConfig, shown: str, metrics: StoreMetrics) -> int:
+    """The store actor alone, on the server at ``config.nats_url``."""
+    assert config.nats_url is not None
+    nc = await connect(config.nats_url, name="ctxstore-actor", long_running=True)
+    try:
+        async with StoreActor(nc, config, owns_process=True, metrics=metrics) as actor:
+            with stop_signals() as signalled:
+                print(f"store actor serving {shown} (seq {actor.state.applied_seq})")
+                print(f"agents connect with: NATS_URL={shown}", flush=True)
+                await _until_signal_or_stopped(actor, signalled)
+    finally:
+        await nc.close()
     return 0

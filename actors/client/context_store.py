@@ -84,6 +84,8 @@ from contracts import (
     OutcomeRequest,
     Query,
     Stage,
+    StatsReply,
+    StatsRequest,
     Status,
     SubjectError,
     Write,
@@ -557,6 +559,16 @@ class SharedContextStore(AsyncResource):
             Query.LIST, ListRequest(min_seq=self._last_seq), Decoders.context_list
         )
         return list(listing.contexts)
+
+    async def stats(self) -> StatsReply:
+        """The figures of the store actor that answers (the ``stats`` query): contexts
+        created, writes applied and rejected, queries, exports, imports, lag, phase
+        durations... the same figures as its Prometheus endpoint, once this client's writes
+        are applied."""
+        reply: StatsReply = await self._request(
+            Query.STATS, StatsRequest(min_seq=self._last_seq), Decoders.stats_reply
+        )
+        return reply
 
     async def history(self, evolution_id: str | None = None) -> list[HistoryEntry]:
         """Every write to the context, in stream order, applied or rejected (with why):

@@ -27,7 +27,7 @@ from contracts import (
     encode,
 )
 
-__all__ = ["HEADROOM", "MESSAGE_LIMIT", "bounded", "reply", "reply_error"]
+__all__ = ["HEADROOM", "MESSAGE_LIMIT", "bounded", "fits", "reply", "reply_error"]
 
 log = logging.getLogger("ctxstore.replies")
 
@@ -68,6 +68,15 @@ async def reply_error(
     await _send(req, encode(ErrorBody(code=code, message=message)), headers)
 
 
+def _room(max_payload: int) -> int:
+    return max(max_payload - HEADROOM, 1024)
+
+
+def fits(size: int, max_payload: int) -> bool:
+    """Whether a reply of ``size`` bytes goes as one message under ``max_payload``."""
+    return size <= _room(max_payload)
+
+
 async def reply(
     req: Request,
     data: bytes,
@@ -78,7 +87,7 @@ async def reply(
 ) -> None:
     """Answer ``req`` with ``data``: one message if it fits ``max_payload`` (the
     connection's), else chunks (if the requester accepts them) or a ``too_large`` error."""
-    room = max(max_payload - HEADROOM, 1024)
+    room = _room(max_payload)
     if len(data) <= room:
         await _send(req, data, headers)
         return

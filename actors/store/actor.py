@@ -25,6 +25,7 @@ import asyncio
 import contextlib
 import gc
 import logging
+import time
 from collections import deque
 from collections.abc import Awaitable, Callable, Iterator
 from datetime import UTC, datetime
@@ -40,6 +41,7 @@ from actors.core.fold import Applied, Held, Limits, Outcome, Rejected, StoredWri
 from actors.core.held import HeldContext
 from actors.runtime.actor import Actor
 from actors.store.lease import Lease
+from actors.store.metrics import StoreMetrics
 from actors.store.queries import Queries
 from actors.store.retention import TTL_WRITER, expire, sweep_interval
 from actors.store.snapshots import LoadResult, Snapshots
@@ -144,11 +146,13 @@ class StoreActor(Actor):
         owns_process: bool = False,
         lease_ttl: float = 3.0,
         state: StoreState | None = None,
+        metrics: StoreMetrics | None = None,
     ) -> None:
         """``owns_process``: nothing else of note lives in this process (``ctxstore serve``),
         so the actor may freeze what it holds out of the garbage collector's sight
         (``gc.freeze()``, which cannot tell the actor's objects from anyone else's).
-        ``state``: the (empty) state to fold into; by default a ``StoreState``."""
+        ``state``: the (empty) state to fold into; by default a ``StoreState``.
+        ``metrics``: where it counts what it does; by default metrics of its own."""
         super().__init__()
         if not isinstance(nc, BusClient):
             raise TypeError("StoreActor needs a connection from broker.connect (a BusClient)")
@@ -158,7 +162,11 @@ class StoreActor(Actor):
         # Room for two of the largest writes per pull request, so every request progresses.
         self._pull_bytes = max(_PULL_BYTES, 2 * config.max_payload + 65_536)
         self.state = state or StoreState(Limits(config.max_write, config.max_contexts))
-        self.queries = Queries(nc, self, lambda: self.state, read_wait=read_wait)
+        self.metrics = metrics or StoreMetrics()
+        self.metrics.attach(lambda: self.state)
+        self.queries = Queries(
+            nc, self, lambda: self.state, read_wait=read_wait, observer=self.metrics
+        )
         self.lease = Lease(nc.jetstream(), ttl=lease_ttl, memory=config.backend == "memory")
         self.role: Role = "starting"
         self._role_changed = asyncio.Event()
@@ -191,8 +199,9 @@ class StoreActor(Actor):
         await provision(js, self._config)
         snapshots = Snapshots(js, self._config, nc=self._nc, intake=self._intake_kind)
         self.snapshots = snapshots if snapshots.enabled else None
-        await self._recover()
+        await self._recover_observed()
         await self.queries.start()
+        self.spawn(self.metrics.follow_stream(js), name="ctxstore-metrics-stream")
         # Settle the role before ready: a lone actor is leading (and has announced what
         # recovery found unannounced) by the time it says it serves.
         leading = await self.lease.acquire()
@@ -234,6 +243,7 @@ class StoreActor(Actor):
         if role != self.role:
             log.info("store actor is now %s at seq %d", role, self.state.applied_seq)
         self.role = role
+        self.metrics.role_changed(role)
         self._role_changed.set()
 
     async def _play_roles(self, leading: bool) -> None:
@@ -259,6 +269,11 @@ class StoreActor(Actor):
         return True
 
     # -- recovery ----------------------------------------------------------------------
+
+    async def _recover_observed(self) -> None:
+        began, writes = time.perf_counter(), self.recovered_writes
+        await self._recover()
+        self.metrics.replay_done(self.recovered_writes - writes, time.perf_counter() - began)
 
     async def _recover(self) -> None:
         """Replay the stream up to its last sequence now, before answering anything."""
@@ -292,12 +307,13 @@ class StoreActor(Actor):
         self._frozen_at = self.state.applied_seq
         log.info("recovered %d writes up to seq %d", self.recovered_writes, last)
 
-    def _apply_unannounced(self, write: StoredWrite) -> None:
+    def _apply_unannounced(self, write: StoredWrite) -> Outcome | None:
         """Apply a write nobody may have announced yet (recovery, standby): keep its events
         for when this actor leads."""
         outcome = self.state.apply(write)
         if outcome is not None and write.seq > self._announced:
             self._unannounced.append((write.seq, self._events(outcome)))
+        return outcome
 
     async def _announce_kept(self) -> None:
         """Announce what was applied without being announced, past the stored events."""
@@ -414,7 +430,7 @@ class StoreActor(Actor):
         # stream's writes from the announcement floor.
         with contextlib.suppress(Exception):
             await js.purge_stream(EVENTS_STREAM)
-        await self._recover()
+        await self._recover_observed()
         self.queries.wake()
 
     # -- standby -----------------------------------------------------------------------
@@ -423,7 +439,9 @@ class StoreActor(Actor):
         """Follow the stream until the lease is free, then return (to take it)."""
 
         async def on_write(write: StoredWrite, intake: Intake) -> None:
-            self._apply_unannounced(write)
+            outcome = self._apply_unannounced(write)
+            if outcome is not None:
+                self.metrics.write_applied(outcome)
 
         async def follow() -> None:
             while True:
@@ -507,6 +525,8 @@ class StoreActor(Actor):
             except Exception:
                 log.exception("applying seq %d failed: stopping", write.seq)
                 raise
+            if outcome is not None:
+                self.metrics.write_applied(outcome, delivery.pending)
             if outcome is not None and write.seq > self._announced:
                 try:
                     await self._announce(outcome)
@@ -582,10 +602,14 @@ class StoreActor(Actor):
         state = self.state
 
         async def save() -> None:
+            began = time.perf_counter()
             try:
                 await snapshots.save(state, created)
             except Exception:
                 log.exception("snapshot at seq %d failed", state.applied_seq)
+                self.metrics.snapshot_failed()
+            else:
+                self.metrics.snapshot_saved(time.perf_counter() - began)
             finally:
                 self._snapshot_task = None
 

@@ -24,6 +24,7 @@ from typing import Final
 
 from actors.runtime import Actor
 from actors.store.actor import StoreActor
+from actors.store.metrics import StoreMetrics
 from broker import BrokerError, BusClient, EmbeddedServer, StoreConfig, connect, redact
 from broker.home import (
     SERVER_LOCK,
@@ -74,7 +75,10 @@ class LocalStack(Actor):
         *,
         port: int = 0,
         owns_process: bool = False,
+        metrics: StoreMetrics | None = None,
     ) -> None:
+        """``metrics``: given to each store actor it starts (one after each restart of the
+        server), so that its figures go on across restarts."""
         super().__init__()
         self.home = Path(home)
         self.config = config
@@ -89,6 +93,7 @@ class LocalStack(Actor):
         self._nc: BusClient | None = None
         self._lock = FileLock(self.home / SERVER_LOCK)
         self._owns_process = owns_process
+        self.metrics = metrics or StoreMetrics()
 
     @property
     def url(self) -> str:
@@ -144,7 +149,9 @@ class LocalStack(Actor):
 
     async def _start_actor(self) -> None:
         self._nc = await connect(self.server.url, name="ctxstore-actor", long_running=True)
-        self.actor = StoreActor(self._nc, self.config, owns_process=self._owns_process)
+        self.actor = StoreActor(
+            self._nc, self.config, owns_process=self._owns_process, metrics=self.metrics
+        )
         await self.actor.start()
 
     async def _stop_actor(self, *, server_alive: bool) -> None:

@@ -30,8 +30,9 @@ from nats.micro.service import Service
 from actors.core.fold import StoreState, summarize
 from actors.core.held import HeldContext, comparison_reply, context_reply
 from actors.runtime.actor import Actor
-from actors.runtime.replies import reply, reply_error
+from actors.runtime.replies import fits, reply, reply_error
 from actors.store.history_query import HistoryQuery
+from actors.store.observer import QueryObserver
 from broker import BusClient
 from contracts import (
     ContextList,
@@ -70,8 +71,10 @@ class Queries:
         state: Callable[[], StoreState],
         *,
         read_wait: float,
+        observer: QueryObserver,
     ) -> None:
         self._nc = nc
+        self._observer = observer
         self._owner = owner
         self._state = state
         self._read_wait = read_wait
@@ -93,7 +96,7 @@ class Queries:
             await self._service.add_endpoint(
                 name=op.value,
                 subject=query_filter(op),
-                handler=handler,
+                handler=self._observed(op, handler),
                 metadata=endpoint_metadata(op),
             )
 
@@ -141,7 +144,7 @@ class Queries:
             Query.GET: self._endpoint(Decoders.get, self._get),
             Query.LIST: self._endpoint(Decoders.list, self._list),
             Query.COMPARE: self._endpoint(Decoders.compare, self._compare),
-            Query.EXPORT: self._endpoint(Decoders.export, self._get),
+            Query.EXPORT: self._endpoint(Decoders.export, self._export),
             Query.OUTCOME: self._endpoint(Decoders.outcome_request, self._outcome),
             Query.HISTORY: HistoryQuery(
                 self._nc,
@@ -151,7 +154,19 @@ class Queries:
                 spawn=self._owner.spawn,
                 read_timeout=self._read_wait,
             ).handle,
+            Query.STATS: self._endpoint(Decoders.stats, self._stats),
         }
+
+    def _observed(
+        self, op: Query, handler: Callable[[Request], Awaitable[None]]
+    ) -> Callable[[Request], Awaitable[None]]:
+        received = self._observer.query_received
+
+        async def handle(req: Request) -> None:
+            received(op)
+            await handler(req)
+
+        return handle
 
     def _endpoint(
         self,
@@ -226,6 +241,16 @@ class Queries:
     def _get(self, tenant: str, body: Any) -> bytes:
         ctx = self._context(tenant, body.evolution_id)
         return self._encoded(ctx, Query.GET, context_reply)
+
+    def _export(self, tenant: str, body: Any) -> bytes:
+        data = self._get(tenant, body)
+        if body.accept_chunks or fits(len(data), self._nc.max_payload):
+            self._observer.context_exported()  # else the requester asks again, for chunks
+        return data
+
+    def _stats(self, tenant: str, body: Any) -> bytes:
+        actor = self._service.id if self._service is not None else ""
+        return encode(self._observer.figures(actor))
 
     def _list(self, tenant: str, body: Any) -> bytes:
         state = self._state()
