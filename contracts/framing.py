@@ -126,6 +126,13 @@ def read_part(get: Callable[[str], str | None]) -> WritePart | None:
         return WritePart(encoding=encoding)
     if write_id is None:
         return _bad(f"{HEADER_CHUNK} needs {HEADER_WRITE_ID}")
+    return _chunk(get, chunk, write_id, encoding)
+
+
+def _chunk(
+    get: Callable[[str], str | None], chunk: str, write_id: str, encoding: str | None
+) -> WritePart:
+    """One chunk of a write: its position, and its first's size or its last's digest."""
     found = _CHUNK.fullmatch(chunk.strip())
     if found is None:
         return _bad(f"{HEADER_CHUNK} must be '<i>/<n>', not {chunk[:40]!r}", write_id)

@@ -14,6 +14,7 @@ import asyncio
 import random
 from collections import Counter
 from collections.abc import Callable, Mapping
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -71,6 +72,15 @@ def _stable(ctx: EvolutionContext) -> dict[str, Any]:
     return fields
 
 
+@dataclass(frozen=True)
+class Input:
+    subject: bytes
+    body: bytes
+    reply: bytes | None
+    headers: bytes | None
+    answered: bool  # a reply must come
+
+
 class Inputs:
     """The malformed inputs, by kind, from one seed."""
 
@@ -100,37 +110,70 @@ class Inputs:
 
     def body(self) -> bytes:
         r = self.rng
-        kind = r.choice(_KINDS)
-        match r.randrange(12):
-            case 0:
-                return bytes(r.randrange(256) for _ in range(r.randint(0, 64)))
-            case 1:
-                return b'{"type": "%s", "files_analyzed": "ten"}' % kind.encode()
-            case 2:
-                return b'{"type": "%s", "nope": 1}' % kind.encode()
-            case 3:
-                return b"[" * 5000 + b"]" * 5000  # deep nesting
-            case 4:
-                return b'{"type": "original_analysis", "files_analyzed": 1e999}'
-            case 5:
-                return b'{"type": "%s", "target_path": "' % kind.encode() + b"\xff\xfe" + b'"}'
-            case 6:
-                near = self.max_payload + r.choice([-1, 0, 1, 10])  # around the store's limit
-                return (
-                    b'{"type": "original_analysis", "files_analyzed": 1, "pad": "'
-                    + b"p" * (near - 60)
-                    + b'"}'
-                )
-            case 7:
-                return b'{"type": "create", "target_path": "./p", "focus_areas": [1, 2]}'
-            case 8:
-                return b'{"type": "stage", "phase": "nowhere"}'
-            case 9:
-                return b'{"type": "import", "target_path": "p", "created_at": "yesterday"}'
-            case 10:
-                return b'{"evolution_id": ' + b'"' + b"i" * r.choice([70, 600_000]) + b'"}'
-            case _:
-                return b"{" + b'"a":' * 10 + b"}"
+        kind = r.choice(_KINDS).encode()
+        near = self.max_payload + r.choice([-1, 0, 1, 10])  # around the store's limit
+        bodies: list[Callable[[], bytes]] = [
+            lambda: bytes(r.randrange(256) for _ in range(r.randint(0, 64))),
+            lambda: b'{"type": "%s", "files_analyzed": "ten"}' % kind,
+            lambda: b'{"type": "%s", "nope": 1}' % kind,
+            lambda: b"[" * 5000 + b"]" * 5000,  # deep nesting
+            lambda: b'{"type": "original_analysis", "files_analyzed": 1e999}',
+            lambda: b'{"type": "%s", "target_path": "\xff\xfe"}' % kind,
+            lambda: (
+                b'{"type": "original_analysis", "files_analyzed": 1, "pad": "'
+                + b"p" * (near - 60)
+                + b'"}'
+            ),
+            lambda: b'{"type": "create", "target_path": "./p", "focus_areas": [1, 2]}',
+            lambda: b'{"type": "stage", "phase": "nowhere"}',
+            lambda: b'{"type": "import", "target_path": "p", "created_at": "yesterday"}',
+            lambda: b'{"evolution_id": "' + b"i" * r.choice([70, 600_000]) + b'"}',
+            lambda: b"{" + b'"a":' * 10 + b"}",
+        ]
+        return r.choice(bodies)()
+
+    def make(self, n: int, max_payload: int) -> Input:
+        """The ``n``-th input: a subject of every kind the store listens on, a body, maybe
+        headers and a reply subject."""
+        r = self.rng
+        target = r.randrange(10)
+        reply = b"_INBOX.fuzz.%d" % n if r.random() < 0.7 else None
+        headers = self.headers()
+        body = self.body()
+        if target < 5:  # writes, on every kind of write subject
+            tenant = r.choice([b"default", self.token()])
+            subject = b"ctxstore.write.%s.%s.%s" % (tenant, self.token(), self.token())
+            kind = "write"
+        elif target < 8:  # queries
+            op = r.choice([*_OPS, "bogus"]).encode()
+            tenant = b"default" if r.random() < 0.7 else self.token()
+            subject = b"ctxstore.query.%s.%s" % (tenant, op)
+            kind = "query"
+        elif target == 8:  # the agent host
+            subject = agent_subject("default", "echo").encode()
+            if r.random() < 0.5:
+                body = b'{"evolution_id": "%s"}' % self.token()
+            kind = "agent"
+        else:  # forged events, and discovery
+            forged = b"ctxstore.event.default.%s.%s" % (self.token(), self.token())
+            subject = r.choice(
+                [forged, b"ctxstore.error.default.x.stage", b"$SRV.INFO.ctxstore", b"$SRV.STATS"]
+            )
+            kind = "event or discovery"
+        subject = subject[: _CONTROL_LINE - len(reply or b"")]
+        if len(body) + len(headers or b"") > max_payload:
+            body = body[: max_payload // 2]
+        self.sent[kind] += 1
+        # Sent to a served subject, readable, with a reply subject: it must be answered.
+        answered = (
+            kind in ("query", "agent")
+            and reply is not None
+            and headers is None
+            and "\ufffd" not in subject.decode("utf-8", "replace")
+            and (kind == "agent" or not subject.endswith(b".bogus"))
+            and subject.split(b".")[2] == b"default"
+        )
+        return Input(subject, body, reply, headers, answered)
 
     def headers(self) -> bytes | None:
         r = self.rng
@@ -187,53 +230,9 @@ async def test_ten_thousand_malformed_inputs_stop_nothing_and_change_nothing(
                 await raw.sub(b"_INBOX.fuzz.>")
                 asked = 0
                 for n in range(INPUTS):
-                    r = inputs.rng
-                    target = r.randrange(10)
-                    reply = b"_INBOX.fuzz.%d" % n if r.random() < 0.7 else None
-                    headers = inputs.headers()
-                    body = inputs.body()
-                    if target < 5:  # writes, on every kind of write subject
-                        subject = b"ctxstore.write.%s.%s.%s" % (
-                            r.choice([b"default", inputs.token()]),
-                            inputs.token(),
-                            inputs.token(),
-                        )
-                        kind = "write"
-                    elif target < 8:  # queries
-                        op = r.choice([*_OPS, "bogus"]).encode()
-                        tenant = b"default" if r.random() < 0.7 else inputs.token()
-                        subject = b"ctxstore.query.%s.%s" % (tenant, op)
-                        kind = "query"
-                    elif target == 8:  # the agent host
-                        subject = agent_subject("default", "echo").encode()
-                        if r.random() < 0.5:
-                            body = b'{"evolution_id": "%s"}' % inputs.token()
-                        kind = "agent"
-                    else:  # forged events, and discovery
-                        subject = r.choice(
-                            [
-                                b"ctxstore.event.default.%s.%s" % (inputs.token(), inputs.token()),
-                                b"ctxstore.error.default.x.stage",
-                                b"$SRV.INFO.ctxstore",
-                                b"$SRV.STATS",
-                            ]
-                        )
-                        kind = "event or discovery"
-                    if len(subject) + len(reply or b"") > _CONTROL_LINE:
-                        subject = subject[:_CONTROL_LINE]
-                    if len(body) + len(headers or b"") > raw.max_payload:
-                        body = body[: raw.max_payload // 2]
-                    answered = (
-                        kind in ("query", "agent")
-                        and reply is not None
-                        and headers is None
-                        and subject.decode("utf-8", "replace").count("\ufffd") == 0
-                        and (kind == "agent" or subject.rsplit(b".", 1)[-1] != b"bogus")
-                        and subject.split(b".")[2] == b"default"
-                    )
-                    asked += answered
-                    await raw.pub(subject, body, reply=reply, headers=headers)
-                    inputs.sent[kind] += 1
+                    sent = inputs.make(n, raw.max_payload)
+                    asked += sent.answered
+                    await raw.pub(sent.subject, sent.body, reply=sent.reply, headers=sent.headers)
                     if (n + 1) % _BATCH == 0 or n + 1 == INPUTS:
                         # Every request sent to a served subject with a reply subject gets an
                         # answer. Waiting for them per batch keeps this a test of malformed

@@ -477,49 +477,58 @@ def test_the_asyncapi_document_has_asyncapi_3_structure() -> None:
     for name, schema in components["schemas"].items():
         Draft7Validator.check_schema(schema)
         assert not isinstance(schema.get("discriminator", ""), dict), name
-
     for name, channel in doc["channels"].items():
-        _known(channel, _CHANNEL_KEYS, f"channel {name}")
-        address = channel["address"]
-        assert address is None or isinstance(address, str)
-        placeholders = set(re.findall(r"\{(\w+)\}", address or ""))
-        assert placeholders == set(channel.get("parameters", {})), name
-        for param in channel.get("parameters", {}).values():
-            if "$ref" not in param:
-                _known(param, _PARAMETER_KEYS, f"parameter of {name}")
-        assert channel["messages"], name
-        assert all(set(m) == {"$ref"} for m in channel["messages"].values())
-
+        _check_channel(name, channel)
     for name, operation in doc["operations"].items():
-        _known(operation, _OPERATION_KEYS, f"operation {name}")
-        assert operation["action"] in ("send", "receive")
-        channel = operation["channel"]["$ref"]
-        assert channel.startswith("#/channels/")
-        # An operation's messages are messages of its channel (AsyncAPI 3.0, Operation).
-        for message in operation.get("messages", []):
-            assert message["$ref"].startswith(f"{channel}/messages/"), (name, message)
-        reply = operation.get("reply")
-        if reply is not None:
-            assert set(reply) <= {"address", "channel", "messages"}
-            for message in reply["messages"]:
-                assert message["$ref"].startswith(f"{reply['channel']['$ref']}/messages/")
-        if "bindings" in operation:
-            assert set(operation["bindings"]["nats"]) == {"queue", "bindingVersion"}
-
+        _check_operation(name, operation)
     for name, message in components["messages"].items():
-        _known(message, _MESSAGE_KEYS, f"message {name}")
-        assert message["contentType"] == "application/json"
-        payload = _schema_validator(message["payload"]["$ref"])
-        headers = message.get("headers")
-        if headers is not None:
-            assert resolve(doc, headers["$ref"])["type"] == "object"
-        for example in message.get("examples", []):
-            assert set(example) <= {"headers", "payload", "name", "summary"}
-            assert {"headers", "payload"} & set(example)
-            payload.validate(example["payload"])
-            if "headers" in example:
-                assert headers is not None
-                _schema_validator(headers["$ref"]).validate(example["headers"])
+        _check_message(doc, name, message)
+
+
+def _check_channel(name: str, channel: dict[str, Any]) -> None:
+    _known(channel, _CHANNEL_KEYS, f"channel {name}")
+    address = channel["address"]
+    assert address is None or isinstance(address, str)
+    placeholders = set(re.findall(r"\{(\w+)\}", address or ""))
+    assert placeholders == set(channel.get("parameters", {})), name
+    for param in channel.get("parameters", {}).values():
+        if "$ref" not in param:
+            _known(param, _PARAMETER_KEYS, f"parameter of {name}")
+    assert channel["messages"], name
+    assert all(set(m) == {"$ref"} for m in channel["messages"].values())
+
+
+def _check_operation(name: str, operation: dict[str, Any]) -> None:
+    _known(operation, _OPERATION_KEYS, f"operation {name}")
+    assert operation["action"] in ("send", "receive")
+    channel = operation["channel"]["$ref"]
+    assert channel.startswith("#/channels/")
+    # An operation's messages are messages of its channel (AsyncAPI 3.0, Operation).
+    for message in operation.get("messages", []):
+        assert message["$ref"].startswith(f"{channel}/messages/"), (name, message)
+    reply = operation.get("reply")
+    if reply is not None:
+        assert set(reply) <= {"address", "channel", "messages"}
+        for message in reply["messages"]:
+            assert message["$ref"].startswith(f"{reply['channel']['$ref']}/messages/")
+    if "bindings" in operation:
+        assert set(operation["bindings"]["nats"]) == {"queue", "bindingVersion"}
+
+
+def _check_message(doc: dict[str, Any], name: str, message: dict[str, Any]) -> None:
+    _known(message, _MESSAGE_KEYS, f"message {name}")
+    assert message["contentType"] == "application/json"
+    payload = _schema_validator(message["payload"]["$ref"])
+    headers = message.get("headers")
+    if headers is not None:
+        assert resolve(doc, headers["$ref"])["type"] == "object"
+    for example in message.get("examples", []):
+        assert set(example) <= {"headers", "payload", "name", "summary"}
+        assert {"headers", "payload"} & set(example)
+        payload.validate(example["payload"])
+        if "headers" in example:
+            assert headers is not None
+            _schema_validator(headers["$ref"]).validate(example["headers"])
 
 
 def test_the_asyncapi_document_covers_every_subject_query_write_and_error_code() -> None:

@@ -40,6 +40,7 @@ from typing import Any, Final, Literal, overload
 import msgspec
 import nats.errors
 from nats.aio.client import Client
+from nats.aio.msg import Msg
 from nats.js import JetStreamContext
 
 from actors.client.bundles import publish_bundle, read_bundle, write_bundle
@@ -783,35 +784,7 @@ class SharedContextStore(AsyncResource):
 
     async def _request_once(self, op: Query, body: msgspec.Struct, decoder: Any) -> Any:
         subject = query_subject(self.config.tenant, op)
-        data = encode(body)
-        for attempt in range(1, _NO_RESPONDERS_ATTEMPTS + 1):
-            nc = await self._client()
-            try:
-                msg = await nc.request(subject, data, timeout=self.config.request_timeout)
-                break
-            except nats.errors.NoRespondersError:
-                # Right after a store actor (re)starts, the server has been seen to answer
-                # "no responders" once although the actor's endpoints are live (about 1 in
-                # 10 restarts in tests/test_snapshots.py); an immediate retry is answered.
-                # With no actor at all this still fails at once.
-                if attempt == _NO_RESPONDERS_ATTEMPTS:
-                    raise StoreUnavailableError(
-                        f"no store actor is serving tenant {self.config.tenant!r} "
-                        f"on {redact(str(self.url))}"
-                    ) from None
-            except nats.errors.ConnectionClosedError as exc:
-                # nats-py gave up on the connection: the next attempt makes a new one.
-                if attempt == _NO_RESPONDERS_ATTEMPTS:
-                    raise StoreUnavailableError(f"the {op} query: {exc!r}") from exc
-            except Exception as exc:
-                error = store_error(exc, f"the {op} query")
-                if isinstance(error, StoreTimeoutError):
-                    raise StoreTimeoutError(
-                        f"the store actor did not answer {op} within {self.config.request_timeout}s"
-                    ) from None
-                if error is None:
-                    raise
-                raise error from exc
+        msg = await self._ask(op, subject, encode(body))
         headers, reply = msg.headers, msg.data
         if _too_large_for_one_message(headers) and hasattr(body, "accept_chunks"):
             # The reply exists but is larger than a message: ask again for it in chunks.
@@ -826,6 +799,39 @@ class SharedContextStore(AsyncResource):
         if err is not None:
             raise error_for(err.code, err.message)
         return decoder.decode(reply)
+
+    async def _ask(self, op: Query, subject: str, data: bytes) -> Msg:
+        """One request's reply (its first message); every failure one of ours."""
+        for attempt in range(1, _NO_RESPONDERS_ATTEMPTS + 1):
+            last = attempt == _NO_RESPONDERS_ATTEMPTS
+            nc = await self._client()
+            try:
+                msg: Msg = await nc.request(subject, data, timeout=self.config.request_timeout)
+                return msg
+            except nats.errors.NoRespondersError:
+                # Right after a store actor (re)starts, the server has been seen to answer
+                # "no responders" once although the actor's endpoints are live (about 1 in
+                # 10 restarts in tests/test_snapshots.py); an immediate retry is answered.
+                # With no actor at all this still fails at once.
+                if last:
+                    raise StoreUnavailableError(
+                        f"no store actor is serving tenant {self.config.tenant!r} "
+                        f"on {redact(str(self.url))}"
+                    ) from None
+            except nats.errors.ConnectionClosedError as exc:
+                # nats-py gave up on the connection: the next attempt makes a new one.
+                if last:
+                    raise StoreUnavailableError(f"the {op} query: {exc!r}") from exc
+            except Exception as exc:
+                error = store_error(exc, f"the {op} query")
+                if isinstance(error, StoreTimeoutError):
+                    raise StoreTimeoutError(
+                        f"the store actor did not answer {op} within {self.config.request_timeout}s"
+                    ) from None
+                if error is None:
+                    raise
+                raise error from exc
+        raise AssertionError("unreachable")
 
     async def _get(self, evolution_id: str | None) -> EvolutionContext:
         ctx: EvolutionContext = await self._request(

@@ -29,6 +29,7 @@ from typing import Any, ClassVar, Final, Generic, Self, TypeVar, cast
 import msgspec
 import nats.errors
 from nats.aio.client import Client
+from nats.aio.msg import Msg
 from nats.js.api import ConsumerConfig, DeliverPolicy
 
 from broker import EVENTS_STREAM
@@ -134,40 +135,53 @@ class _EventWatch(AsyncResource, AsyncIterator[E], Generic[E]):
             raise StopAsyncIteration
         await self.open()
         while True:
-            if self._sub is None:
-                await self._resume()
-                if self._closed:
-                    raise StopAsyncIteration
-            self._next = asyncio.ensure_future(self._sub.next_msg(timeout=None))
-            try:
-                msg = await self._next
-            except nats.errors.ConnectionClosedError:
-                if self._closed:
-                    raise StopAsyncIteration from None
-                self._sub = None
-                continue
-            except (asyncio.CancelledError, nats.errors.Error) as exc:
-                if self._closed:  # aclose() while waiting
-                    raise StopAsyncIteration from None
-                if isinstance(exc, asyncio.CancelledError):
-                    raise
-                raise store_error(exc, f"watching {self.subject}") or exc from exc
-            finally:
-                self._next = None
-            stream_seq = msg.metadata.sequence.stream
-            if stream_seq <= self._last_stream_seq:
-                continue  # redelivered after a consumer reset
-            self._last_stream_seq = stream_seq
-            try:
-                event = Decoders.event.decode(msg.data)
-            except (msgspec.ValidationError, msgspec.DecodeError):
-                continue
-            if not isinstance(event, self._YIELDS) or event.seq <= self._last_write_seq:
-                continue  # the same write announced twice (an actor restart)
-            self._last_write_seq = event.seq
-            if self.phases is not None and event.kind not in self.phases:
-                continue
-            return cast(E, event)
+            msg = await self._next_message()
+            if msg is None:
+                continue  # the connection was closed under it: resume on a new one
+            event = self._event(msg)
+            if event is not None:
+                return event
+
+    async def _next_message(self) -> Msg | None:
+        """The next message of the consumer; None when it must be resumed first."""
+        if self._sub is None:
+            await self._resume()
+            if self._closed:
+                raise StopAsyncIteration
+        self._next = asyncio.ensure_future(self._sub.next_msg(timeout=None))
+        try:
+            msg: Msg = await self._next
+        except nats.errors.ConnectionClosedError:
+            if self._closed:
+                raise StopAsyncIteration from None
+            self._sub = None
+            return None
+        except (asyncio.CancelledError, nats.errors.Error) as exc:
+            if self._closed:  # aclose() while waiting
+                raise StopAsyncIteration from None
+            if isinstance(exc, asyncio.CancelledError):
+                raise
+            raise store_error(exc, f"watching {self.subject}") or exc from exc
+        finally:
+            self._next = None
+        return msg
+
+    def _event(self, msg: Msg) -> E | None:
+        """The event a message carries, if it is new and wanted."""
+        stream_seq = msg.metadata.sequence.stream
+        if stream_seq <= self._last_stream_seq:
+            return None  # redelivered after a consumer reset
+        self._last_stream_seq = stream_seq
+        try:
+            event = Decoders.event.decode(msg.data)
+        except (msgspec.ValidationError, msgspec.DecodeError):
+            return None
+        if not isinstance(event, self._YIELDS) or event.seq <= self._last_write_seq:
+            return None  # the same write announced twice (an actor restart)
+        self._last_write_seq = event.seq
+        if self.phases is not None and event.kind not in self.phases:
+            return None
+        return cast(E, event)
 
     async def aclose(self) -> None:
         self._closed = True

@@ -139,6 +139,20 @@ def encode_bundle(bundle: Bundle, *, compress: bool) -> bytes:
 
 def decode_bundle(raw: bytes, *, source: str = "bundle") -> Bundle:
     """Parse and check a bundle's structure, hash chain, count, head and context hash."""
+    bundle = _parsed(raw, source)
+    _check_header(bundle, source)
+    head = _check_chain(bundle, source)
+    if bundle.head != head:
+        raise BundleError(
+            f"{source}: head {bundle.head[:12]}... does not match the last write's hash "
+            f"{head[:12]}... (writes removed from the end?)"
+        )
+    if bundle.context_hash != context_hash(bundle.head, bundle.context):
+        raise BundleError(f"{source}: the context was edited: its hash does not match")
+    return bundle
+
+
+def _parsed(raw: bytes, source: str) -> Bundle:
     if raw[:2] == _GZIP_MAGIC:
         try:
             raw = gzip.decompress(raw)
@@ -147,11 +161,14 @@ def decode_bundle(raw: bytes, *, source: str = "bundle") -> Bundle:
     if not raw.strip():
         raise BundleError(f"{source} is empty")
     try:
-        bundle = _decoder.decode(raw)
+        return _decoder.decode(raw)
     except msgspec.ValidationError as exc:
         raise BundleError(f"{source} is not a valid {BUNDLE_FORMAT}: {exc}") from None
     except msgspec.DecodeError as exc:
         raise BundleError(f"{source} is not valid JSON (truncated?): {exc}") from None
+
+
+def _check_header(bundle: Bundle, source: str) -> None:
     if bundle.format != BUNDLE_FORMAT:
         raise BundleError(f"{source} is a {bundle.format!r} file, not a {BUNDLE_FORMAT}")
     if bundle.version not in BUNDLE_VERSIONS_READ:
@@ -168,6 +185,10 @@ def decode_bundle(raw: bytes, *, source: str = "bundle") -> Bundle:
             f"{source}: the context is {bundle.context.evolution_id}, "
             f"the bundle says {bundle.evolution_id}"
         )
+
+
+def _check_chain(bundle: Bundle, source: str) -> str:
+    """The hash of the last write, once every write is in order, whole and chained."""
     prev, last_seq = GENESIS, 0
     for i, write in enumerate(bundle.writes):
         where = f"{source}: write #{i + 1} (seq {write.seq})"
@@ -184,14 +205,7 @@ def decode_bundle(raw: bytes, *, source: str = "bundle") -> Bundle:
             )
         prev = write.hash
         raw_body(write, where)
-    if bundle.head != prev:
-        raise BundleError(
-            f"{source}: head {bundle.head[:12]}... does not match the last write's hash "
-            f"{prev[:12]}... (writes removed from the end?)"
-        )
-    if bundle.context_hash != context_hash(bundle.head, bundle.context):
-        raise BundleError(f"{source}: the context was edited: its hash does not match")
-    return bundle
+    return prev
 
 
 def raw_body(write: BundleWrite, where: str = "write") -> bytes:

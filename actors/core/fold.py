@@ -233,46 +233,58 @@ def evolve(
 ) -> HeldContext | None:
     """What ``body`` makes of ``ctx``. Pure; raises ``Rejection``."""
     match body:
-        case CreateContext(target_path=target, focus_areas=focus):
-            if ctx is not None:
-                raise Rejection(ErrorCode.CONFLICT, f"context {evolution_id} already exists")
-            return HeldContext(
-                evolution_id=evolution_id,
-                tenant=tenant,
-                created_at=write.time,
-                updated_at=write.time,
-                target_path=target,
-                focus_areas=_interned(focus),
-                version=write.seq,
-                # A shared empty: every change below builds a new list, never mutating it,
-                # and a store of many contexts holds it once.
-                error_log=_NO_ERRORS,
-            )
-        case ImportContext():
-            if ctx is not None and not body.replace:
-                raise Rejection(
-                    ErrorCode.CONFLICT,
-                    f"context {evolution_id} already exists (import with replace to overwrite)",
-                )
-            return HeldContext(
-                evolution_id=evolution_id,
-                tenant=tenant,
-                created_at=body.created_at,
-                updated_at=write.time,
-                target_path=body.target_path,
-                focus_areas=_interned(body.focus_areas),
-                original_analysis=holding(body.original_analysis),
-                external_research=holding(body.external_research),
-                improvement_plan=holding(body.improvement_plan),
-                implementation_log=holding(body.implementation_log),
-                evaluation_results=holding(body.evaluation_results),
-                status=body.status,
-                current_phase=body.current_phase,
-                error_log=list(body.error_log),
-                version=write.seq,
-            )
+        case CreateContext() | ImportContext():
+            return _created(ctx, body, write, tenant, evolution_id)
     if ctx is None:
         raise Rejection(ErrorCode.NOT_FOUND, f"no context {evolution_id} in tenant {tenant}")
+    return _changed(ctx, body, write)
+
+
+def _created(
+    ctx: HeldContext | None,
+    body: CreateContext | ImportContext,
+    write: StoredWrite,
+    tenant: str,
+    evolution_id: str,
+) -> HeldContext:
+    """A context made by a create, or by an import (which may replace one)."""
+    if ctx is not None and not (isinstance(body, ImportContext) and body.replace):
+        hint = " (import with replace to overwrite)" if isinstance(body, ImportContext) else ""
+        raise Rejection(ErrorCode.CONFLICT, f"context {evolution_id} already exists{hint}")
+    if isinstance(body, CreateContext):
+        return HeldContext(
+            evolution_id=evolution_id,
+            tenant=tenant,
+            created_at=write.time,
+            updated_at=write.time,
+            target_path=body.target_path,
+            focus_areas=_interned(body.focus_areas),
+            version=write.seq,
+            # A shared empty: every change below builds a new list, never mutating it,
+            # and a store of many contexts holds it once.
+            error_log=_NO_ERRORS,
+        )
+    return HeldContext(
+        evolution_id=evolution_id,
+        tenant=tenant,
+        created_at=body.created_at,
+        updated_at=write.time,
+        target_path=body.target_path,
+        focus_areas=_interned(body.focus_areas),
+        original_analysis=holding(body.original_analysis),
+        external_research=holding(body.external_research),
+        improvement_plan=holding(body.improvement_plan),
+        implementation_log=holding(body.implementation_log),
+        evaluation_results=holding(body.evaluation_results),
+        status=body.status,
+        current_phase=body.current_phase,
+        error_log=list(body.error_log),
+        version=write.seq,
+    )
+
+
+def _changed(ctx: HeldContext, body: Write, write: StoredWrite) -> HeldContext | None:
+    """What a write to an existing context makes of it (None: deleted)."""
     match body:
         case StageUpdate(phase=stage, status=status, error=error):
             if status is None:

@@ -187,29 +187,35 @@ def diff_contexts(
 
 def _diff(path: str, a: Any, b: Any, out: list[Change]) -> None:
     if isinstance(a, dict) and isinstance(b, dict):
-        if not a and b:
-            out.append(Change(path=path, op="added", after=b))
-            return
-        if a and not b:
-            out.append(Change(path=path, op="removed", before=a))
-            return
-        for key, value in a.items():
-            sub = f"{path}.{key}"
-            if key not in b:
-                out.append(Change(path=sub, op="removed", before=value))
-            else:
-                _diff(sub, value, b[key], out)
-        for key, value in b.items():
-            if key not in a:
-                out.append(Change(path=f"{path}.{key}", op="added", after=value))
-        return
-    if isinstance(a, list) and isinstance(b, list):
-        for i, (x, y) in enumerate(zip(a, b, strict=False)):
-            _diff(f"{path}[{i}]", x, y, out)
-        for i in range(len(b), len(a)):
-            out.append(Change(path=f"{path}[{i}]", op="removed", before=a[i]))
-        for i in range(len(a), len(b)):
-            out.append(Change(path=f"{path}[{i}]", op="added", after=b[i]))
-        return
-    if a != b or type(a) is not type(b):
+        _diff_dicts(path, a, b, out)
+    elif isinstance(a, list) and isinstance(b, list):
+        _diff_lists(path, a, b, out)
+    elif a != b or type(a) is not type(b):
         out.append(Change(path=path, op="changed", before=a, after=b))
+
+
+def _diff_dicts(path: str, a: dict[str, Any], b: dict[str, Any], out: list[Change]) -> None:
+    if not a and b:
+        out.append(Change(path=path, op="added", after=b))
+        return
+    if a and not b:
+        out.append(Change(path=path, op="removed", before=a))
+        return
+    for key, value in a.items():
+        sub = f"{path}.{key}"
+        if key not in b:
+            out.append(Change(path=sub, op="removed", before=value))
+        else:
+            _diff(sub, value, b[key], out)
+    for key, value in b.items():
+        if key not in a:
+            out.append(Change(path=f"{path}.{key}", op="added", after=value))
+
+
+def _diff_lists(path: str, a: list[Any], b: list[Any], out: list[Change]) -> None:
+    for i, (x, y) in enumerate(zip(a, b, strict=False)):
+        _diff(f"{path}[{i}]", x, y, out)
+    for i in range(len(b), len(a)):
+        out.append(Change(path=f"{path}[{i}]", op="removed", before=a[i]))
+    for i in range(len(a), len(b)):
+        out.append(Change(path=f"{path}[{i}]", op="added", after=b[i]))

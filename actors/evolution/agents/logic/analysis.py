@@ -449,10 +449,7 @@ def _attach_ruff(
         if report is None:
             continue
         if diag.code == "C901":
-            for fn in report.functions:
-                if fn.line == diag.line and diag.complexity is not None:
-                    fn.complexity = diag.complexity
-                    break
+            _set_complexity(report, diag)
         elif diag.safe_edits is not None:
             if diag.file not in texts:
                 texts[diag.file] = read_source(root / diag.file).text
@@ -463,6 +460,14 @@ def _attach_ruff(
     for report in reports:
         for fn in report.functions:
             _complexity_findings(report, fn)
+
+
+def _set_complexity(report: FileFacts, diag: Diagnostic) -> None:
+    """Ruff's C901 figure on the function it names (by its line)."""
+    for fn in report.functions:
+        if fn.line == diag.line and diag.complexity is not None:
+            fn.complexity = diag.complexity
+            return
 
 
 def _innermost(functions: Sequence[FunctionFacts], line: int) -> FunctionFacts | None:

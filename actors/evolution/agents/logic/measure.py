@@ -299,6 +299,17 @@ class _DefinitionVisitor(CoverageVisitor):  # type: ignore[misc]
                 self.visit(child)
 
 
+def _share_init_docstrings(nodes: list[Any]) -> None:
+    """Google style, as interrogate counts it: a class and its ``__init__`` share one
+    docstring."""
+    for n in nodes:
+        if n.node_type == "FunctionDef" and n.name == "__init__" and n.parent is not None:
+            if not n.covered and n.parent.covered:
+                n.covered = True
+            elif n.covered and not n.parent.covered:
+                n.parent.covered = True
+
+
 @dataclass(frozen=True)
 class DocCoverage:
     total: int
@@ -329,12 +340,7 @@ def docstring_coverage(tree: ast.Module, relpath: str, config: InterrogateConfig
         nested = [n for n in nodes if n.is_nested_cls]
         nodes = [n for n in nodes if n not in nested and n.parent not in nested]
     if config.docstring_style == "google":
-        for n in nodes:
-            if n.node_type == "FunctionDef" and n.name == "__init__" and n.parent is not None:
-                if not n.covered and n.parent.covered:
-                    n.covered = True
-                elif n.covered and not n.parent.covered:
-                    n.parent.covered = True
+        _share_init_docstrings(nodes)
     result = InterrogateFileResult(
         filename=relpath, ignore_module=config.ignore_module, nodes=nodes
     )
