@@ -90,7 +90,7 @@ def encoded_writes(
     for i, body in enumerate(writes):
         kind = str(body.__struct_config__.tag)
         headers = {HEADER_MSG_ID: f"{evolution_id}-{i}", HEADER_WRITER: writer}
-        out.append((write_subject(tenant, evolution_id, kind), encode(body), headers))  # type: ignore[arg-type]
+        out.append((write_subject(tenant, evolution_id, kind), encode(body), headers))
     return out
 
 

@@ -58,7 +58,7 @@ def probe(contexts: int, scaled: bool, trace: bool) -> dict[str, float]:
                 StoredWrite(
                     seq=seq,
                     time=now,
-                    subject=write_subject("default", eid, kind),  # type: ignore[arg-type]
+                    subject=write_subject("default", eid, kind),
                     data=encode(body),
                     writer="bench-writer",
                 )

@@ -107,8 +107,13 @@ async def _agent_processes(url: str, names: tuple[str, ...]) -> AsyncIterator[No
 
 async def _measure(url: str, tmp: Path, rounds: int, *, remote: bool, target: Path) -> Figure:
     from actors import SharedContextStore
-    from actors.evolution.agents.roles import OPTION_APPLY, OPTION_WORKDIR
-    from actors.evolution.engine import CodeAnalysisAgent, EvolutionEngine, ResearchAgent
+    from actors.evolution.agents.roles import (
+        OPTION_APPLY,
+        OPTION_WORKDIR,
+        CodeAnalysisAgent,
+        ResearchAgent,
+    )
+    from actors.evolution.engine import EvolutionEngine
 
     par: list[float] = []
     seq: list[float] = []

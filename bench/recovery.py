@@ -14,7 +14,7 @@ import asyncio
 import importlib.util
 import time
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
 import msgspec
 from nats.aio.msg import Msg
@@ -33,7 +33,7 @@ WRITES_PER_CONTEXT = 10
 
 def _history(c: int, extra: int) -> list[Write]:
     """A compact evolution, then ``extra`` agent reports: a longer history, the same state."""
-    activity = ("started", "finished")
+    activity: tuple[Literal["started"], Literal["finished"]] = ("started", "finished")
     return [
         *small_writes(c),
         *(AgentActivity(agent=f"agent-{i % 5}", activity=activity[i % 2]) for i in range(extra)),
@@ -117,6 +117,7 @@ async def _snapshot_start(
     await actor.start()
     assert actor.snapshots is not None
     created = (await nc.jetstream().stream_info(WRITES_STREAM)).created
+    assert created is not None
     await actor.snapshots.save(actor.state, created)
     await actor.aclose()
     await nc.close()
@@ -211,10 +212,11 @@ async def _real_snapshot_start(tmp: Path, runs: int) -> list[Figure]:
             )
         )
         started = time.perf_counter()
+        assert info.created is not None
         # Copies of six contexts compress 10x across contexts; real ones would not.
         name = await Snapshots(js, config).save(state, info.created, squeeze_if_it_pays=False)
         save_s = time.perf_counter() - started
-        size = (await (await js.object_store("ctxstore_snapshots")).get_info(name)).size
+        size = (await (await js.object_store("ctxstore_snapshots")).get_info(name)).size or 0
         del state, contexts, folded
         await nc.close()
         times = []

@@ -184,8 +184,8 @@ async def test_history_reads_run_beside_writes_and_each_other(
             await store_b.update_phase(Stage.RESEARCH, evolution_id=other)
 
     reads = [page(nc, {"evolution_id": eid}) for _ in range(12)]
-    results = await asyncio.gather(writes(), *reads)
-    assert all(got.entries == expected for got in results[1:])
+    results = await asyncio.gather(*reads, writes())
+    assert all(got is not None and got.entries == expected for got in results[:-1])
 
 
 # -- the reply's size --------------------------------------------------------------------

@@ -171,6 +171,7 @@ async def test_writes_of_20_mb_work_end_to_end(
     async with running_actor(small_server, snapshotting, "actor-3") as third:
         assert third.snapshots is not None
         created = (await raw.jetstream().stream_info(WRITES_STREAM)).created
+        assert created is not None
         await third.snapshots.save(third.state, created)
     async with running_actor(small_server, snapshotting, "actor-4") as fourth:
         assert fourth.snapshot_loaded is not None

@@ -22,8 +22,9 @@ from actors import (
     ContextNotFoundError,
     SharedContextStore,
 )
+from actors.core.fold import Limits, StoredWrite, StoreState
 from actors.store.local import LocalStack
-from actors.store.retention import TTL_WRITER, expire, expired
+from actors.store.retention import TTL_WRITER, expire
 from broker import EVENTS_STREAM, WRITES_STREAM, EmbeddedServer, StoreConfig, connect, provision
 from contracts import (
     HEADER_WRITER,
@@ -31,7 +32,6 @@ from contracts import (
     ContextPruned,
     Decoders,
     ErrorCode,
-    EvolutionContext,
     WriteApplied,
     WriteRejected,
     event_filter,
@@ -148,7 +148,8 @@ async def test_expiry_never_deletes_a_context_written_since_it_was_judged(
     async with running_actor(server, config) as actor:
         async with SharedContextStore(config=config) as store:
             eid = await store.create_context("./p")
-            judged = await store.get_context(eid)
+            judged = actor.state.held("default", eid)
+            assert judged is not None
             await store.store_original_analysis(1, {}, [], [])  # a write after the judgement
 
             async def reach(seq: int) -> None:
@@ -164,18 +165,21 @@ async def test_expiry_never_deletes_a_context_written_since_it_was_judged(
 def test_expired_judges_by_the_last_write() -> None:
     now = datetime(2026, 1, 1, 12, tzinfo=UTC)
     old = now - timedelta(seconds=100)
-
-    def ctx(eid: str, created: datetime, updated: datetime | None) -> EvolutionContext:
-        return EvolutionContext(
-            evolution_id=eid, created_at=created, updated_at=updated, target_path="."
-        )
-
-    contexts = [
-        ctx("idle", old, old + timedelta(seconds=5)),
-        ctx("busy", old, now - timedelta(seconds=10)),
-        ctx("new", now, None),
+    state = StoreState(Limits(64 * 1024))
+    writes = [
+        ("idle", old, b'{"type":"create","target_path":"."}'),
+        ("busy", old, b'{"type":"create","target_path":"."}'),
+        ("idle", old + timedelta(seconds=5), b'{"type":"stage","phase":"research"}'),
+        ("busy", now - timedelta(seconds=10), b'{"type":"stage","phase":"research"}'),
+        ("new", now, b'{"type":"create","target_path":"."}'),
     ]
-    assert [c.evolution_id for c in expired(contexts, 60, now)] == ["idle"]
+    for seq, (eid, at, body) in enumerate(writes, start=1):
+        kind = "create" if b"create" in body else "stage"
+        stamp = int(at.timestamp() * 1_000_000_000)
+        state.apply(
+            StoredWrite.received(seq, stamp, write_subject("default", eid, kind), body, None, None)
+        )
+    assert [c.evolution_id for c in state.idle(60, now)] == ["idle"]
 
 
 # -- max contexts --------------------------------------------------------------------------

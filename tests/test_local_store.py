@@ -13,6 +13,7 @@ import signal
 import sys
 import textwrap
 from collections.abc import AsyncIterator, Callable
+from functools import partial
 from pathlib import Path
 
 import pytest
@@ -349,6 +350,10 @@ async def test_serve_restarts_its_nats_server_after_kill_9(home: Path) -> None:
     await no_server_left(home)
 
 
+def _replaced_or_stopped(stack: LocalStack, pid: int) -> bool:
+    return stack.server.pid not in (pid, None) or not stack.running
+
+
 async def test_a_nats_server_that_keeps_dying_is_given_up_on(
     home: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
@@ -359,9 +364,7 @@ async def test_a_nats_server_that_keeps_dying_is_given_up_on(
             assert pid is not None
             os.kill(pid, signal.SIGKILL)
             async with asyncio.timeout(30):
-                await wait_until(
-                    lambda pid=pid: stack.server.pid not in (pid, None) or not stack.running
-                )
+                await wait_until(partial(_replaced_or_stopped, stack, pid))
         with pytest.raises(ExceptionGroup) as raised:
             async with asyncio.timeout(30):
                 await stack.wait()

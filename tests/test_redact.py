@@ -124,8 +124,8 @@ async def test_serve_agent_and_logs_show_no_password(
                 continue
             proc.send_signal(signal.SIGTERM)
             async with asyncio.timeout(30):
-                out, err = await proc.communicate()
-            outputs.append((out + err).decode())
+                stdout, stderr = await proc.communicate()
+            outputs.append((stdout + stderr).decode())
     assert SECRET not in "".join(outputs)
     assert f"disconnected from {shown}" in outputs[-1]  # the -v log, with the URL redacted
 

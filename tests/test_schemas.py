@@ -255,7 +255,7 @@ async def request(nc: Client, subject: str, body: dict[str, Any], **headers: str
 def check_reply(reply: Msg, metadata: Mapping[str, str]) -> dict[str, Any]:
     """Validate a query's reply against the schema its endpoint's metadata names."""
     headers = dict(reply.headers or {})
-    body = json.loads(reply.data)
+    body: dict[str, Any] = json.loads(reply.data)
     if "Nats-Service-Error-Code" in headers:
         validate("ErrorHeaders", headers)
         validate(metadata["error_schema"].rsplit("/", 1)[1], body)
@@ -335,11 +335,11 @@ async def test_real_messages_of_a_running_store_validate(
 
     # Every stored write that the store applied is a valid Write with valid headers.
     for seq in range(1, last + 1):
-        stored = await js.get_msg(WRITES_STREAM, seq)
-        if seq in (bad.seq,) or stored.subject.endswith("evo-schema-refused.create"):
+        written = await js.get_msg(WRITES_STREAM, seq)
+        if seq in (bad.seq,) or (written.subject or "").endswith("evo-schema-refused.create"):
             continue
-        validate("Write", json.loads(stored.data or b""))
-        validate("WriteHeaders", dict(stored.headers or {}))
+        validate("Write", json.loads(written.data or b""))
+        validate("WriteHeaders", dict(written.headers or {}))
 
     # Every query, by the schemas its endpoint's metadata names.
     info = json.loads((await nc.request("$SRV.INFO.ctxstore", b"", timeout=10)).data)

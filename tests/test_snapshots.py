@@ -190,6 +190,7 @@ async def test_a_corrupt_newest_snapshot_falls_back_to_the_one_before(
     assert len(names) == 2
     store = await bucket(nc)
     newest = (await store.get(names[-1])).data
+    assert newest is not None
     # A valid frame around a body changed after the checksum was taken.
     await store.put(names[-1], newest[:-10] + bytes(10))
 

@@ -26,8 +26,7 @@ old context expires at the next sweep when it is older than the TTL).
 from __future__ import annotations
 
 import logging
-from collections.abc import Awaitable, Callable, Iterable
-from datetime import UTC, datetime, timedelta
+from collections.abc import Awaitable, Callable
 from typing import Final
 
 from nats.js import JetStreamContext
@@ -42,14 +41,13 @@ from contracts import (
     HEADER_WRITER,
     ConflictError,
     DeleteContext,
-    EvolutionContext,
     WriteKind,
     encode,
     write_filter,
     write_subject,
 )
 
-__all__ = ["TTL_WRITER", "expire", "expired", "sweep_interval"]
+__all__ = ["TTL_WRITER", "expire", "sweep_interval"]
 
 log = logging.getLogger("ctxstore.retention")
 
@@ -59,14 +57,6 @@ TTL_WRITER: Final = "ctxstore-ttl"
 def sweep_interval(ttl_seconds: float) -> float:
     """How often the actor looks for expired contexts: a quarter of the TTL, 50 ms..60 s."""
     return min(max(ttl_seconds / 4, 0.05), 60.0)
-
-
-def expired(
-    contexts: Iterable[EvolutionContext], ttl_seconds: float, now: datetime | None = None
-) -> list[EvolutionContext]:
-    """The contexts whose last write is older than the TTL (pure)."""
-    cutoff = (now or datetime.now(UTC)) - timedelta(seconds=ttl_seconds)
-    return [c for c in contexts if (c.updated_at or c.created_at) < cutoff]
 
 
 async def expire(

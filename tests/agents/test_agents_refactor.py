@@ -10,6 +10,7 @@ import pytest
 from model_server import model_endpoint
 
 from actors.evolution.agents.logic import (
+    Executor,
     ModelExecutor,
     ReturnNoneExecutor,
     RuffSimplifyExecutor,
@@ -72,7 +73,7 @@ def test_edits_that_break_the_tests_are_found_and_rolled_back(
     with model_endpoint(REPLIES) as (url, _):
         model = ModelExecutor.from_env({"CTXSTORE_MODEL_URL": url})
         assert model is not None
-        executors = [RuffSimplifyExecutor(), ReturnNoneExecutor(), model]
+        executors: list[Executor] = [RuffSimplifyExecutor(), ReturnNoneExecutor(), model]
         result = execute_plan(
             plan["tasks"], copy, executors, order=plan["priorities"], verifier=verifier
         )
