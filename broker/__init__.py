@@ -1,11 +1,16 @@
-"""NATS and JetStream: the embedded server, connections, streams and consumers."""
+"""NATS and JetStream: the embedded server, connections, streams and consumers.
+
+The embedded server (``EmbeddedServer``) is loaded on first use: a client never needs it.
+"""
+
+import importlib
+from typing import TYPE_CHECKING, Any
 
 from broker.config import StoreConfig
 from broker.connection import BusClient, RawHandler, connect
 from broker.nats_errors import JSErrorCode
 from broker.publish import publish
 from broker.redact import redact
-from broker.server import EmbeddedServer, find_server_binary
 from broker.streams import (
     ACTOR_DURABLE,
     DUPLICATE_WINDOW_S,
@@ -18,6 +23,9 @@ from broker.streams import (
     writes_stream_config,
 )
 from contracts.errors import BrokerError, ConfigError
+
+if TYPE_CHECKING:
+    from broker.server import EmbeddedServer, find_server_binary
 
 __all__ = [
     "ACTOR_DURABLE",
@@ -41,3 +49,11 @@ __all__ = [
     "take_over_consumer",
     "writes_stream_config",
 ]
+
+
+def __getattr__(name: str) -> Any:
+    if name in ("EmbeddedServer", "find_server_binary"):
+        value = getattr(importlib.import_module("broker.server"), name)
+        globals()[name] = value
+        return value
+    raise AttributeError(f"module 'broker' has no attribute {name!r}")

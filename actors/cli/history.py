@@ -10,13 +10,15 @@ import json
 import sys
 from collections.abc import Callable, Sequence
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import msgspec
 
 from actors.cli.common import client, parse_point, stop_signals, table
-from actors.client import Watch
 from contracts.history import Change
+
+if TYPE_CHECKING:
+    from actors.client import Watch
 
 __all__ = ["register"]
 

@@ -1,8 +1,12 @@
 """The client side of the store: what agents and tools use to write, read and watch contexts.
 
 Never imports the store actor, the evolution app or the command line: a program that only
-talks to a store loads this package, ``contracts`` and ``broker``.
+talks to a store loads this package, ``contracts`` and ``broker``. Watches are loaded on
+first use.
 """
+
+import importlib
+from typing import TYPE_CHECKING, Any
 
 from actors.client.context_store import (
     SharedContextStore,
@@ -11,7 +15,6 @@ from actors.client.context_store import (
 )
 from actors.client.handle import ContextHandle, WriteReceipt
 from actors.client.local import default_home
-from actors.client.watch import OutcomeWatch, Watch
 from contracts.errors import (
     AgentError,
     BrokerError,
@@ -29,6 +32,9 @@ from contracts.errors import (
     StoreTimeoutError,
     StoreUnavailableError,
 )
+
+if TYPE_CHECKING:
+    from actors.client.watch import OutcomeWatch, Watch
 
 __all__ = [
     "AgentError",
@@ -55,3 +61,11 @@ __all__ = [
     "get_context_store",
     "new_evolution_id",
 ]
+
+
+def __getattr__(name: str) -> Any:
+    if name in ("OutcomeWatch", "Watch"):
+        value = getattr(importlib.import_module("actors.client.watch"), name)
+        globals()[name] = value
+        return value
+    raise AttributeError(f"module 'actors.client' has no attribute {name!r}")

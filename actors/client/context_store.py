@@ -35,7 +35,7 @@ from contextvars import ContextVar
 from datetime import UTC, datetime
 from pathlib import Path
 from types import MappingProxyType
-from typing import Any, Final, Literal, overload
+from typing import TYPE_CHECKING, Any, Final, Literal, overload
 
 import msgspec
 import nats.errors
@@ -43,21 +43,9 @@ from nats.aio.client import Client
 from nats.aio.msg import Msg
 from nats.js import JetStreamContext
 
-from actors.client.bundles import publish_bundle, read_bundle, write_bundle
 from actors.client.confirmations import Confirmations
 from actors.client.handle import ContextHandle, WriteReceipt, write_body
-from actors.client.history import load_timeline
 from actors.client.local import attach_local_server, default_home
-from actors.client.watch import OutcomeWatch, Watch
-from actors.core.bundles import (
-    Published,
-    ReplayResult,
-    as_recorded,
-    build_bundle,
-    check_consistent,
-    ensure_imported,
-)
-from actors.core.timeline import Timeline, diff_contexts
 from broker import WRITES_STREAM, StoreConfig, connect
 from broker.chunks import request_in_chunks
 from broker.home import FileLock
@@ -99,7 +87,15 @@ from contracts import (
     write_filter,
     write_subject,
 )
-from contracts.bundle import BUNDLE_FORMAT, Bundle
+from contracts.bundle import BUNDLE_FORMAT
+
+if TYPE_CHECKING:
+    # Imported where used: a client that only reads and writes contexts (``ctxstore list``,
+    # an agent) never loads history, bundles or watches.
+    from actors.client.watch import OutcomeWatch, Watch
+    from actors.core.bundles import Published, ReplayResult
+    from actors.core.timeline import Timeline
+    from contracts.bundle import Bundle
 from contracts.errors import (
     ConflictError,
     ContextNotFoundError,
@@ -639,6 +635,9 @@ class SharedContextStore(AsyncResource):
         recording's. An existing id is kept unless ``replace=True``; pass ``evolution_id``
         to import under another id. A malformed, truncated or tampered file raises
         ``BundleError`` and writes nothing."""
+        from actors.client.bundles import read_bundle
+        from actors.core.bundles import check_consistent, ensure_imported
+
         bundle = read_bundle(file_path)
         check_consistent(bundle, max_write=self.config.max_write)
         handle = self.context(evolution_id if evolution_id is not None else bundle.evolution_id)
@@ -653,6 +652,10 @@ class SharedContextStore(AsyncResource):
         """Re-apply a recorded evolution's writes under a fresh id (made the task's current
         one) and compare the result with the recording, field by field
         (``result.identical``)."""
+        from actors.client.bundles import read_bundle
+        from actors.core.bundles import ReplayResult, as_recorded
+        from actors.core.timeline import diff_contexts
+
         bundle = read_bundle(file_path)
         handle = self.context(evolution_id if evolution_id is not None else new_evolution_id())
         published, ctx = await self._publish_bundle(bundle, handle, replace=False)
@@ -850,6 +853,8 @@ class SharedContextStore(AsyncResource):
         return comparison
 
     async def _timeline(self, evolution_id: str) -> Timeline:
+        from actors.client.history import load_timeline
+
         with nats_errors(f"reading the history of {evolution_id}"):
             timeline = await load_timeline(
                 await self._client(),
@@ -890,6 +895,8 @@ class SharedContextStore(AsyncResource):
         from_start: bool,
         rejected: bool = False,
     ) -> Watch | OutcomeWatch:
+        from actors.client.watch import OutcomeWatch, Watch
+
         kind = OutcomeWatch if rejected else Watch
         return kind(
             self._client,
@@ -906,6 +913,9 @@ class SharedContextStore(AsyncResource):
             ExportRequest(evolution_id=evolution_id, min_seq=self._last_seq),
             Decoders.context,
         )
+        from actors.client.bundles import write_bundle
+        from actors.core.bundles import build_bundle
+
         bundle = build_bundle(await self._timeline(ctx.evolution_id))
         compress = self.config.compression
         suffix = ".json.gz" if compress else ".json"
@@ -915,6 +925,8 @@ class SharedContextStore(AsyncResource):
     async def _publish_bundle(
         self, bundle: Bundle, handle: ContextHandle, *, replace: bool
     ) -> tuple[Published, EvolutionContext]:
+        from actors.client.bundles import publish_bundle
+
         with nats_errors(f"importing a bundle as {handle.evolution_id}"):
             published = await publish_bundle(
                 self._client,

@@ -14,8 +14,6 @@ from typing import TYPE_CHECKING, Any, Final, Literal, TypeVar
 
 import msgspec
 
-from actors.client.watch import OutcomeWatch, Watch
-from actors.core.timeline import diff_contexts
 from contracts import (
     AgentActivity,
     Comparison,
@@ -35,6 +33,7 @@ from contracts.history import ContextDiff, HistoryEntry
 
 if TYPE_CHECKING:
     from actors.client.context_store import SharedContextStore
+    from actors.client.watch import OutcomeWatch, Watch
 
 __all__ = ["ContextHandle", "WriteReceipt"]
 
@@ -99,6 +98,8 @@ class ContextHandle:
     async def diff(self, a: int | datetime, b: int | datetime | None = None) -> ContextDiff:
         """What changed between the context at ``a`` and at ``b`` (default: now), field by
         field; versions are stream sequences, or aware datetimes."""
+        from actors.core.timeline import diff_contexts
+
         timeline = await self._store._timeline(self.evolution_id)
         sides = []
         for point in (a, b):
