@@ -123,7 +123,7 @@ async def publish_bundle(
         body = encode(DeleteContext(reason=f"replaced by import of bundle {bundle.head[:16]}"))
         headers = {HEADER_MSG_ID: f"{msg_prefix}-delete", HEADER_WRITER: "ctxstore-import"}
         expected = await publish(
-            write_subject(tenant, evolution_id, WriteKind.DELETE), body, headers
+            write_subject(tenant, evolution_id, WriteKind.DELETE, config.role), body, headers
         )
     for i, write in enumerate(bundle.writes):
         headers = {
@@ -132,7 +132,7 @@ async def publish_bundle(
         }
         if write.writer is not None:
             headers[HEADER_WRITER] = write.writer
-        subject = write_subject(tenant, evolution_id, write.kind)
+        subject = write_subject(tenant, evolution_id, write.kind, config.role)
         expected = await publish(subject, raw_body(write), headers)
         seq_map[expected] = write.seq
         if i == 0 and confirm_first:

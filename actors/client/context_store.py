@@ -91,6 +91,7 @@ from contracts import (
     WriteRejected,
     check_token,
     encode,
+    kind_filter,
     query_subject,
     write_filter,
     write_subject,
@@ -229,9 +230,16 @@ class SharedContextStore:
 
     @property
     def url(self) -> str | None:
+        """The URL of the server this client is connected to now (one of ``servers``)."""
         if self._nc is None or self._nc.connected_url is None:
             return None
         return str(self._nc.connected_url.geturl())
+
+    @property
+    def servers(self) -> str | None:
+        """Every server this client may use, as ``NATS_URL`` gives them (comma-separated),
+        once open: what another connection for the same store should be given."""
+        return self._url
 
     async def open(self) -> SharedContextStore:
         async with self._open_lock:
@@ -243,7 +251,7 @@ class SharedContextStore:
             try:
                 if url is None:
                     url, self._local = await attach_local_server(self._home, self.config)
-                self._nc = await connect(url, name=self.name)
+                self._nc = await connect(url, name=self.name, auth=self.config.auth)
                 self._confirmations = Confirmations(self._nc, self.config.tenant)
             except (OSError, nats.errors.Error, TimeoutError) as exc:
                 self._close_local()
@@ -315,7 +323,7 @@ class SharedContextStore:
             if old is not None:
                 await old.aclose()
             try:
-                fresh = await connect(str(self._url), name=self.name)
+                fresh = await connect(str(self._url), name=self.name, auth=self.config.auth)
             except (OSError, nats.errors.Error, TimeoutError) as exc:
                 message = f"cannot reach NATS at {redact(str(self._url))}: {redact(repr(exc))}"
                 self._reconnect_failed = (time.monotonic(), message)
@@ -661,9 +669,14 @@ class SharedContextStore:
             HEADER_MSG_ID: _msg_id(self.config.tenant, evolution_id, kind, idempotency_key),
             HEADER_WRITER: self.name,
         }
+        role = self.config.role
         if kind is WriteKind.CREATE:
             # "0" = only if the create subject is empty: the server refuses a second create.
             headers[HEADER_EXPECTED_LAST_SUBJECT_SEQ] = "0"
+            if role is not None:  # over every role's create subject of this id
+                headers[HEADER_EXPECTED_LAST_SUBJECT_SEQ_SUBJECT] = kind_filter(
+                    self.config.tenant, evolution_id, kind
+                )
         if expected_version is not None:
             headers.update(_guard(self.config.tenant, evolution_id, expected_version))
         nc = await self._client()
@@ -674,7 +687,7 @@ class SharedContextStore:
         try:
             ack = await publish(
                 self._jetstream,
-                write_subject(self.config.tenant, evolution_id, kind),
+                write_subject(self.config.tenant, evolution_id, kind, role),
                 data,
                 headers,
                 max_payload=nc.max_payload,

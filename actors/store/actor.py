@@ -147,7 +147,12 @@ class StoreActor(Actor):
         self._pull_bytes = max(_PULL_BYTES, 2 * config.max_payload + 65_536)
         self.state = state or StoreState(Limits(config.max_payload, config.max_contexts))
         self.queries = Queries(nc, self, lambda: self.state, read_wait=read_wait)
-        self.lease = Lease(nc.jetstream(), ttl=lease_ttl, memory=config.backend == "memory")
+        self.lease = Lease(
+            nc.jetstream(),
+            ttl=lease_ttl,
+            memory=config.backend == "memory",
+            replicas=config.replicas,
+        )
         self.role: Role = "starting"
         self._role_changed = asyncio.Event()
         self.recovered_writes = 0

@@ -56,12 +56,15 @@ class Holder(msgspec.Struct, frozen=True, kw_only=True):
 class Lease:
     """The leadership lease of one store (``ttl`` seconds)."""
 
-    def __init__(self, js: JetStreamContext, *, ttl: float = 3.0, memory: bool = False) -> None:
+    def __init__(
+        self, js: JetStreamContext, *, ttl: float = 3.0, memory: bool = False, replicas: int = 1
+    ) -> None:
         if ttl <= 2 * _MARGIN:
             raise ValueError(f"a lease TTL of {ttl}s leaves no time to hold it")
         self._js = js
         self.ttl = ttl
         self._memory = memory
+        self._replicas = replicas  # the bucket's copies: the lease outlives a lost server
         self._kv: KeyValue | None = None
         self._revision: int | None = None
         self._confirmed = 0.0  # monotonic time of the last write the server confirmed
@@ -86,6 +89,7 @@ class Lease:
                         history=1,
                         ttl=self.ttl,
                         storage=StorageType.MEMORY if self._memory else StorageType.FILE,
+                        replicas=self._replicas,
                     )
                 )
         return self._kv

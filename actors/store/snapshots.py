@@ -228,6 +228,7 @@ class Snapshots:
                 config=ObjectStoreConfig(
                     description="SharedContextStore: snapshots of the store actor's state",
                     storage=storage,
+                    replicas=self._config.replicas,
                 ),
             )
         return self._store
