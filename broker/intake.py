@@ -39,6 +39,7 @@ from broker.delivery import (
     HEARTBEAT,
     NO_RESPONDERS,
     DeliveryError,
+    consumer_seq,
     header,
     js_position,
     pull_request,
@@ -48,6 +49,7 @@ from broker.delivery import (
 from contracts import HEADER_RECORDED_TIME, HEADER_WRITER, ContextStoreError
 
 __all__ = [
+    "ConsumerGap",
     "Delivery",
     "FetchIntake",
     "Handle",
@@ -72,6 +74,12 @@ class IntakeError(ContextStoreError):
     """The chosen intake cannot work with this nats-py."""
 
 
+class ConsumerGap(RuntimeError):
+    """The consumer skipped deliveries: an answer to a pull was lost (a reconnect, a server
+    that died) or the consumer was made anew with its state lost. What it skipped will not
+    come again in order: the reader must read on from its own position with a new consumer."""
+
+
 @dataclass(frozen=True, slots=True)
 class Delivery:
     """One message a consumer delivered. A subject that is not UTF-8 is given with its bad
@@ -85,6 +93,7 @@ class Delivery:
     writer: str | None
     recorded: str | None
     ack: str
+    consumer_seq: int = 0  # the consumer's sequence of this delivery (0: unknown)
 
 
 Handle = Callable[[Delivery], Awaitable[None]]
@@ -97,6 +106,7 @@ class Intake(ABC):
         self._handle = handle
         self._batch = batch
         self._failure: Exception | None = None
+        self._consumer_seq = 0  # of the last delivery handed over
         self.stopped = False
 
     @abstractmethod
@@ -124,6 +134,14 @@ class Intake(ABC):
     async def _deliver(self, delivery: Delivery) -> bool:
         """Hand one delivery over; False once the intake stopped."""
         if self.stopped:
+            return False
+        last, self._consumer_seq = self._consumer_seq, delivery.consumer_seq
+        if last and delivery.consumer_seq and delivery.consumer_seq != last + 1:
+            self._failure = ConsumerGap(
+                f"the consumer's delivery {delivery.consumer_seq} came after {last}: "
+                f"deliveries were lost (stream seq {delivery.seq})"
+            )
+            self.stop()
             return False
         try:
             await self._handle(delivery)
@@ -218,6 +236,7 @@ class RawIntake(Intake):
             writer=header(headers, _WRITER),
             recorded=header(headers, _RECORDED),
             ack=reply.decode("ascii", "replace"),
+            consumer_seq=consumer_seq(reply),
         )
         if await self._deliver(delivery) and self._received >= self._batch:
             self._ended.set()
@@ -292,6 +311,7 @@ def _from_msg(msg: Msg) -> Delivery:
         writer=headers.get(HEADER_WRITER),
         recorded=headers.get(HEADER_RECORDED_TIME),
         ack=msg.reply,
+        consumer_seq=meta.sequence.consumer,
     )
 
 

@@ -10,14 +10,17 @@ as a ``contracts.errors`` exception, JetStream refusals sorted by their error co
 
 from __future__ import annotations
 
+import asyncio
+import time
 from collections.abc import Awaitable, Callable, Mapping
 from typing import Final
 
 import nats.errors
 from nats.js import JetStreamContext
 from nats.js.api import PubAck
+from nats.js.errors import APIError, NoStreamResponseError
 
-from broker.nats_errors import store_error
+from broker.nats_errors import JSErrorCode, store_error
 from broker.streams import WRITES_STREAM
 from contracts import HEADER_MSG_ID
 from contracts.errors import (
@@ -36,6 +39,8 @@ whose connection was closed can hand out one on a new connection."""
 
 _HEADER_LINE: Final = len(b"NATS/1.0\r\n")
 _ATTEMPTS: Final = 3
+_FIRST_BACKOFF_S: Final = 0.05
+_MAX_BACKOFF_S: Final = 0.5
 _CONNECTION_LOST: Final = (nats.errors.ConnectionClosedError, nats.errors.OutboundBufferLimitError)
 
 
@@ -57,8 +62,14 @@ async def publish(
     stream: str = WRITES_STREAM,
     max_payload: int | None = None,
     what: str | None = None,
+    failover: float = 0.0,
 ) -> PubAck:
     """Publish ``data`` on ``subject`` and return JetStream's acknowledgement.
+
+    ``failover``: for this many seconds, a stream that has no leader (it answers "no
+    responders" or "temporarily unavailable" while a cluster elects a new one, a few
+    seconds after a server dies) is asked again, with the same ``Nats-Msg-Id``, rather than
+    failing the write: a client of a cluster rides out the failover.
 
     Raises ``StoreTimeoutError`` when no attempt was acknowledged (the message may still
     have been stored: retry with the same ``Nats-Msg-Id``), ``ConflictError`` when an
@@ -76,7 +87,11 @@ async def publish(
             f"{what}: {size} bytes with its headers, over the server's limit of {max_payload} bytes"
         )
     unanswered = 0  # attempts sent whose acknowledgement never came: maybe stored
-    for attempt in range(1, attempts + 1):
+    deadline = time.monotonic() + failover
+    backoff = _FIRST_BACKOFF_S
+    attempt = 0
+    while attempt < attempts:
+        attempt += 1
         try:
             js = await jetstream()
         except StoreUnavailableError as exc:
@@ -91,6 +106,12 @@ async def publish(
             error = store_error(exc, f"publishing {what}")
             if error is None:
                 raise
+            if _leaderless(exc) and time.monotonic() + backoff < deadline:
+                # Not an attempt used up: nothing was stored (nobody took the message).
+                attempt -= 1
+                await asyncio.sleep(backoff)
+                backoff = min(backoff * 2, _MAX_BACKOFF_S)
+                continue
             # Worth another attempt: a lost acknowledgement, or a connection that is gone
             # (the source may hand out a new one); not a refusal, which would come again.
             if isinstance(error, StoreTimeoutError):
@@ -109,6 +130,16 @@ async def publish(
                 raise _timed_out(what, unanswered) from exc
             raise error from exc
     raise AssertionError("unreachable")
+
+
+def _leaderless(exc: BaseException) -> bool:
+    """The answer of a stream without a leader: nobody took the message."""
+    match exc:
+        case nats.errors.NoRespondersError() | NoStreamResponseError():
+            return True
+        case APIError():
+            return exc.err_code == JSErrorCode.CLUSTER_NOT_AVAILABLE or exc.code == 503
+    return False
 
 
 def _timed_out(what: str, unanswered: int) -> StoreTimeoutError:

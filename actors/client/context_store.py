@@ -125,6 +125,9 @@ _NO_RESPONDERS_ATTEMPTS: Final = 3
 # How long a confirmed write waits for its event before asking the actor: long enough for a
 # busy actor, short enough that a missed event costs little.
 _EVENT_GRACE_S: Final = 0.5
+# Connected to a cluster (the connection knows other servers): how long a write waits for
+# its stream to have a leader again after a server died (an election takes a few seconds).
+_FAILOVER_S: Final = 15.0
 # A caller's idempotency key travels in a header: printable ASCII, no spaces.
 _IDEMPOTENCY_KEY: Final = re.compile(r"[!-~]{1,128}")
 
@@ -692,6 +695,7 @@ class SharedContextStore:
                 headers,
                 max_payload=nc.max_payload,
                 what=f"the {kind} write to {evolution_id}",
+                failover=_FAILOVER_S if len(nc.servers) > 1 else 0.0,
             )
         except ConflictError as exc:
             raise await self._conflict(exc, evolution_id, kind, expected_version) from None

@@ -49,7 +49,7 @@ from broker import (
     take_over_consumer,
 )
 from broker.delivery import ACK, NO_RESPONDERS
-from broker.intake import Delivery, Handle, Intake, choose_intake, open_intake
+from broker.intake import ConsumerGap, Delivery, Handle, Intake, choose_intake, open_intake
 from contracts import (
     PRUNED_KIND,
     ContextPruned,
@@ -217,7 +217,12 @@ class StoreActor(Actor):
                 await self._stand_by()
             leading = await self.lease.acquire()
             if leading:
-                await self._take_lead()
+                try:
+                    await self._take_lead()
+                except (nats.errors.Error, TimeoutError) as exc:  # JetStream in a failover
+                    log.warning("taking the lead failed (%r): standing by", exc)
+                    await self.lease.release()
+                    leading = False
 
     # -- recovery ----------------------------------------------------------------------
 
@@ -478,6 +483,11 @@ class StoreActor(Actor):
             except StreamReplaced:
                 await self._rebuild()
                 await take_over_consumer(nc.jetstream(), self.state.applied_seq + 1)
+            except ConsumerGap as gap:  # delivered elsewhere: read on from our own position
+                log.warning(
+                    "%s: taking the consumer again from seq %d", gap, self.state.applied_seq + 1
+                )
+                await self._restore_consumer()
 
     async def _pull_until_gone(self, intake: Intake, burst_done: _Burst) -> None:
         while True:

@@ -109,12 +109,18 @@ class Lease:
             return None
 
     async def acquire(self) -> bool:
-        """Take the lease if nobody holds it."""
-        kv = await self._bucket()
+        """Take the lease if nobody holds it. False too when the bucket cannot be written
+        now (its stream electing a leader after a server died): ask again later. A create
+        that timed out may have been stored: then the key expires with the TTL, unrenewed,
+        and the next ``acquire`` takes it."""
         started = time.monotonic()
         try:
+            kv = await self._bucket()
             self._revision = await kv.create(_KEY, msgspec.json.encode(self.me))
         except KeyWrongLastSequenceError:
+            return False
+        except (nats.errors.Error, TimeoutError, OSError) as exc:
+            log.warning("taking the lease failed (%r); standing by", exc)
             return False
         self._confirmed = started
         log.info("lease acquired by %s (pid %d)", self.me.holder, self.me.pid)
