@@ -18,7 +18,7 @@ from collections.abc import Awaitable
 from pathlib import Path
 from typing import Any, Final
 
-from actors.cli.common import stop_signals
+from actors.cli.common import stop_signals, store_config
 from actors.store import LocalStack, StoreActor
 from actors.store.local import DirectoryInUseError
 from broker import BrokerError, ConfigError, StoreConfig, connect
@@ -177,10 +177,17 @@ async def _serve_its_users(home: Path, config: StoreConfig) -> int:
 
 
 async def cmd_serve(args: argparse.Namespace) -> int:
-    config = StoreConfig.build(nats_url=args.nats_url, backend=args.backend)
+    config = store_config(args, backend=args.backend)
     if config.nats_url:
         shown = redact(config.nats_url)
-        nc = await connect(config.nats_url, name="ctxstore-actor", long_running=True)
+        if args.auth is not None:
+            raise ConfigError(
+                "--auth runs the embedded server; with --nats-url, start one 'ctxstore serve' "
+                "per tenant signed in as its actor (--nkey DIR/<tenant>/actor.nk)"
+            )
+        nc = await connect(
+            config.nats_url, name="ctxstore-actor", long_running=True, auth=config.auth
+        )
         try:
             async with StoreActor(nc, config, owns_process=True) as actor:
                 with stop_signals() as signalled:
@@ -193,7 +200,9 @@ async def cmd_serve(args: argparse.Namespace) -> int:
     home = args.store_dir or args.home
     if args.exit_when_unused:
         return await _serve_its_users(home, config)
-    async with LocalStack(home, config, port=args.port, owns_process=True) as stack:
+    async with LocalStack(
+        home, config, port=args.port, owns_process=True, auth_dir=args.auth
+    ) as stack:
         with stop_signals() as signalled:
             shown = redact(stack.url)
             print(f"ctxstore serving on {shown} (store dir {home})")

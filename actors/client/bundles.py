@@ -20,6 +20,7 @@ from nats.js import JetStreamContext
 
 from actors.client.history import load_timeline
 from actors.core.bundles import Published, decode_bundle, encode_bundle, raw_body
+from actors.core.sealing import SealError, is_sealed, open_sealed, seal
 from broker import StoreConfig
 from broker.nats_errors import nats_errors
 from broker.publish import publish as publish_message
@@ -49,19 +50,38 @@ from contracts.bundle import Bundle, BundleWrite
 __all__ = ["publish_bundle", "read_bundle", "write_bundle"]
 
 
-def read_bundle(path: str | os.PathLike[str]) -> Bundle:
+_PURPOSE = b"bundle"
+
+
+def read_bundle(path: str | os.PathLike[str], key: str | None = None) -> Bundle:
+    """A bundle file; an encrypted one (``write_bundle(..., key=...)``) opens with ``key``."""
     try:
         raw = Path(path).read_bytes()
     except OSError as exc:
         raise BundleError(f"cannot read {path}: {exc.strerror}") from None
+    if is_sealed(raw):
+        if key is None:
+            raise BundleError(
+                f"{path} is encrypted: set CONTEXT_STORE_ENCRYPTION_KEY to the key it was "
+                "exported with"
+            )
+        try:
+            raw = open_sealed(raw, key, _PURPOSE)
+        except SealError as exc:
+            raise BundleError(f"{path}: {exc}") from None
     return decode_bundle(raw, source=str(path))
 
 
-def write_bundle(bundle: Bundle, path: Path, *, compress: bool) -> Path:
+def write_bundle(bundle: Bundle, path: Path, *, compress: bool, key: str | None = None) -> Path:
+    """Write ``bundle`` to ``path``; encrypted (AES-256-GCM) with a key derived from ``key``
+    if given."""
     tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
+    data = encode_bundle(bundle, compress=compress)
+    if key is not None:
+        data = seal(data, key, _PURPOSE)
     try:
         path.parent.mkdir(parents=True, exist_ok=True)
-        tmp.write_bytes(encode_bundle(bundle, compress=compress))
+        tmp.write_bytes(data)
         tmp.replace(path)
     except OSError as exc:
         with contextlib.suppress(OSError):

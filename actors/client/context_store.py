@@ -98,6 +98,7 @@ from contracts import (
 )
 from contracts.bundle import BUNDLE_FORMAT, Bundle
 from contracts.errors import (
+    ConfigError,
     ConflictError,
     ContextNotFoundError,
     ContextStoreError,
@@ -613,13 +614,16 @@ class SharedContextStore:
         self,
         evolution_id: str | None = None,
         path: str | os.PathLike[str] | None = None,
+        *,
+        encrypt: bool = False,
     ) -> str:
         """Write the context's bundle (the context, every write with its sequence, time,
         writer and raw body, and a hash chain; see ``contracts.bundle``) to one file, gzip
         when compression is on; returns its path. Default: the current context, else the
         newest."""
         handle = self._chosen(evolution_id)
-        return await self._export(None if handle is None else handle.evolution_id, path)
+        eid = None if handle is None else handle.evolution_id
+        return await self._export(eid, path, encrypt=encrypt)
 
     async def import_context(
         self,
@@ -633,7 +637,7 @@ class SharedContextStore:
         recording's. An existing id is kept unless ``replace=True``; pass ``evolution_id``
         to import under another id. A malformed, truncated or tampered file raises
         ``BundleError`` and writes nothing."""
-        bundle = read_bundle(file_path)
+        bundle = read_bundle(file_path, self.config.key)
         check_consistent(bundle, max_payload=self.config.max_payload)
         handle = self.context(evolution_id if evolution_id is not None else bundle.evolution_id)
         published, ctx = await self._publish_bundle(bundle, handle, replace=replace)
@@ -647,7 +651,7 @@ class SharedContextStore:
         """Re-apply a recorded evolution's writes under a fresh id (made the task's current
         one) and compare the result with the recording, field by field
         (``result.identical``)."""
-        bundle = read_bundle(file_path)
+        bundle = read_bundle(file_path, self.config.key)
         handle = self.context(evolution_id if evolution_id is not None else new_evolution_id())
         published, ctx = await self._publish_bundle(bundle, handle, replace=False)
         changes = diff_contexts(bundle.context, as_recorded(ctx, bundle, published), ignore=())
@@ -863,7 +867,18 @@ class SharedContextStore:
             from_start=from_start,
         )
 
-    async def _export(self, evolution_id: str | None, path: str | os.PathLike[str] | None) -> str:
+    async def _export(
+        self,
+        evolution_id: str | None,
+        path: str | os.PathLike[str] | None,
+        *,
+        encrypt: bool = False,
+    ) -> str:
+        key = self.config.key if encrypt else None
+        if encrypt and key is None:
+            raise ConfigError(
+                "an encrypted export needs a key: set CONTEXT_STORE_ENCRYPTION_KEY (or _FILE)"
+            )
         # The query says whether the context exists, once this client's writes applied.
         ctx: EvolutionContext = await self._request(
             Query.EXPORT,
@@ -874,7 +889,7 @@ class SharedContextStore:
         compress = self.config.compression
         suffix = ".json.gz" if compress else ".json"
         target = Path(path) if path else self.config.export_path / f"{ctx.evolution_id}{suffix}"
-        return str(write_bundle(bundle, target, compress=compress))
+        return str(write_bundle(bundle, target, compress=compress, key=key))
 
     async def _publish_bundle(
         self, bundle: Bundle, handle: ContextHandle, *, replace: bool

@@ -39,6 +39,7 @@ from actors.store.lease import Lease
 from actors.store.queries import Queries
 from actors.store.retention import TTL_WRITER, expire, sweep_interval
 from actors.store.snapshots import LoadResult, Snapshots
+from actors.store.trim import trimmed_before
 from broker import (
     ACTOR_DURABLE,
     EVENTS_STREAM,
@@ -238,6 +239,12 @@ class StoreActor(Actor):
             if loaded.state is not None:
                 self.state = loaded.state
                 log.info("loaded %s (seq %d)", loaded.name, self.state.applied_seq)
+        cut = trimmed_before(info.config)
+        if cut > self.state.applied_seq + 1:  # the writes before it are gone: never guess
+            raise RuntimeError(
+                f"the write stream was trimmed before seq {cut} and no snapshot covering it "
+                f"loaded (state at seq {self.state.applied_seq}); restore a snapshot"
+            )
         if last <= self.state.applied_seq or info.state.messages == 0:
             return
         self._announced = await self._announced_up_to()

@@ -22,9 +22,11 @@ from collections import deque
 from pathlib import Path
 from typing import Final
 
+from actors.core.sealing import jetstream_key
 from actors.runtime import Actor
 from actors.store.actor import StoreActor
 from broker import BrokerError, BusClient, EmbeddedServer, StoreConfig, connect, redact
+from broker.accounts import AuthDirectory
 from broker.home import (
     SERVER_LOCK,
     FileLock,
@@ -74,17 +76,25 @@ class LocalStack(Actor):
         *,
         port: int = 0,
         owns_process: bool = False,
+        auth_dir: Path | None = None,
     ) -> None:
+        """``auth_dir``: what ``ctxstore auth init`` wrote: the server takes its accounts and
+        users, and one store actor per tenant runs, signed in as that tenant's actor."""
         super().__init__()
         self.home = Path(home)
         self.config = config
+        self.auth = None if auth_dir is None else AuthDirectory(Path(auth_dir))
+        key = config.key
         self.server = EmbeddedServer(
             self.home / "nats",
             port=port,
             sync_always=config.sync == "always",
             max_payload=max(config.max_payload * 2, 1024 * 1024),
+            include=None if self.auth is None else self.auth.accounts,
+            cipher_key=None if key is None else jetstream_key(key),
         )
         self.actor: StoreActor | None = None
+        self.tenant_actors: list[tuple[BusClient, StoreActor]] = []  # the other tenants
         self.restarts = 0  # of the nats-server, by supervision
         self._nc: BusClient | None = None
         self._lock = FileLock(self.home / SERVER_LOCK)
@@ -143,11 +153,32 @@ class LocalStack(Actor):
         self._lock.release()
 
     async def _start_actor(self) -> None:
-        self._nc = await connect(self.server.url, name="ctxstore-actor", long_running=True)
-        self.actor = StoreActor(self._nc, self.config, owns_process=self._owns_process)
-        await self.actor.start()
+        if self.auth is None:
+            self._nc = await connect(self.server.url, name="ctxstore-actor", long_running=True)
+            self.actor = StoreActor(self._nc, self.config, owns_process=self._owns_process)
+            await self.actor.start()
+            return
+        for i, tenant in enumerate(self.auth.tenants()):
+            config = self.config.replace(tenant=tenant, auth=self.auth.auth(tenant, "actor"))
+            nc = await connect(
+                self.server.url,
+                name=f"ctxstore-actor-{tenant}",
+                long_running=True,
+                auth=config.auth,
+            )
+            actor = StoreActor(nc, config, owns_process=self._owns_process)
+            await actor.start()
+            if i == 0:
+                self._nc, self.actor = nc, actor
+            else:
+                self.tenant_actors.append((nc, actor))
 
     async def _stop_actor(self, *, server_alive: bool) -> None:
+        others, self.tenant_actors = self.tenant_actors, []
+        for other_nc, other in others:
+            await other.aclose()
+            with contextlib.suppress(Exception):
+                await other_nc.close()
         actor, self.actor = self.actor, None
         nc, self._nc = self._nc, None
         if nc is not None and not server_alive:

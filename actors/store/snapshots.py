@@ -7,7 +7,9 @@ msgpack-encoded, zlib-compressed, framed as::
 
     b"CTXSNAP1" | sha256(compressed body) (32 bytes) | compressed body
 
-and stored as object ``snapshot-<applied_seq, 20 digits>`` in the bucket
+sealed with AES-256-GCM when encryption at rest is on (``actors.core.sealing``; a snapshot
+that is not sealed under the actor's key is then refused), and stored as object
+``snapshot-<applied_seq, 20 digits>`` in the bucket
 ``ctxstore_snapshots`` (the object store chunks it, so JetStream's message size limit does
 not bound it, and checks its own SHA-256 digest). The actor keeps the newest ``KEEP``.
 
@@ -43,6 +45,7 @@ from nats.js.errors import BucketNotFoundError, NotFoundError
 from nats.js.object_store import ObjectStore
 
 from actors.core.fold import Limits, StateImage, StoreState, WriteOutcome
+from actors.core.sealing import SealError, is_sealed, open_sealed, seal
 from broker.config import StoreConfig
 from contracts import EvolutionContext
 
@@ -66,6 +69,7 @@ _MAGIC: Final = b"CTXSNAP1"
 _DIGEST_LEN: Final = 32
 _CHUNK: Final = 256 * 1024
 _PREFIX: Final = "snapshot-"
+_PURPOSE: Final = b"snapshot"
 WRITES_PER_CONTEXT: Final = 4  # the counted cadence is at least this many writes per context
 _YIELD_BYTES: Final = 512 * 1024  # encoded between two turns of the event loop: a few ms
 
@@ -255,7 +259,8 @@ class Snapshots:
             try:
                 buffer = io.BytesIO()
                 await store.get(name, writeinto=buffer)
-                state, created = await asyncio.to_thread(decode_snapshot, buffer.getvalue(), limits)
+                data = self._unsealed(buffer.getvalue())
+                state, created = await asyncio.to_thread(decode_snapshot, data, limits)
                 if created != stream_created:
                     raise SnapshotError(
                         f"taken from another stream (created {created.isoformat()})"
@@ -273,6 +278,21 @@ class Snapshots:
             self._last_time = time.monotonic()
             return LoadResult(state, name, state.applied_seq, tuple(skipped))
         return LoadResult(None, skipped=tuple(skipped))
+
+    def _unsealed(self, data: bytes) -> bytes:
+        """The snapshot's frame: opened when encryption is on (then a snapshot that is not
+        sealed, or does not open under this key, is refused: nobody can plant one)."""
+        key = self._config.key
+        if key is None:
+            if is_sealed(data):
+                raise SnapshotError("encrypted, and this actor has no encryption key")
+            return data
+        if not is_sealed(data):
+            raise SnapshotError("not encrypted, and encryption is on: refused")
+        try:
+            return open_sealed(data, key, _PURPOSE)
+        except SealError as exc:
+            raise SnapshotError(str(exc)) from None
 
     def due(self, applied_seq: int, contexts: int = 0) -> bool:
         """Whether a snapshot should be taken now that ``applied_seq`` was reached by a state
@@ -304,6 +324,9 @@ class Snapshots:
         self.last_seq = image.applied_seq
         self._last_time = time.monotonic()
         data = await _encode_stepwise(image, stream_created)
+        key = self._config.key
+        if key is not None:
+            data = await asyncio.to_thread(seal, data, key, _PURPOSE)
         store = await self._bucket(create=True)
         assert store is not None
         name = _name(image.applied_seq)
