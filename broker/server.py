@@ -189,7 +189,9 @@ class EmbeddedServer:
         if self._tls is not None:
             lines.append(self._tls.config())
         if self._include is not None:
-            lines.append(f"include {_quoted(str(Path(self._include).resolve()))}")
+            # The server reads an include relative to the including file's folder.
+            where = os.path.relpath(Path(self._include).resolve(), self.store_dir.resolve())
+            lines.append(f"include {_quoted(where)}")
         conf = self.store_dir / "nats-server.conf"
         # The file may hold the JetStream key: readable by its owner only.
         fd = os.open(conf, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
