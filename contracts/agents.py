@@ -8,6 +8,8 @@ from typing import Any
 
 import msgspec
 
+from contracts.vocabulary import Token
+
 __all__ = ["AGENT_NAMES", "AgentName", "AgentReply", "AgentRequest"]
 
 
@@ -25,7 +27,7 @@ AGENT_NAMES: tuple[str, ...] = tuple(a.value for a in AgentName)
 
 
 class AgentRequest(msgspec.Struct, frozen=True, forbid_unknown_fields=True, kw_only=True):
-    evolution_id: str
+    evolution_id: Token
     options: dict[str, str] = {}
 
 

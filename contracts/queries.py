@@ -13,6 +13,7 @@ import msgspec
 
 from contracts.context import ContextSummary
 from contracts.history import HistoryEntry
+from contracts.vocabulary import Token
 
 __all__ = [
     "HISTORY_LIMIT_MAX",
@@ -33,13 +34,6 @@ MIN_SEQ_WAIT_S: Final = 5.0
 HISTORY_LIMIT_MAX: Final = 1000
 
 Seq = Annotated[int, msgspec.Meta(ge=0)]
-Token = Annotated[
-    str,
-    msgspec.Meta(
-        pattern=r"^[A-Za-z0-9_-]{1,64}$",
-        description="A subject token: 1-64 letters, digits, '_' or '-'.",
-    ),
-]
 
 
 class _Request(msgspec.Struct, frozen=True, forbid_unknown_fields=True, kw_only=True):

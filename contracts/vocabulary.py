@@ -8,7 +8,7 @@ from typing import Annotated
 
 import msgspec
 
-__all__ = ["Phase", "Stage", "Status", "Timestamp", "WriteKind"]
+__all__ = ["Phase", "Stage", "Status", "Timestamp", "Token", "WriteKind"]
 
 Timestamp = Annotated[
     datetime, msgspec.Meta(tz=True, description="RFC 3339 date-time with a zone (UTC: 'Z').")
@@ -63,3 +63,12 @@ class WriteKind(StrEnum):
     IMPROVEMENT_PLAN = "improvement_plan"
     IMPLEMENTATION_LOG = "implementation_log"
     EVALUATION_RESULTS = "evaluation_results"
+
+
+Token = Annotated[
+    str,
+    msgspec.Meta(
+        pattern=r"^[A-Za-z0-9_-]{1,64}$",
+        description="A subject token: 1-64 letters, digits, '_' or '-'.",
+    ),
+]

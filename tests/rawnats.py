@@ -8,13 +8,10 @@ from __future__ import annotations
 
 import asyncio
 import json
-import re
 from dataclasses import dataclass
 from types import TracebackType
 from typing import Self
 from urllib.parse import urlparse
-
-_MSG = re.compile(rb"^(H?MSG) (\S+) (\S+)(?: (\S+))? (\d+)(?: (\d+))?\r\n$")
 
 
 @dataclass(frozen=True)
@@ -72,12 +69,15 @@ class RawNats:
                 self._pongs.put_nowait(None)
             elif line.startswith(b"-ERR"):
                 self.errors.append(line)
-            elif (m := _MSG.match(line)) is not None:
-                kind, subject, _sid, reply, first, second = m.groups()
+            elif line.startswith((b"MSG ", b"HMSG ")):
+                kind, *args = line.split()
+                sizes = 2 if kind == b"HMSG" else 1
+                subject, _sid, *rest = args[: len(args) - sizes]
+                reply = rest[0] if rest else None
                 if kind == b"HMSG":
-                    hdr_len, total = int(first), int(second)
+                    hdr_len, total = int(args[-2]), int(args[-1])
                 else:
-                    hdr_len, total = 0, int(first)
+                    hdr_len, total = 0, int(args[-1])
                 body = await self._reader.readexactly(total + 2)
                 self.messages.put_nowait(
                     RawMsg(
@@ -119,8 +119,12 @@ class RawNats:
     async def flush(self) -> None:
         """Until the server has read everything sent so far."""
         self._send(b"PING\r\n")
-        async with asyncio.timeout(10):
-            await self._pongs.get()
+        try:
+            async with asyncio.timeout(10):
+                await self._pongs.get()
+        except TimeoutError:
+            closed = self._task is not None and self._task.done()
+            raise ConnectionError(f"no PONG (closed: {closed}, errors: {self.errors})") from None
 
     async def next_msg(self) -> RawMsg:
         async with asyncio.timeout(10):

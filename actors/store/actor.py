@@ -216,14 +216,20 @@ class StoreActor(Actor):
             else:
                 self._set_role("standby")
                 await self._stand_by()
-            leading = await self.lease.acquire()
-            if leading:
-                try:
-                    await self._take_lead()
-                except (nats.errors.Error, TimeoutError) as exc:  # JetStream in a failover
-                    log.warning("taking the lead failed (%r): standing by", exc)
-                    await self.lease.release()
-                    leading = False
+            leading = await self._try_to_lead()
+
+    async def _try_to_lead(self) -> bool:
+        """Take the lease (and the lead) if it is free. A failure to reach JetStream here is
+        no reason to stop: this actor stands by and asks again."""
+        try:
+            if not await self.lease.acquire():
+                return False
+            await self._take_lead()
+        except (nats.errors.Error, TimeoutError, OSError) as exc:
+            log.warning("taking the lead failed (%r): standing by", exc)
+            await self.lease.release()
+            return False
+        return True
 
     # -- recovery ----------------------------------------------------------------------
 
@@ -474,11 +480,14 @@ class StoreActor(Actor):
             write = _stored(delivery)
             try:
                 outcome = self.state.apply(write)
-                if outcome is not None and write.seq > self._announced:
-                    await self._announce(outcome)
             except Exception:
                 log.exception("applying seq %d failed: stopping", write.seq)
                 raise
+            if outcome is not None and write.seq > self._announced:
+                try:
+                    await self._announce(outcome)
+                except Exception:  # an event is derived; its loss is no reason to stop
+                    log.exception("announcing seq %d failed", write.seq)
             unacked = delivery.ack
             if delivery.pending == 0:
                 await burst_done()

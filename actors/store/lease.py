@@ -117,7 +117,8 @@ class Lease:
         try:
             kv = await self._bucket()
             self._revision = await kv.create(_KEY, msgspec.json.encode(self.me))
-        except KeyWrongLastSequenceError:
+        except (KeyWrongLastSequenceError, KeyNotFoundError):
+            # Held by another; or it expired between nats-py's create and its second look.
             return False
         except (nats.errors.Error, TimeoutError, OSError) as exc:
             log.warning("taking the lease failed (%r); standing by", exc)

@@ -176,7 +176,15 @@ class LocalStack(Actor):
     async def _stop_actor(self, *, server_alive: bool) -> None:
         others, self.tenant_actors = self.tenant_actors, []
         for other_nc, other in others:
-            await other.aclose()
+            if not server_alive:
+                with contextlib.suppress(Exception):
+                    await other_nc.close()
+            try:
+                await other.aclose()
+            except Exception as exc:  # as for the first tenant's actor below
+                if server_alive:
+                    raise
+                log.warning("a tenant's store actor stopped with its server: %r", exc)
             with contextlib.suppress(Exception):
                 await other_nc.close()
         actor, self.actor = self.actor, None
@@ -187,7 +195,12 @@ class LocalStack(Actor):
             with contextlib.suppress(Exception):
                 await nc.close()
         if actor is not None:
-            await actor.aclose()
+            try:
+                await actor.aclose()
+            except Exception as exc:  # it may fail as its server went away: it is replaced
+                if server_alive:
+                    raise
+                log.warning("the store actor stopped with its server: %r", exc)
         if nc is not None and not nc.is_closed:
             with contextlib.suppress(Exception):
                 async with asyncio.timeout(5):
