@@ -11,7 +11,11 @@ from pathlib import Path
 
 import nats
 import nats.errors
+import nats.js.errors
 import pytest
+from nats.aio.client import Client
+from nats.aio.msg import Msg
+from nats.js import JetStreamContext
 
 from actors import SharedContextStore, StoreActor
 from broker import EmbeddedServer, StoreConfig, connect
@@ -50,7 +54,9 @@ async def deployment(tmp_path: Path) -> AsyncIterator[tuple[EmbeddedServer, Auth
         yield server, auth
 
 
-async def _user(server: EmbeddedServer, auth: AuthDirectory, tenant: str, role: str):  # type: ignore[no-untyped-def]
+async def _user(  # type: ignore[no-untyped-def]
+    server: EmbeddedServer, auth: AuthDirectory, tenant: str, role: str, *, no_echo: bool = False
+):
     violations: list[str] = []
 
     async def on_error(exc: Exception) -> None:
@@ -61,6 +67,7 @@ async def _user(server: EmbeddedServer, auth: AuthDirectory, tenant: str, role: 
         nkeys_seed=str(auth.seed(tenant, role)),
         error_cb=on_error,
         allow_reconnect=False,
+        no_echo=no_echo,
     )
     return nc, violations
 
@@ -75,7 +82,6 @@ def _operations(tenant: str, role: str) -> list[tuple[str, str, bool]]:
         for kind in WriteKind
     ]
     other = "planner" if role != "planner" else "research"
-    serves = role if role in AGENTS else "research"
     ops += [
         ("pub", f"ctxstore.write.{t}.{eid}.agent.{other}", actor),  # another role's name
         ("pub", f"ctxstore.write.{t}.{eid}.stage", actor),  # no role at all
@@ -111,9 +117,51 @@ def _operations(tenant: str, role: str) -> list[tuple[str, str, bool]]:
     return ops
 
 
+async def _barrier(nc: Client) -> None:
+    """Until the server has answered all this connection sent before: a refusal comes back
+    as an -ERR, which nats-py passes to error_cb as it reads it. ``flush()`` is no such
+    barrier: nats-py writes its PING straight to the socket, ahead of what its flusher has
+    still to write (a publish just made), so the PONG can come before the refusal. A request
+    goes out behind them, and its reply comes after the refusal."""
+    await nc.request("$JS.API.INFO", b"", timeout=10)
+
+
 def _denied(violations: list[str], op: str, subject: str) -> bool:
+    """Whether the server refused ``op`` on ``subject``: it says so in an -ERR on that
+    connection, which nats-py hands to error_cb lowercased ('permissions violation for
+    publish to "$js.api..."'): so the subject is compared lowercased too."""
     word = "publish" if op == "pub" else "subscription"
-    return any(word in v.lower() and f'"{subject}"' in v for v in violations)
+    wanted = f'"{subject.lower()}"'
+    return any("permissions violation" in v and word in v and wanted in v for v in violations)
+
+
+class _Account:
+    """What a refused operation must leave as it was in a tenant's JetStream account."""
+
+    def __init__(self, js: JetStreamContext) -> None:
+        self.js = js
+
+    async def picture(self) -> dict[str, object]:
+        js = self.js
+        streams = {s.config.name: s for s in await js.streams_info()}
+        writes = streams["CTXSTORE_WRITES"]
+        consumer = await js.consumer_info("CTXSTORE_WRITES", "ctxstore-actor")
+        lease = await js.get_last_msg("KV_ctxstore_leases", "$KV.ctxstore_leases.actor")
+        planted = None
+        if "OBJ_ctxstore_snapshots" in streams:
+            with contextlib.suppress(nats.js.errors.NotFoundError):
+                planted = await js.get_last_msg(
+                    "OBJ_ctxstore_snapshots", "$O.ctxstore_snapshots.C.planted"
+                )
+        return {
+            "streams": sorted(streams),
+            "writes created": writes.created,
+            "writes first seq": writes.state.first_seq,
+            "events created": streams["CTXSTORE_EVENTS"].created,
+            "actor consumer created": consumer.created,
+            "lease": lease.data,
+            "planted chunk": planted,
+        }
 
 
 async def test_every_role_against_every_subject_and_operation(
@@ -122,8 +170,19 @@ async def test_every_role_against_every_subject_and_operation(
     server, auth = deployment
     cells = wrong = 0
     reader = await nats.connect(server.url, nkeys_seed=str(auth.seed("a", "actor")))
+    account = _Account(reader.jetstream())
+    # The actor's row last: it may do what the others may not, deleting streams included.
+    roles = sorted(Role, key=lambda r: r is Role.ACTOR)
     try:
-        for role in Role:
+        admin = StoreConfig.build(
+            {}, nats_url=server.url, tenant="a", role="admin", auth=auth.auth("a", "admin")
+        )
+        async with SharedContextStore(config=admin) as store:  # a purge would remove it
+            await store.create_context("./before")
+        before = await account.picture()
+        for role in roles:
+            if role is Role.ACTOR:  # everything the other roles tried left nothing behind
+                assert await account.picture() == before
             operations = _operations("a", role)
             for op, subject, allowed in operations:
                 # A connection per cell: the server reports one refusal per connection.
@@ -132,9 +191,7 @@ async def test_every_role_against_every_subject_and_operation(
                     await nc.publish(subject, b"{}")
                 else:
                     await nc.subscribe(subject)
-                await nc.flush()  # a refusal of the above arrives before the PONG
-                for _ in range(5):  # and nats-py hands it to error_cb in a task of its own
-                    await asyncio.sleep(0)
+                await _barrier(nc)
                 await nc.close()
                 cells += 1
                 if _denied(violations, op, subject) == allowed:
@@ -159,16 +216,51 @@ async def test_every_role_against_every_subject_and_operation(
     assert wrong == 0
 
 
+async def test_a_refusal_is_seen_whatever_the_case_of_the_subject(
+    deployment: tuple[EmbeddedServer, AuthDirectory],
+) -> None:
+    """The matrix's own check: a viewer's publish on the JetStream API is seen refused, and
+    its request gets no answer (the server drops it)."""
+    server, auth = deployment
+    nc, violations = await _user(server, auth, "a", "viewer")
+    try:
+        subject = "$JS.API.STREAM.DELETE.CTXSTORE_WRITES"
+        with pytest.raises(nats.errors.TimeoutError):
+            await nc.request(subject, b"", timeout=0.5)
+        assert _denied(violations, "pub", subject)
+        assert not _denied(violations, "pub", "$JS.API.STREAM.PURGE.CTXSTORE_WRITES")
+    finally:
+        await nc.close()
+
+
 @pytest.mark.parametrize("role", [str(r) for r in Role])
 async def test_a_tenants_users_never_see_another_tenants_data(
     deployment: tuple[EmbeddedServer, AuthDirectory], role: str
 ) -> None:
     server, auth = deployment
-    nc, _ = await _user(server, auth, "a", role)
+    # no_echo: a user that may subscribe to everything would see its own requests below.
+    nc, _ = await _user(server, auth, "a", role, no_echo=True)
     seen: list[str] = []
+    own = asyncio.Event()  # the user does see its own tenant's events
+
+    async def on_msg(msg: Msg) -> None:
+        seen.append(msg.subject + msg.data.decode("utf-8", "replace"))
+
+    async def on_own(msg: Msg) -> None:
+        own.set()
+
     try:
         for subject in (">", "ctxstore.>", "ctxstore.event.b.>", "ctxstore.write.b.>", "_INBOX.>"):
-            await nc.subscribe(subject, cb=lambda m: seen.append(m.subject + m.data.decode()))
+            await nc.subscribe(subject, cb=on_msg)
+        await nc.subscribe("ctxstore.event.a.>", cb=on_own)
+        await _barrier(nc)
+        a_config = StoreConfig.build(
+            {}, nats_url=server.url, tenant="a", role="admin", auth=auth.auth("a", "admin")
+        )
+        async with SharedContextStore(config=a_config) as a_store:
+            await a_store.create_context("./own-a")
+        async with asyncio.timeout(10):
+            await own.wait()
         b_config = StoreConfig.build(
             {}, nats_url=server.url, tenant="b", role="admin", auth=auth.auth("b", "admin")
         )
