@@ -20,7 +20,7 @@ import pytest
 from nats.aio.client import Client
 from workload import ActorProcess, Expected, contexts_at
 
-from actors import SharedContextStore
+from actors import SharedContextStore, new_evolution_id
 from actors.store.lease import LEASE_BUCKET, Holder
 from broker import EVENTS_STREAM, WRITES_STREAM, StoreConfig, connect, provision
 from broker.cluster import LocalCluster
@@ -30,6 +30,9 @@ from contracts import Stage, StoreTimeoutError, StoreUnavailableError, event_fil
 pytestmark = pytest.mark.timeout(180)
 
 _STAGES = [Stage.RESEARCH, Stage.PLANNING, Stage.IMPLEMENTATION, Stage.EVALUATION]
+# A context keeps its last 1,000 error_log entries, and the check counts writes through them:
+# a writer moves on to new contexts well before.
+_WRITES_PER_CONTEXT = 500
 
 
 @pytest.fixture
@@ -58,6 +61,8 @@ class Load:
     async def write(self, client: SharedContextStore, eids: list[str]) -> None:
         n = 0
         while not self.stop.is_set():
+            if n and n % (len(eids) * _WRITES_PER_CONTEXT) == 0:
+                eids = [await self._new_context(client) for _ in eids]
             eid, tag = eids[n % len(eids)], f"{client.name}-{n}"
             stage = _STAGES[n % len(_STAGES)]
             while True:
@@ -73,6 +78,15 @@ class Load:
             self.acks.append(time.monotonic())
             self.progress.set()
             n += 1
+
+    async def _new_context(self, client: SharedContextStore) -> str:
+        eid = new_evolution_id()
+        while True:
+            try:
+                await client.create_context(f"./{eid}", evolution_id=eid, idempotency_key=eid)
+                return eid
+            except (StoreTimeoutError, StoreUnavailableError):
+                self.retries += 1
 
     async def acked_after(self, moment: float, count: int = 20) -> float:
         """Seconds from ``moment`` until ``count`` more writes were acknowledged."""
@@ -246,8 +260,9 @@ async def test_failover_of_the_stream_leader_and_of_the_active_actor(
             await active.kill()
             await next(n for n in cluster.nodes if n.url == active.url).kill()
             killed = time.monotonic()
-            while await _lease_holder_pid(cluster.urls) != standby.pid:  # noqa: ASYNC110
-                await asyncio.sleep(0.1)  # (a KV watch would die with the node it is on)
+            async with asyncio.timeout(60):
+                while await _lease_holder_pid(cluster.urls) != standby.pid:  # noqa: ASYNC110
+                    await asyncio.sleep(0.1)  # (a KV watch would die with the node it is on)
             took_over = time.monotonic() - killed
             # Announcements come again: from the new leader, for writes after the kill.
             while (await events.next_msg(timeout=30)) and time.monotonic() < killed + took_over:
