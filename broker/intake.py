@@ -50,6 +50,7 @@ from contracts import HEADER_RECORDED_TIME, HEADER_WRITER, ContextStoreError
 
 __all__ = [
     "ConsumerGap",
+    "ConsumerPosition",
     "Delivery",
     "FetchIntake",
     "Handle",
@@ -72,6 +73,16 @@ _TIMEOUT: Final = b"408"
 
 class IntakeError(ContextStoreError):
     """The chosen intake cannot work with this nats-py."""
+
+
+@dataclass(slots=True)
+class ConsumerPosition:
+    """The consumer sequence of the last delivery a reader handled, kept across the intakes it
+    opens on one consumer: a delivery lost between two of them (a pull whose answer died with
+    a server, then "no responders" while the consumer elected a leader) shows as a jump in the
+    next intake's first delivery. A reader that makes its consumer anew starts a new one."""
+
+    last: int = 0
 
 
 class ConsumerGap(RuntimeError):
@@ -102,11 +113,13 @@ Handle = Callable[[Delivery], Awaitable[None]]
 class Intake(ABC):
     """``async with`` an intake, then ``pull()`` until ``stopped``."""
 
-    def __init__(self, handle: Handle, *, batch: int) -> None:
+    def __init__(
+        self, handle: Handle, *, batch: int, position: ConsumerPosition | None = None
+    ) -> None:
         self._handle = handle
         self._batch = batch
         self._failure: Exception | None = None
-        self._consumer_seq = 0  # of the last delivery handed over
+        self._position = position or ConsumerPosition()
         self.stopped = False
 
     @abstractmethod
@@ -135,8 +148,10 @@ class Intake(ABC):
         """Hand one delivery over; False once the intake stopped."""
         if self.stopped:
             return False
-        last, self._consumer_seq = self._consumer_seq, delivery.consumer_seq
+        last = self._position.last
         if last and delivery.consumer_seq and delivery.consumer_seq != last + 1:
+            # The position stays: until the reader reads again from its own position with a
+            # new consumer, every later delivery of this one shows the gap again.
             self._failure = ConsumerGap(
                 f"the consumer's delivery {delivery.consumer_seq} came after {last}: "
                 f"deliveries were lost (stream seq {delivery.seq})"
@@ -149,6 +164,8 @@ class Intake(ABC):
             self._failure = exc
             self.stop()
             return False
+        if delivery.consumer_seq:
+            self._position.last = delivery.consumer_seq
         return True
 
     def _raise_failure(self) -> None:
@@ -170,8 +187,9 @@ class RawIntake(Intake):
         batch: int,
         max_bytes: int,
         expires: float,
+        position: ConsumerPosition | None = None,
     ) -> None:
-        super().__init__(handle, batch=batch)
+        super().__init__(handle, batch=batch, position=position)
         self._nc = nc
         self._subject = pull_subject(stream, consumer)
         self._request = pull_request(batch, expires=expires, max_bytes=max_bytes)
@@ -254,8 +272,9 @@ class FetchIntake(Intake):
         *,
         batch: int,
         expires: float,
+        position: ConsumerPosition | None = None,
     ) -> None:
-        super().__init__(handle, batch=batch)
+        super().__init__(handle, batch=batch, position=position)
         self._js = js
         self._stream = stream
         self._consumer = consumer
@@ -382,7 +401,10 @@ def open_intake(
     batch: int,
     max_bytes: int,
     expires: float,
+    position: ConsumerPosition | None = None,
 ) -> Intake:
+    """``position``: of the reader on ``consumer``, kept across its intakes (see
+    ``ConsumerPosition``); None for a consumer only this intake reads."""
     if kind == "raw":
         return RawIntake(
             nc,
@@ -392,5 +414,8 @@ def open_intake(
             batch=batch,
             max_bytes=max_bytes,
             expires=expires,
+            position=position,
         )
-    return FetchIntake(nc.jetstream(), stream, consumer, handle, batch=batch, expires=expires)
+    return FetchIntake(
+        nc.jetstream(), stream, consumer, handle, batch=batch, expires=expires, position=position
+    )
