@@ -69,6 +69,7 @@ from contracts import (
     ContextPruned,
     Decoders,
     EvolutionContext,
+    StoreUnavailableError,
     WriteApplied,
     WriteRejected,
     WriteSubject,
@@ -283,7 +284,7 @@ class StoreActor(Actor):
                 log.info("loaded %s (seq %d)", loaded.name, self.state.applied_seq)
         cut = trimmed_before(info.config)
         if cut > self.state.applied_seq + 1:  # the writes before it are gone: never guess
-            raise RuntimeError(
+            raise StoreUnavailableError(
                 f"the write stream was trimmed before seq {cut} and no snapshot covering it "
                 f"loaded (state at seq {self.state.applied_seq}); restore a snapshot"
             )

@@ -74,8 +74,11 @@ async def trim_history(
     updated = StreamConfig.from_response(info.config.as_dict())
     updated.metadata = {**(info.config.metadata or {}), TRIMMED_BEFORE: str(cut)}
     await js.update_stream(updated)
-    purged = await js.purge_stream(WRITES_STREAM, seq=cut)
-    return Trimmed(loaded.seq, cut, int(purged or 0))
+    await js.purge_stream(WRITES_STREAM, seq=cut)  # (nats-py returns success, not a count)
+    after = (await js.stream_info(WRITES_STREAM)).state
+    # The stream holds only writes: what is missing now, counting writes stored meanwhile.
+    removed = state.messages + (after.last_seq - state.last_seq) - after.messages
+    return Trimmed(loaded.seq, cut, max(removed, 0))
 
 
 async def _first_newer(js: JetStreamContext, low: int, high: int, oldest: float) -> int:
