@@ -2,8 +2,8 @@
 everywhere, writers that ride out the loss of the stream leader with nothing lost or applied
 twice, and a standby store actor on another node that takes over when the leader's node dies.
 
-The figures (time until writes resume, lost, doubled) are printed, not asserted: timing on a
-shared 2-core machine is no test; ``bench/failover.py`` measures them.
+The figures (time until writes resume, lost, doubled) are printed (``pytest -s``), not
+asserted: timing on a shared 2-core machine is no test.
 """
 
 from __future__ import annotations
