@@ -100,6 +100,7 @@ _LEASE_POLL_S: Final = 0.5
 # group answers again. (Every request retried on this path is idempotent.)
 _FAILOVER_TIMEOUT_S: Final = 1.0
 _FLOOR_EVERY_S: Final = 2.0  # a standby's look at what its leader announced
+_REFUSALS: Final = 3  # JetStream refusing to make the actor's consumer, times running
 # Events of writes applied but not announced (by recovery, or by a standby), kept to announce
 # when this actor leads; a standby drops those its leader announced meanwhile.
 _KEPT_UNANNOUNCED: Final = 100_000
@@ -209,7 +210,7 @@ class StoreActor(Actor):
         await self.queries.start()
         # Settle the role before ready: a lone actor is leading (and has announced what
         # recovery found unannounced) by the time it says it serves.
-        leading = await self._try_to_lead()
+        leading = await self._try_to_lead(starting=True)
         self.spawn(self._play_roles(leading), name="ctxstore-roles")
         # The endpoints' subscriptions are live on the server only after a flush: ready
         # means a query sent now is answered.
@@ -241,30 +242,48 @@ class StoreActor(Actor):
                 await self._stand_by()
             leading = await self._try_to_lead()
 
-    async def _try_to_lead(self) -> bool:
+    async def _try_to_lead(self, *, starting: bool = False) -> bool:
         """Take the lease (and the lead) if it is free. Taking the lead fails while JetStream
         elects leaders after a server died: the lease is kept (renewed) meanwhile and the
-        lead taken again, until it succeeds or the lease is lost. A failure to reach
-        JetStream is no reason to stop: this actor stands by and asks again."""
+        lead taken again, until it succeeds or the lease is lost. JetStream refusing it
+        (an answer, not silence) a few times running is another matter: at start that is
+        raised; later this actor stands by and asks again."""
         if not await self.lease.acquire():
             return False
         lost = asyncio.Event()
-        async with asyncio.TaskGroup() as group:
-            keeper = group.create_task(self.lease.keep(lost), name="ctxstore-lease-taking")
-            leading = await self._take_lead_until(lost)
-            keeper.cancel()
+        try:
+            async with asyncio.TaskGroup() as group:
+                keeper = group.create_task(self.lease.keep(lost), name="ctxstore-lease-taking")
+                try:
+                    leading = await self._take_lead_until(lost, raise_refusal=starting)
+                finally:
+                    keeper.cancel()
+        except BaseException:
+            await self.lease.release()
+            raise
         if not leading:
             await self.lease.release()
         return leading
 
-    async def _take_lead_until(self, lost: asyncio.Event) -> bool:
+    async def _take_lead_until(self, lost: asyncio.Event, *, raise_refusal: bool) -> bool:
+        refusals = 0
         while not lost.is_set():
             try:
                 await self._take_lead()
                 return True
+            except nats.js.errors.ServiceUnavailableError as exc:  # no JetStream leader yet
+                log.warning("taking the lead failed (%s): trying again", exc)
+            except nats.js.errors.APIError as exc:
+                refusals += 1
+                if refusals >= _REFUSALS:
+                    if raise_refusal:
+                        raise
+                    log.warning("taking the lead refused (%s): standing by", exc)
+                    return False
+                log.warning("taking the lead refused (%s): trying again", exc)
             except (nats.errors.Error, TimeoutError, OSError) as exc:
-                log.warning("taking the lead failed (%r: %s): trying again", exc, exc)
-                await asyncio.sleep(_FAILOVER_TIMEOUT_S / 4)
+                log.warning("taking the lead failed (%r): trying again", exc)
+            await asyncio.sleep(_FAILOVER_TIMEOUT_S / 4)
         log.warning("the lease was lost while taking the lead: standing by")
         return False
 
