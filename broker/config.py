@@ -9,7 +9,12 @@ unfinished), ``CONTEXT_STORE_SYNC`` (always|default),
 ``CONTEXT_STORE_EXPORT_PATH``, ``CTXSTORE_TENANT``, ``NATS_URL``,
 ``CONTEXT_STORE_SNAPSHOT_EVERY`` (applied writes between snapshots; ``none`` turns them off),
 ``CONTEXT_STORE_SNAPSHOT_INTERVAL`` (seconds; a snapshot when writes were applied since the
-last one).
+last one), ``CONTEXT_STORE_REPLICAS`` (copies of every stream, bucket and object store the
+store makes: 1, or 3 or 5 on a cluster), ``CTXSTORE_ROLE`` (the authenticated role this client
+writes as, ``ctxstore auth init``), ``CONTEXT_STORE_ENCRYPTION_KEY`` or
+``CONTEXT_STORE_ENCRYPTION_KEY_FILE`` (encryption at rest: JetStream's files of an embedded
+server, snapshots, and exported bundles when asked), and the ``NATS_*`` sign-in settings of
+``broker.auth``.
 
 ``sync``: ``always`` makes an embedded server fsync every write before acknowledging it
 (``jetstream { sync_interval: always }``). Without it the server fsyncs every 2 minutes and
@@ -35,16 +40,43 @@ from typing import Annotated, Any, Literal
 
 import msgspec
 
+from broker.auth import AUTH_VARIABLES, NatsAuth
+from broker.redact import redact
 from contracts import (
     DEFAULT_MAX_PAYLOAD,
     DEFAULT_MAX_WRITE,
     DEFAULT_TENANT,
+    WRITER_ROLES,
     ConfigError,
     SubjectError,
     check_token,
 )
 
-__all__ = ["StoreConfig"]
+__all__ = ["Secret", "StoreConfig"]
+
+
+class Secret:
+    """A value that is never shown: ``repr`` and ``str`` give ``***``; ``reveal()`` gives it."""
+
+    __slots__ = ("_value",)
+
+    def __init__(self, value: str) -> None:
+        self._value = value
+
+    def reveal(self) -> str:
+        return self._value
+
+    def __repr__(self) -> str:
+        return "Secret('***')"
+
+    __str__ = __repr__
+
+    def __eq__(self, other: object) -> bool:
+        return isinstance(other, Secret) and other._value == self._value
+
+    def __hash__(self) -> int:
+        return hash(self._value)
+
 
 _ENV = {
     "CONTEXT_STORE_BACKEND": "backend",
@@ -60,6 +92,10 @@ _ENV = {
     "CONTEXT_STORE_SNAPSHOT_INTERVAL": "snapshot_interval",
     "CTXSTORE_TENANT": "tenant",
     "NATS_URL": "nats_url",
+    "CONTEXT_STORE_REPLICAS": "replicas",
+    "CTXSTORE_ROLE": "role",
+    "CONTEXT_STORE_ENCRYPTION_KEY": "encryption_key",
+    "CONTEXT_STORE_ENCRYPTION_KEY_FILE": "encryption_key_file",
 }
 _VARIABLE = {name: var for var, name in _ENV.items()}
 # What configures the store actor and its embedded server (the rest is the client's own).
@@ -74,6 +110,7 @@ _SERVER_SETTINGS = (
     "sync",
     "snapshot_every",
     "snapshot_interval",
+    "replicas",
 )
 _WHERE = re.compile(r" - at `\$\.([A-Za-z_]+)`")
 _UNKNOWN = re.compile(r"unknown field `([^`]+)`")
@@ -94,6 +131,22 @@ class StoreConfig(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fiel
     request_timeout: Annotated[float, msgspec.Meta(gt=0)] = 5.0
     snapshot_every: Annotated[int, msgspec.Meta(ge=1)] | None = 10_000
     snapshot_interval: Annotated[float, msgspec.Meta(gt=0)] | None = 300.0
+    replicas: Annotated[int, msgspec.Meta(ge=1, le=5)] = 1
+    role: str | None = None
+    auth: NatsAuth = msgspec.field(default_factory=NatsAuth)
+    encryption_key: Secret | None = None
+    encryption_key_file: Path | None = None
+
+    def __repr__(self) -> str:
+        # A URL's password or token never shows; the secrets' own reprs hide them.
+        fields = (
+            f"{f}={redact(v) if f == 'nats_url' and v else v!r}"
+            for f in self.__struct_fields__
+            if (v := getattr(self, f)) is not None or f == "nats_url"
+        )
+        return f"StoreConfig({', '.join(fields)})"
+
+    __str__ = __repr__
 
     @classmethod
     def build(cls, env: Mapping[str, str] | None = None, **overrides: Any) -> StoreConfig:
@@ -105,11 +158,44 @@ class StoreConfig(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fiel
             if raw is not None and raw != "":
                 values[name] = None if raw.lower() in ("none", "unlimited") else raw
         values.update({k: v for k, v in overrides.items() if v is not None})
+        if "auth" not in overrides or overrides["auth"] is None:
+            values["auth"] = NatsAuth.from_env(env)
         return _validated(values)
 
     def replace(self, **changes: Any) -> StoreConfig:
         """A copy with ``changes``, validated like the original."""
         return _validated({**msgspec.structs.asdict(self), **changes})
+
+    @property
+    def key(self) -> str | None:
+        """The encryption key (``encryption_key``, else the first line of
+        ``encryption_key_file``), or None: encryption at rest is off."""
+        if self.encryption_key is not None:
+            return self.encryption_key.reveal()
+        if self.encryption_key_file is None:
+            return None
+        try:
+            text = self.encryption_key_file.read_text(encoding="utf-8").strip()
+        except OSError as exc:
+            raise ConfigError(
+                f"encryption_key_file (CONTEXT_STORE_ENCRYPTION_KEY_FILE): {exc.strerror}: "
+                f"{self.encryption_key_file}"
+            ) from None
+        if not text:
+            raise ConfigError(
+                f"encryption_key_file (CONTEXT_STORE_ENCRYPTION_KEY_FILE): "
+                f"{self.encryption_key_file} is empty"
+            )
+        return text
+
+    def secret_environment(self) -> dict[str, str]:
+        """The secrets a server started by this client needs (never recorded anywhere)."""
+        env = {}
+        if self.encryption_key is not None:
+            env["CONTEXT_STORE_ENCRYPTION_KEY"] = self.encryption_key.reveal()
+        if self.encryption_key_file is not None:
+            env["CONTEXT_STORE_ENCRYPTION_KEY_FILE"] = str(self.encryption_key_file)
+        return env
 
     def server_environment(self) -> dict[str, str]:
         """The store actor's and embedded server's settings as the environment variables
@@ -131,13 +217,28 @@ class StoreConfig(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fiel
 def _path(type_: type, value: Any) -> Any:
     if type_ is Path and isinstance(value, str | os.PathLike):
         return Path(value)
+    if type_ is Secret:
+        if isinstance(value, Secret):
+            return value
+        if isinstance(value, str) and value:
+            return Secret(value)
+        raise ValueError("expected a non-empty string")
+    if type_ is NatsAuth and isinstance(value, NatsAuth):
+        return value
     raise NotImplementedError
 
 
 def _validated(values: dict[str, Any]) -> StoreConfig:
     try:
+        if isinstance(values.get("auth"), NatsAuth):  # already checked
+            values = {**values, "auth": msgspec.structs.asdict(values["auth"])}
         config = msgspec.convert(values, StoreConfig, strict=False, dec_hook=_path)
         check_token(config.tenant, "tenant")
+        if config.role is not None and config.role not in WRITER_ROLES:
+            raise ConfigError(
+                f"invalid store configuration: role (CTXSTORE_ROLE): {config.role!r} is not "
+                f"a role that writes; use one of {', '.join(sorted(WRITER_ROLES))}"
+            )
     except msgspec.ValidationError as exc:
         raise ConfigError(f"invalid store configuration: {_described(str(exc))}") from None
     except SubjectError as exc:
@@ -151,6 +252,6 @@ def _described(message: str) -> str:
     if found is None:
         return message
     name = found.group(1)
-    var = _VARIABLE.get(name)
+    var = _VARIABLE.get(name) or next((v for v, n in AUTH_VARIABLES.items() if n == name), None)
     where = f"{name} ({var})" if var else name
     return f"{where}: {_WHERE.sub('', message)}"

@@ -9,6 +9,7 @@ from typing import Any, Final
 from nats.aio.client import Client
 from nats.aio.subscription import Subscription
 
+from broker.auth import NatsAuth, split_servers
 from broker.redact import redact
 
 __all__ = ["BusClient", "RawHandler", "connect"]
@@ -97,8 +98,11 @@ async def connect(
     long_running: bool = False,
     connect_timeout: float = 2.0,
     reconnect_attempts: int | None = None,
+    auth: NatsAuth | None = None,
 ) -> BusClient:
-    """Connect to ``url``.
+    """Connect to ``url``: one server, or several separated by commas (the members of a
+    cluster: any one will do, and the connection moves to another when its server goes),
+    signed in with ``auth`` (``broker.auth``; a URL's own ``user:password@`` works too).
 
     A long-running process (the store actor, an agent host) waits for the server and
     reconnects forever. Other connections try ``reconnect_attempts`` times (default 3),
@@ -126,7 +130,7 @@ async def connect(
         log.info("%s closed its connection to %s", name, shown)
 
     options: dict[str, Any] = dict(
-        servers=[url],
+        servers=split_servers(url),
         name=name,
         connect_timeout=connect_timeout,
         error_cb=on_error,
@@ -140,6 +144,8 @@ async def connect(
         allow_reconnect=True,
         pending_size=64 * 1024 * 1024,
     )
+    if auth is not None:
+        options.update(auth.connect_options())
     nc = BusClient()
     nc.report = on_error
     await nc.connect(**options)

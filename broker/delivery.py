@@ -17,6 +17,7 @@ __all__ = [
     "HEARTBEAT",
     "NO_RESPONDERS",
     "DeliveryError",
+    "consumer_seq",
     "header",
     "js_position",
     "pull_request",
@@ -82,3 +83,18 @@ def js_position(reply: bytes) -> tuple[int, int, int]:
     except ValueError:
         pass
     raise DeliveryError(f"not a JetStream delivery: reply {reply[:120]!r}")
+
+
+def consumer_seq(reply: bytes) -> int:
+    """The consumer's own sequence of a delivery (from its ack subject), 0 if unreadable.
+    Each delivery of a consumer has the next one: a jump means deliveries went elsewhere (a
+    pull whose answer was lost) or the consumer was made anew (lost with its server)."""
+    tokens = reply.split(b".")
+    try:
+        if len(tokens) == _ACK_TOKENS_V1 and tokens[1] == b"ACK":
+            return int(tokens[6])
+        if len(tokens) >= _ACK_TOKENS_V2 and tokens[0] == b"$JS" and tokens[1] == b"ACK":
+            return int(tokens[8])
+    except ValueError:
+        pass
+    return 0

@@ -38,6 +38,7 @@ from broker.delivery import (
     HEARTBEAT,
     NO_RESPONDERS,
     DeliveryError,
+    consumer_seq,
     header,
     js_position,
     pull_request,
@@ -49,6 +50,8 @@ from contracts import HEADER_RECORDED_TIME, HEADER_WRITER, ContextStoreError
 from contracts.framing import WritePart, read_part
 
 __all__ = [
+    "ConsumerGap",
+    "ConsumerPosition",
     "Delivery",
     "FetchIntake",
     "Handle",
@@ -76,6 +79,22 @@ class IntakeError(ContextStoreError):
     """The chosen intake cannot work with this nats-py."""
 
 
+@dataclass(slots=True)
+class ConsumerPosition:
+    """The consumer sequence of the last delivery a reader handled, kept across the intakes it
+    opens on one consumer: a delivery lost between two of them (a pull whose answer died with
+    a server, then "no responders" while the consumer elected a leader) shows as a jump in the
+    next intake's first delivery. A reader that makes its consumer anew starts a new one."""
+
+    last: int = 0
+
+
+class ConsumerGap(RuntimeError):
+    """The consumer skipped deliveries: an answer to a pull was lost (a reconnect, a server
+    that died) or the consumer was made anew with its state lost. What it skipped will not
+    come again in order: the reader must read on from its own position with a new consumer."""
+
+
 @dataclass(frozen=True, slots=True)
 class Delivery:
     """One message a consumer delivered. A subject that is not UTF-8 is given with its bad
@@ -89,6 +108,7 @@ class Delivery:
     writer: str | None
     recorded: str | None
     ack: str
+    consumer_seq: int = 0  # the consumer's sequence of this delivery (0: unknown)
     part: WritePart | None = None  # a chunk of a write, an abort, or a compressed write
 
 
@@ -98,10 +118,13 @@ Handle = Callable[[Delivery], Awaitable[None]]
 class Intake(AsyncResource):
     """``async with`` an intake, then ``pull()`` until ``stopped``."""
 
-    def __init__(self, handle: Handle, *, batch: int) -> None:
+    def __init__(
+        self, handle: Handle, *, batch: int, position: ConsumerPosition | None = None
+    ) -> None:
         self._handle = handle
         self._batch = batch
         self._failure: Exception | None = None
+        self._position = position or ConsumerPosition()
         self.stopped = False
 
     @abstractmethod
@@ -119,12 +142,24 @@ class Intake(AsyncResource):
         """Hand one delivery over; False once the intake stopped."""
         if self.stopped:
             return False
+        last = self._position.last
+        if last and delivery.consumer_seq and delivery.consumer_seq != last + 1:
+            # The position stays: until the reader reads again from its own position with a
+            # new consumer, every later delivery of this one shows the gap again.
+            self._failure = ConsumerGap(
+                f"the consumer's delivery {delivery.consumer_seq} came after {last}: "
+                f"deliveries were lost (stream seq {delivery.seq})"
+            )
+            self.stop()
+            return False
         try:
             await self._handle(delivery)
         except Exception as exc:
             self._failure = exc
             self.stop()
             return False
+        if delivery.consumer_seq:
+            self._position.last = delivery.consumer_seq
         return True
 
     def raise_failure(self) -> None:
@@ -147,8 +182,9 @@ class RawIntake(Intake):
         batch: int,
         max_bytes: int,
         expires: float,
+        position: ConsumerPosition | None = None,
     ) -> None:
-        super().__init__(handle, batch=batch)
+        super().__init__(handle, batch=batch, position=position)
         self._nc = nc
         self._subject = pull_subject(stream, consumer)
         self._request = pull_request(batch, expires=expires, max_bytes=max_bytes)
@@ -209,6 +245,7 @@ class RawIntake(Intake):
             writer=header(headers, _WRITER),
             recorded=header(headers, _RECORDED),
             ack=reply.decode("ascii", "replace"),
+            consumer_seq=consumer_seq(reply),
             part=raw_part(headers),
         )
         if await self._deliver(delivery) and self._received >= self._batch:
@@ -227,8 +264,9 @@ class FetchIntake(Intake):
         *,
         batch: int,
         expires: float,
+        position: ConsumerPosition | None = None,
     ) -> None:
-        super().__init__(handle, batch=batch)
+        super().__init__(handle, batch=batch, position=position)
         self._js = js
         self._stream = stream
         self._consumer = consumer
@@ -280,6 +318,7 @@ def _from_msg(msg: Msg) -> Delivery:
         writer=headers.get(HEADER_WRITER),
         recorded=headers.get(HEADER_RECORDED_TIME),
         ack=msg.reply,
+        consumer_seq=meta.sequence.consumer,
         part=read_part(headers.get),
     )
 
@@ -358,7 +397,10 @@ def open_intake(
     batch: int,
     max_bytes: int,
     expires: float,
+    position: ConsumerPosition | None = None,
 ) -> Intake:
+    """``position``: of the reader on ``consumer``, kept across its intakes (see
+    ``ConsumerPosition``); None for a consumer only this intake reads."""
     if kind == "raw":
         return RawIntake(
             nc,
@@ -368,5 +410,8 @@ def open_intake(
             batch=batch,
             max_bytes=max_bytes,
             expires=expires,
+            position=position,
         )
-    return FetchIntake(nc.jetstream(), stream, consumer, handle, batch=batch, expires=expires)
+    return FetchIntake(
+        nc.jetstream(), stream, consumer, handle, batch=batch, expires=expires, position=position
+    )

@@ -10,15 +10,18 @@ as a ``contracts.errors`` exception, JetStream refusals sorted by their error co
 
 from __future__ import annotations
 
+import asyncio
 import hashlib
+import time
 from collections.abc import Awaitable, Callable, Mapping
 from typing import Final
 
 import nats.errors
 from nats.js import JetStreamContext
 from nats.js.api import PubAck
+from nats.js.errors import APIError, NoStreamResponseError
 
-from broker.nats_errors import store_error
+from broker.nats_errors import JSErrorCode, store_error
 from broker.streams import WRITES_STREAM
 from contracts import HEADER_EXPECTED_LAST_SUBJECT_SEQ, HEADER_MSG_ID
 from contracts.errors import (
@@ -38,6 +41,8 @@ whose connection was closed can hand out one on a new connection."""
 
 _HEADER_LINE: Final = len(b"NATS/1.0\r\n")
 _ATTEMPTS: Final = 3
+_FIRST_BACKOFF_S: Final = 0.05
+_MAX_BACKOFF_S: Final = 0.5
 _CONNECTION_LOST: Final = (nats.errors.ConnectionClosedError, nats.errors.OutboundBufferLimitError)
 
 
@@ -59,8 +64,14 @@ async def publish(
     stream: str = WRITES_STREAM,
     max_payload: int | None = None,
     what: str | None = None,
+    failover: float = 0.0,
 ) -> PubAck:
     """Publish ``data`` on ``subject`` and return JetStream's acknowledgement.
+
+    ``failover``: for this many seconds, a stream that has no leader (it answers "no
+    responders" or "temporarily unavailable" while a cluster elects a new one, a few
+    seconds after a server dies) is asked again, with the same ``Nats-Msg-Id``, rather than
+    failing the write: a client of a cluster rides out the failover.
 
     Raises ``StoreTimeoutError`` when no attempt was acknowledged (the message may still
     have been stored: retry with the same ``Nats-Msg-Id``), ``ConflictError`` when an
@@ -78,7 +89,11 @@ async def publish(
             f"{what}: {size} bytes with its headers, over the server's limit of {max_payload} bytes"
         )
     unanswered = 0  # attempts sent whose acknowledgement never came: maybe stored
-    for attempt in range(1, attempts + 1):
+    deadline = time.monotonic() + failover
+    backoff = _FIRST_BACKOFF_S
+    attempt = 0
+    while attempt < attempts:
+        attempt += 1
         try:
             js = await jetstream()
         except StoreUnavailableError as exc:
@@ -93,6 +108,12 @@ async def publish(
             error = store_error(exc, f"publishing {what}")
             if error is None:
                 raise
+            if _leaderless(exc) and time.monotonic() + backoff < deadline:
+                # Not an attempt used up: nothing was stored (nobody took the message).
+                attempt -= 1
+                await asyncio.sleep(backoff)
+                backoff = min(backoff * 2, _MAX_BACKOFF_S)
+                continue
             # Worth another attempt: a lost acknowledgement, or a connection that is gone
             # (the source may hand out a new one); not a refusal, which would come again.
             if isinstance(error, StoreTimeoutError):
@@ -111,6 +132,16 @@ async def publish(
                 raise _timed_out(what, unanswered) from exc
             raise error from exc
     raise AssertionError("unreachable")
+
+
+def _leaderless(exc: BaseException) -> bool:
+    """The answer of a stream without a leader: nobody took the message."""
+    match exc:
+        case nats.errors.NoRespondersError() | NoStreamResponseError():
+            return True
+        case APIError():
+            return exc.err_code == JSErrorCode.CLUSTER_NOT_AVAILABLE or exc.code == 503
+    return False
 
 
 def _timed_out(what: str, unanswered: int) -> StoreTimeoutError:
@@ -158,6 +189,7 @@ async def publish_write(
     max_payload: int,
     what: str | None = None,
     compress_over: int = COMPRESS_OVER,
+    failover: float = 0.0,
 ) -> PubAck:
     """Publish a write whose JSON body is ``data``: in one message, compressed if large
     (``contracts.framing``), or in chunks when it does not fit in ``max_payload`` (the
@@ -167,7 +199,7 @@ async def publish_write(
     ``headers`` must hold a ``Nats-Msg-Id``; each chunk gets ``<it>.<i>``. A guard
     (``Nats-Expected-Last-Subject-Sequence``) applies to the first chunk; each next chunk
     expects the one before it, so nothing else can come between them on what the guard
-    covers (the guarded write stays one change). Errors as ``publish``."""
+    covers (the guarded write stays one change). ``failover`` and errors as ``publish``."""
     what = what or subject
     msg_id = headers.get(HEADER_MSG_ID)
     if msg_id is None:
@@ -184,6 +216,7 @@ async def publish_write(
             {**headers, **frames[0].headers},
             max_payload=max_payload,
             what=what,
+            failover=failover,
         )
     if room < 1024:
         raise PayloadTooLargeError(
@@ -204,6 +237,7 @@ async def publish_write(
                 chunk_headers,
                 max_payload=max_payload,
                 what=f"{what} (chunk {i + 1} of {len(frames)})",
+                failover=failover,
             )
         except ConflictError as exc:
             # A retry of a write that got further than this chunk: its later chunks are

@@ -18,6 +18,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import ctypes
+import json
 import os
 import re
 import shutil
@@ -26,13 +27,14 @@ import sys
 import sysconfig
 from collections import deque
 from collections.abc import Callable
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Self
 
 from broker.lifecycle import AsyncResource
 from contracts.errors import BrokerError
 
-__all__ = ["BrokerError", "EmbeddedServer", "find_server_binary"]
+__all__ = ["BrokerError", "ClusterSettings", "EmbeddedServer", "ServerTLS", "find_server_binary"]
 
 _LISTENING = re.compile(rb"Listening for client connections on [^\s]+:(\d+)")
 _READY = b"Server is ready"
@@ -53,6 +55,47 @@ def _die_with_parent() -> Callable[[], None] | None:
             os._exit(1)
 
     return preexec
+
+
+def _quoted(text: str) -> str:
+    """A string as the server's configuration language reads it (JSON-style quoting)."""
+    return json.dumps(text)
+
+
+@dataclass(frozen=True, slots=True)
+class ClusterSettings:
+    """This server's place in a cluster: the cluster's name, the port other servers reach
+    it on, and the routes to every member (its own route included: the server skips it)."""
+
+    name: str
+    port: int
+    routes: tuple[str, ...]
+
+    def config(self, host: str) -> str:
+        routes = ", ".join(_quoted(r) for r in self.routes)
+        return (
+            f"cluster {{\n  name: {_quoted(self.name)}\n  listen: {_quoted(f'{host}:{self.port}')}"
+            f"\n  routes: [{routes}]\n}}"
+        )
+
+
+@dataclass(frozen=True, slots=True)
+class ServerTLS:
+    """TLS for client connections: the server's certificate and key, and the CA its clients'
+    certificates must be signed by when ``verify`` (mutual TLS)."""
+
+    cert: Path
+    key: Path
+    ca: Path | None = None
+    verify: bool = False
+
+    def config(self) -> str:
+        lines = [f"cert_file: {_quoted(str(self.cert))}", f"key_file: {_quoted(str(self.key))}"]
+        if self.ca is not None:
+            lines.append(f"ca_file: {_quoted(str(self.ca))}")
+        if self.verify:
+            lines.append("verify: true")
+        return "tls {\n  " + "\n  ".join(lines) + "\n}"
 
 
 def find_server_binary() -> str:
@@ -85,13 +128,27 @@ class EmbeddedServer(AsyncResource):
         sync_always: bool = False,
         max_payload: int = 8 * 1024 * 1024,
         startup_timeout: float = 20.0,
+        server_name: str = "ctxstore-embedded",
+        cluster: ClusterSettings | None = None,
+        include: Path | None = None,
+        cipher_key: str | None = None,
+        tls: ServerTLS | None = None,
     ) -> None:
+        """``cluster``: join a cluster (a unique ``server_name`` each). ``include``: a
+        configuration file of accounts and users (``ctxstore auth init``), included as it
+        is. ``cipher_key``: encrypt JetStream's files at rest (ChaCha20-Poly1305, the key
+        derived by the server from this text). ``tls``: require TLS from clients."""
         self.store_dir = Path(store_dir)
         self.host = host
         self._requested_port = port
         self._sync_always = sync_always
         self._max_payload = max_payload
         self._startup_timeout = startup_timeout
+        self.server_name = server_name
+        self._cluster = cluster
+        self._include = include
+        self._cipher_key = cipher_key
+        self._tls = tls
         self._process: asyncio.subprocess.Process | None = None
         self._drain: asyncio.Task[None] | None = None
         self._log: deque[str] = deque(maxlen=200)
@@ -101,7 +158,8 @@ class EmbeddedServer(AsyncResource):
     def url(self) -> str:
         if self.port is None:
             raise BrokerError("the embedded server is not running")
-        return f"nats://{self.host}:{self.port}"
+        scheme = "tls" if self._tls is not None else "nats"
+        return f"{scheme}://{self.host}:{self.port}"
 
     @property
     def pid(self) -> int | None:
@@ -114,17 +172,33 @@ class EmbeddedServer(AsyncResource):
     def _write_config(self) -> Path:
         self.store_dir.mkdir(parents=True, exist_ok=True)
         js_dir = self.store_dir / "jetstream"
-        sync = "\n  sync_interval: always" if self._sync_always else ""
         port = -1 if self._requested_port == 0 else self._requested_port
+        jetstream = [f"store_dir: {_quoted(str(js_dir))}"]
+        if self._sync_always:
+            jetstream.append("sync_interval: always")
+        if self._cipher_key is not None:
+            jetstream += ["cipher: chachapoly", f"key: {_quoted(self._cipher_key)}"]
+        lines = [
+            f"host: {_quoted(self.host)}",
+            f"port: {port}",
+            f"max_payload: {self._max_payload}",
+            f"server_name: {_quoted(self.server_name)}",
+            "jetstream {\n  " + "\n  ".join(jetstream) + "\n}",
+        ]
+        if self._cluster is not None:
+            lines.append(self._cluster.config(self.host))
+        if self._tls is not None:
+            lines.append(self._tls.config())
+        if self._include is not None:
+            # The server reads an include relative to the including file's folder.
+            where = os.path.relpath(Path(self._include).resolve(), self.store_dir.resolve())
+            lines.append(f"include {_quoted(where)}")
         conf = self.store_dir / "nats-server.conf"
-        conf.write_text(
-            f'host: "{self.host}"\n'
-            f"port: {port}\n"
-            f"max_payload: {self._max_payload}\n"
-            f'server_name: "ctxstore-embedded"\n'
-            f'jetstream {{\n  store_dir: "{js_dir}"{sync}\n}}\n',
-            encoding="utf-8",
-        )
+        # The file may hold the JetStream key: readable by its owner only.
+        fd = os.open(conf, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+        with os.fdopen(fd, "w", encoding="utf-8") as f:
+            f.write("\n".join(lines) + "\n")
+        os.chmod(conf, 0o600)
         return conf
 
     async def start(self) -> None:

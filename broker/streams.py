@@ -1,20 +1,33 @@
 """The JetStream layout: the write log, the event log, and the store actor's consumer.
 
-Provisioning is idempotent: a stream that exists is updated only where our configuration
-differs, and the durable consumer is created with the same config each time.
+Provisioning is idempotent and never loses anything: a stream that exists is updated only in
+the settings that cannot drop a message (subjects, maximum message size, duplicate window,
+direct get). Replicas and retention (max_age, max_bytes, max_msgs, per-subject limits,
+discard and retention policies, persist mode, storage, compression) of an existing stream
+are never changed by provisioning: it returns each difference (``Drift``) and logs it, and
+only ``migrate(..., apply=True)`` (``ctxstore migrate --apply``) changes them. So restarting
+an actor with one setting changed cannot scale a 3-replica stream down to 1.
+
+``replicas`` (``CONTEXT_STORE_REPLICAS``) is the number of copies of every stream, bucket and
+object store of the store. With more than one, the event stream is persisted the default way:
+JetStream refuses ``persist_mode: async`` on replicated streams (error 10052).
 """
 
 from __future__ import annotations
 
 import contextlib
-from typing import Final
+import logging
+from dataclasses import dataclass
+from typing import Any, Final
 
 from nats.js import JetStreamContext
 from nats.js.api import (
     AckPolicy,
     ConsumerConfig,
     DeliverPolicy,
+    DiscardPolicy,
     PersistMode,
+    RetentionPolicy,
     StorageType,
     StoreCompression,
     StreamConfig,
@@ -23,19 +36,26 @@ from nats.js.errors import NotFoundError
 
 from broker.config import StoreConfig
 from contracts import event_filter, write_filter
+from contracts.errors import ConfigError
 from contracts.subjects import ROOT, Channel
 
 __all__ = [
     "ACTOR_DURABLE",
+    "BUCKET_STREAMS",
     "DUPLICATE_WINDOW_S",
     "EVENTS_STREAM",
     "WRITES_STREAM",
+    "Drift",
     "actor_consumer_config",
+    "drifts",
     "events_stream_config",
+    "migrate",
     "provision",
     "take_over_consumer",
     "writes_stream_config",
 ]
+
+log = logging.getLogger("ctxstore.streams")
 
 WRITES_STREAM: Final = "CTXSTORE_WRITES"
 EVENTS_STREAM: Final = "CTXSTORE_EVENTS"
@@ -43,6 +63,8 @@ ACTOR_DURABLE: Final = "ctxstore-actor"
 DUPLICATE_WINDOW_S: Final = 120.0
 """How long the streams remember a ``Nats-Msg-Id``: a retry within it is stored once."""
 _EVENTS_MAX_AGE_S: Final = 7 * 24 * 3600.0
+BUCKET_STREAMS: Final = ("KV_ctxstore_leases", "OBJ_ctxstore_snapshots")
+"""The streams under the lease bucket and the snapshot object store (made by the actor)."""
 
 
 def _storage(config: StoreConfig) -> StorageType:
@@ -63,7 +85,7 @@ def writes_stream_config(config: StoreConfig) -> StreamConfig:
             if config.compression and config.backend == "file"
             else StoreCompression.NONE
         ),
-        num_replicas=1,
+        num_replicas=config.replicas,
     )
 
 
@@ -77,12 +99,17 @@ def events_stream_config(config: StoreConfig) -> StreamConfig:
         # Events are derived from the write log, which is the record: with
         # ``sync_interval: always`` each write is fsynced, its event need not be (an fsync per
         # event halved durable throughput). A power loss may drop the last events, never a
-        # write. Set at creation only: the server cannot change it on an existing stream.
-        persist_mode=PersistMode.ASYNC if storage is StorageType.FILE else None,
+        # write. Set at creation only: the server cannot change it on an existing stream,
+        # and refuses it on a replicated one (there each event has its copies instead).
+        persist_mode=(
+            PersistMode.ASYNC
+            if storage is StorageType.FILE and config.replicas == 1
+            else PersistMode.DEFAULT
+        ),
         max_age=_EVENTS_MAX_AGE_S,
         duplicate_window=DUPLICATE_WINDOW_S,
         allow_direct=True,
-        num_replicas=1,
+        num_replicas=config.replicas,
     )
 
 
@@ -103,31 +130,177 @@ def actor_consumer_config(start_seq: int = 1) -> ConsumerConfig:
     )
 
 
-def _differs(wanted: StreamConfig, current: StreamConfig) -> bool:
-    fields = ("subjects", "max_msg_size", "duplicate_window", "allow_direct", "max_age")
-    # The server reports unset limits as 0 where we leave them as None.
-    return any((getattr(wanted, f) or 0) != (getattr(current, f) or 0) for f in fields)
+# Settings provisioning aligns by itself: none can drop a stored message.
+_SAFE: Final = ("subjects", "max_msg_size", "duplicate_window", "allow_direct")
+# Settings only an explicit migration changes: copies and retention.
+_GUARDED: Final = (
+    "num_replicas",
+    "max_age",
+    "max_bytes",
+    "max_msgs",
+    "max_msgs_per_subject",
+    "discard",
+    "retention",
+    "persist_mode",
+    "storage",
+    "compression",
+)
+# What the server reports for a setting left unset.
+_UNSET: Final[dict[str, Any]] = {
+    "num_replicas": 1,
+    "max_age": 0,
+    "max_bytes": -1,
+    "max_msgs": -1,
+    "max_msgs_per_subject": -1,
+    "discard": DiscardPolicy.OLD,
+    "retention": RetentionPolicy.LIMITS,
+    "persist_mode": PersistMode.DEFAULT,
+    "compression": StoreCompression.NONE,
+}
+# Changed in place by no update: a migration creates the stream anew (its messages go).
+_RECREATE: Final = frozenset({"persist_mode", "storage"})
 
 
-async def _ensure_stream(js: JetStreamContext, wanted: StreamConfig) -> None:
+@dataclass(frozen=True, slots=True)
+class Drift:
+    """One setting of an existing stream that differs from what the configuration wants."""
+
+    stream: str
+    field: str
+    current: Any
+    wanted: Any
+
+    def __str__(self) -> str:
+        return (
+            f"{self.stream}: {self.field} is {_shown(self.current)}, the configuration wants "
+            f"{_shown(self.wanted)}"
+        )
+
+    @property
+    def recreates(self) -> bool:
+        """Applying it means creating the stream anew (JetStream cannot change it)."""
+        return self.field in _RECREATE
+
+
+def _shown(value: Any) -> str:
+    return str(value.value) if hasattr(value, "value") else str(value)
+
+
+def _value(config: StreamConfig, field: str) -> Any:
+    value = getattr(config, field)
+    if field in ("max_age", "duplicate_window") and value is not None:
+        return float(value)
+    if value is None:
+        return _UNSET.get(field, 0 if field != "subjects" else [])
+    return value
+
+
+def _guarded_drifts(wanted: StreamConfig, current: StreamConfig) -> list[Drift]:
+    assert wanted.name is not None
+    return [
+        Drift(wanted.name, f, _value(current, f), _value(wanted, f))
+        for f in _GUARDED
+        if _value(current, f) != _value(wanted, f)
+    ]
+
+
+def _safe_differs(wanted: StreamConfig, current: StreamConfig) -> bool:
+    return any(_value(wanted, f) != _value(current, f) for f in _SAFE)
+
+
+def _stream_configs(config: StoreConfig) -> list[StreamConfig]:
+    return [writes_stream_config(config), events_stream_config(config)]
+
+
+async def _ensure_stream(js: JetStreamContext, wanted: StreamConfig) -> list[Drift]:
     assert wanted.name is not None
     try:
         info = await js.stream_info(wanted.name)
     except NotFoundError:
         await js.add_stream(wanted)
-        return
-    if _differs(wanted, info.config):
-        # Storage type cannot change in place; keep the stored one rather than lose data.
-        wanted.storage = info.config.storage
-        wanted.compression = info.config.compression
-        wanted.persist_mode = info.config.persist_mode
-        await js.update_stream(wanted)
+        return []
+    current = info.config
+    drifted = _guarded_drifts(wanted, current)
+    if _safe_differs(wanted, current):
+        # Only the safe settings move: copies and retention stay as they are.
+        aligned = StreamConfig.from_response(current.as_dict())
+        for f in _SAFE:
+            setattr(aligned, f, getattr(wanted, f))
+        await js.update_stream(aligned)
+    return drifted
 
 
-async def provision(js: JetStreamContext, config: StoreConfig) -> None:
-    """Create or align both streams (never the consumer: that is the leader's)."""
-    await _ensure_stream(js, writes_stream_config(config))
-    await _ensure_stream(js, events_stream_config(config))
+async def _bucket_drifts(js: JetStreamContext, config: StoreConfig) -> list[Drift]:
+    found = []
+    for name in BUCKET_STREAMS:
+        try:
+            info = await js.stream_info(name)
+        except NotFoundError:
+            continue  # made by the actor when first needed, with the configured replicas
+        current = info.config.num_replicas or 1
+        if current != config.replicas:
+            found.append(Drift(name, "num_replicas", current, config.replicas))
+    return found
+
+
+async def provision(js: JetStreamContext, config: StoreConfig) -> list[Drift]:
+    """Create both streams, or align their safe settings (never the consumer: that is the
+    leader's). Returns, and logs, what differs and only ``migrate`` may change."""
+    drifted: list[Drift] = []
+    for wanted in _stream_configs(config):
+        drifted += await _ensure_stream(js, wanted)
+    drifted += await _bucket_drifts(js, config)
+    for drift in drifted:
+        log.warning("%s: kept as it is; 'ctxstore migrate --apply' changes it", drift)
+    return drifted
+
+
+async def drifts(js: JetStreamContext, config: StoreConfig) -> list[Drift]:
+    """What differs between the existing streams and buckets and the configuration."""
+    found: list[Drift] = []
+    for wanted in _stream_configs(config):
+        assert wanted.name is not None
+        try:
+            info = await js.stream_info(wanted.name)
+        except NotFoundError:
+            continue
+        found += _guarded_drifts(wanted, info.config)
+    return found + await _bucket_drifts(js, config)
+
+
+async def migrate(js: JetStreamContext, config: StoreConfig, *, apply: bool) -> list[Drift]:
+    """The differences ``provision`` keeps; with ``apply``, make the streams and buckets as the
+    configuration wants them. A stream whose persist mode or storage must change is created
+    anew: only the event stream may be (its events are derived from the write log); the
+    write stream never is, and such a drift of it is left for the operator."""
+    found = await drifts(js, config)
+    if not apply:
+        return found
+    by_stream: dict[str, list[Drift]] = {}
+    for drift in found:
+        by_stream.setdefault(drift.stream, []).append(drift)
+    wanted_by_name = {w.name: w for w in _stream_configs(config)}
+    for name, its in by_stream.items():
+        if name in BUCKET_STREAMS:
+            info = await js.stream_info(name)
+            updated = StreamConfig.from_response(info.config.as_dict())
+            updated.num_replicas = config.replicas
+            await js.update_stream(updated)
+        elif any(d.recreates for d in its):
+            if name == WRITES_STREAM:
+                raise ConfigError(
+                    f"{', '.join(str(d) for d in its if d.recreates)}: JetStream cannot change "
+                    "this on an existing stream, and the write stream is the store's record: "
+                    "it is never recreated by a migration"
+                )
+            await js.delete_stream(name)
+            await js.add_stream(wanted_by_name[name])
+            log.warning("%s: created anew (its past events are gone)", name)
+        else:
+            await js.update_stream(wanted_by_name[name])
+        for drift in its:
+            log.warning("migrated %s", drift)
+    return found
 
 
 async def take_over_consumer(js: JetStreamContext, start_seq: int) -> None:

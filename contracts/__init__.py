@@ -63,6 +63,7 @@ from contracts.queries import (
     OutcomeRequest,
     StatsRequest,
 )
+from contracts.roles import ROLE_KINDS, WRITER_ROLES, Role
 from contracts.stats import ActorRole, FamilyType, MetricFamily, MetricSample, StatsReply
 from contracts.subjects import (
     DEFAULT_TENANT,
@@ -76,10 +77,12 @@ from contracts.subjects import (
     event_filter,
     event_subject,
     event_subject_of,
+    kind_filter,
     outcome_filter,
     query_filter,
     query_subject,
     query_tenant,
+    role_of,
     write_filter,
     write_subject,
 )
@@ -122,7 +125,9 @@ __all__ = [
     "HEADER_WRITE_ID",
     "PHASE_WRITES",
     "PRUNED_KIND",
+    "ROLE_KINDS",
     "WRITER_MAX",
+    "WRITER_ROLES",
     "ActorRole",
     "AgentActivity",
     "AgentError",
@@ -171,6 +176,7 @@ __all__ = [
     "PhaseWrite",
     "Query",
     "RequestError",
+    "Role",
     "Stage",
     "StageUpdate",
     "StatsReply",
@@ -195,11 +201,13 @@ __all__ = [
     "event_filter",
     "event_subject",
     "event_subject_of",
+    "kind_filter",
     "outcome_filter",
     "phase_data",
     "query_filter",
     "query_subject",
     "query_tenant",
+    "role_of",
     "service_error",
     "write_filter",
     "write_subject",

@@ -3,6 +3,7 @@
 Layout (token positions are fixed so that permissions and partitioning can key on them)::
 
     ctxstore.write.<tenant>.<evolution_id>.<kind>    phase writes   (stream CTXSTORE_WRITES)
+    ctxstore.write.<tenant>.<evolution_id>.<kind>.<role>   the same, by an authenticated role
     ctxstore.event.<tenant>.<evolution_id>.<kind>    applied writes (stream CTXSTORE_EVENTS)
     ctxstore.error.<tenant>.<evolution_id>.<kind>    rejected writes (stream CTXSTORE_EVENTS)
     ctxstore.query.<tenant>.<operation>              request-reply queries (NATS micro service)
@@ -17,6 +18,7 @@ import sys
 from dataclasses import dataclass
 from enum import StrEnum
 
+from contracts.roles import WRITER_ROLES
 from contracts.vocabulary import WriteKind
 
 __all__ = [
@@ -33,10 +35,12 @@ __all__ = [
     "event_filter",
     "event_subject",
     "event_subject_of",
+    "kind_filter",
     "outcome_filter",
     "query_filter",
     "query_subject",
     "query_tenant",
+    "role_of",
     "write_filter",
     "write_subject",
 ]
@@ -84,11 +88,26 @@ def _build(channel: Channel, tenant: str, evolution_id: str, kind: str) -> str:
     return f"{ROOT}.{channel}.{tenant}.{evolution_id}.{kind}"
 
 
-def write_subject(tenant: str, evolution_id: str, kind: WriteKind | str) -> str:
-    """A raw ``str`` kind must be a valid token; the store rejects kinds it does not know."""
+def write_subject(
+    tenant: str, evolution_id: str, kind: WriteKind | str, role: str | None = None
+) -> str:
+    """A raw ``str`` kind must be a valid token; the store rejects kinds it does not know.
+    ``role``: the authenticated role publishing it (its permissions allow only subjects
+    ending in its name), or None without authentication."""
     if not isinstance(kind, WriteKind):
         check_token(kind, "kind")
-    return _build(Channel.WRITE, tenant, evolution_id, kind)
+    subject = _build(Channel.WRITE, tenant, evolution_id, kind)
+    if role is None:
+        return subject
+    if role not in WRITER_ROLES:
+        raise SubjectError(f"role {_shown(role)} does not write: use one of {sorted(WRITER_ROLES)}")
+    return f"{subject}.{role}"
+
+
+def role_of(subject: str) -> str | None:
+    """The role token of a write subject published by an authenticated role, else None."""
+    found = WriteSubject.try_parse(subject)
+    return None if found is None else found.role
 
 
 def event_subject(tenant: str, evolution_id: str, kind: WriteKind | str) -> str:
@@ -108,7 +127,10 @@ def event_subject_of(stored_write_subject: str) -> str:
     store has already parsed and checked (the hot path: no second validation)."""
     if not stored_write_subject.startswith(_WRITE_PREFIX):
         raise SubjectError(f"not a write subject: {_shown(stored_write_subject)}")
-    return _EVENT_PREFIX + stored_write_subject[len(_WRITE_PREFIX) :]
+    rest = stored_write_subject[len(_WRITE_PREFIX) :]
+    if rest.count(".") == 3:  # a role's write: its event has the plain layout
+        rest = rest.rpartition(".")[0]
+    return _EVENT_PREFIX + rest
 
 
 def query_subject(tenant: str, operation: Query) -> str:
@@ -127,6 +149,11 @@ def _filter(channel: Channel | str, tenant: str | None, evolution_id: str | None
     if evolution_id is None:
         return f"{ROOT}.{channel}.{t}.>"
     return f"{ROOT}.{channel}.{t}.{check_token(evolution_id, 'evolution_id')}.>"
+
+
+def kind_filter(tenant: str, evolution_id: str, kind: WriteKind | str) -> str:
+    """Every role's subject of one kind of write to one evolution."""
+    return f"{_build(Channel.WRITE, tenant, evolution_id, kind)}.*"
 
 
 def write_filter(tenant: str | None = None, evolution_id: str | None = None) -> str:
@@ -163,6 +190,7 @@ class WriteSubject:
     tenant: str
     evolution_id: str
     kind: str
+    role: str | None = None  # the authenticated writer, on a role's subject
 
     @classmethod
     def parse(cls, subject: str) -> WriteSubject:
@@ -176,10 +204,20 @@ class WriteSubject:
     @classmethod
     def try_parse(cls, subject: str) -> WriteSubject | None:
         parts = subject.split(".")
-        if len(parts) != 5 or parts[0] != ROOT or parts[1] != Channel.WRITE:
+        if len(parts) not in (5, 6) or parts[0] != ROOT or parts[1] != Channel.WRITE:
             return None
+        role = None
+        if len(parts) == 6:
+            if parts[5] not in WRITER_ROLES:
+                return None
+            role = sys.intern(parts[5])
         # Interned: a tenant or kind is held once, not once per context in memory.
-        return cls(tenant=sys.intern(parts[2]), evolution_id=parts[3], kind=sys.intern(parts[4]))
+        return cls(
+            tenant=sys.intern(parts[2]),
+            evolution_id=parts[3],
+            kind=sys.intern(parts[4]),
+            role=role,
+        )
 
     def check(self) -> WriteSubject:
         """Self, if tenant and evolution id are valid tokens; else ``SubjectError``."""

@@ -233,10 +233,20 @@ async def contexts_at(nc: Client, seq: int) -> dict[str, EvolutionContext]:
 class ActorProcess:
     """``ctxstore --nats-url URL serve``: the store actor in its own OS process."""
 
-    def __init__(self, url: str, log_dir: Path, name: str = "actor") -> None:
+    def __init__(
+        self,
+        url: str,
+        log_dir: Path,
+        name: str = "actor",
+        env: dict[str, str] | None = None,
+        *,
+        verbose: bool = False,
+    ) -> None:
         self.url = url
         self.log_dir = log_dir
         self.name = name
+        self.env = env or {}
+        self.verbose = verbose
         self.proc: asyncio.subprocess.Process | None = None
         self.starts = 0
 
@@ -246,6 +256,7 @@ class ActorProcess:
         env = {k: v for k, v in os.environ.items() if not k.startswith("CONTEXT_STORE_")}
         env["CONTEXT_STORE_SNAPSHOT_EVERY"] = "2000"  # snapshots take part in the crashes
         env["CONTEXT_STORE_MAX_PAYLOAD"] = str(64 * 1024)
+        env.update(self.env)
         began = perf_counter()
         with (self.log_dir / f"{self.name}-{self.starts}.log").open("wb") as err:
             self.proc = await asyncio.create_subprocess_exec(
@@ -254,6 +265,7 @@ class ActorProcess:
                 "actors.cli",
                 "--nats-url",
                 self.url,
+                *(["-v"] if self.verbose else []),
                 "serve",
                 stdout=asyncio.subprocess.PIPE,
                 stderr=err,

@@ -50,6 +50,14 @@ def _global_options(parser: argparse.ArgumentParser, *, defaults: bool) -> None:
     parser.add_argument(
         "-v", "--verbose", action="store_true", default=default(False), help="log to stderr"
     )
+    for flag, what in (
+        ("--creds", "a .creds file to sign in with (default: $NATS_CREDS)"),
+        ("--nkey", "an nkey seed file to sign in with (default: $NATS_NKEY)"),
+        ("--tls-ca", "CA to verify the server with (default: $NATS_CA)"),
+        ("--tls-cert", "client certificate (default: $NATS_CERT)"),
+        ("--tls-key", "client certificate's key (default: $NATS_KEY)"),
+    ):
+        parser.add_argument(flag, default=default(None), help=what)
 
 
 def _parser() -> argparse.ArgumentParser:
@@ -73,6 +81,13 @@ def _parser() -> argparse.ArgumentParser:
         default="127.0.0.1",
         metavar="HOST",
         help="address of the metrics endpoint (default: 127.0.0.1; 0.0.0.0 for every one)",
+    )
+    serve.add_argument(
+        "--auth",
+        type=Path,
+        default=None,
+        metavar="DIR",
+        help="accounts and users from 'ctxstore auth init DIR': one actor per tenant",
     )
     # The server a URL-less client starts for the local store directory.
     serve.add_argument("--exit-when-unused", action="store_true", help=argparse.SUPPRESS)
@@ -170,6 +185,28 @@ def _parser() -> argparse.ArgumentParser:
     )
     stats.add_argument("--json", action="store_true")
     stats.set_defaults(run="stats:cmd_stats")
+
+    auth = sub.add_parser("auth", help="authentication: 'auth init DIR' writes users and keys")
+    auth.add_argument("action", choices=["init"])
+    auth.add_argument("directory", type=Path)
+    auth.add_argument(
+        "--tenant", action="append", default=None, help="a tenant (repeat; default: default)"
+    )
+    auth.add_argument("--force", action="store_true", help="replace what DIR holds")
+    auth.set_defaults(run="admin:cmd_auth")
+
+    migrate = sub.add_parser(
+        "migrate", help="show (or --apply) stream replicas/retention that differ from the settings"
+    )
+    migrate.add_argument("--apply", action="store_true", help="change them")
+    migrate.set_defaults(run="admin:cmd_migrate")
+
+    trim = sub.add_parser(
+        "trim", help="drop write history older than the newest verified snapshot (no time travel)"
+    )
+    trim.add_argument("--max-age", type=float, default=None, help="seconds of history to keep")
+    trim.add_argument("--max-bytes", type=int, default=None, help="bytes of history to keep")
+    trim.set_defaults(run="admin:cmd_trim")
 
     demo = sub.add_parser("demo", help="run the spec's four phases against the store")
     demo.add_argument("--target", default="./my-project")

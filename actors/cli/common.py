@@ -6,6 +6,7 @@ import argparse
 import asyncio
 import contextlib
 import json
+import os
 import signal
 from collections.abc import Iterator, Sequence
 from datetime import UTC, datetime
@@ -14,8 +15,10 @@ from typing import Any
 import msgspec
 
 from actors.client import SharedContextStore
+from broker import StoreConfig
+from broker.auth import NatsAuth
 
-__all__ = ["client", "dump", "parse_point", "stop_signals", "table"]
+__all__ = ["client", "dump", "parse_point", "stop_signals", "store_config", "table"]
 
 
 def table(rows: Sequence[Sequence[object]], headers: Sequence[str]) -> str:
@@ -30,8 +33,22 @@ def dump(value: Any) -> str:
     return json.dumps(msgspec.to_builtins(value), indent=2, sort_keys=False)
 
 
+def store_config(args: argparse.Namespace, **overrides: Any) -> StoreConfig:
+    """The configuration the command line and the environment give (sign-in options on the
+    command line win over ``NATS_*`` variables)."""
+    auth = NatsAuth.from_env(
+        os.environ,
+        creds=args.creds,
+        nkey_seed=args.nkey,
+        tls_ca=args.tls_ca,
+        tls_cert=args.tls_cert,
+        tls_key=args.tls_key,
+    )
+    return StoreConfig.build(nats_url=args.nats_url, auth=auth, **overrides)
+
+
 def client(args: argparse.Namespace) -> SharedContextStore:
-    return SharedContextStore(args.nats_url, home=args.home, name="ctxstore-cli")
+    return SharedContextStore(config=store_config(args), home=args.home, name="ctxstore-cli")
 
 
 @contextlib.contextmanager

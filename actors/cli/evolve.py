@@ -203,10 +203,13 @@ async def cmd_evolve(args: argparse.Namespace) -> int:
 
 async def cmd_agent(args: argparse.Namespace) -> int:
     async with client(args) as store:
-        agent = build_agent(args.name, SharedContextStore(store.url, name=f"{args.name}-agent"))
-        url = store.url
+        url = store.servers
         assert url is not None
-        nc = await connect(url, name=f"ctxstore-agent-{args.name}", long_running=True)
+        config = store.config.replace(nats_url=url)
+        agent = build_agent(args.name, SharedContextStore(config=config, name=f"{args.name}-agent"))
+        nc = await connect(
+            url, name=f"ctxstore-agent-{args.name}", long_running=True, auth=config.auth
+        )
         try:
             async with agent.store, AgentHost(nc, [agent], tenant=store.config.tenant):
                 with stop_signals() as signalled:

@@ -75,7 +75,7 @@ async def cmd_diff(args: argparse.Namespace) -> int:
 
 async def cmd_export(args: argparse.Namespace) -> int:
     async with client(args) as store:
-        path = await store.export_context(args.evolution_id, args.output)
+        path = await store.export_context(args.evolution_id, args.output, encrypt=args.encrypt)
     print(path)
     return 0
 
@@ -162,6 +162,9 @@ def register(sub: Any) -> None:
     p = add("export", cmd_export, "write a context's bundle (history + hash chain) to a file")
     p.add_argument("evolution_id", nargs="?", default=None)
     p.add_argument("-o", "--output", type=Path, default=None, help="file (default: export path)")
+    p.add_argument(
+        "--encrypt", action="store_true", help="seal it with CONTEXT_STORE_ENCRYPTION_KEY"
+    )
 
     p = add("import", cmd_import, "load a bundle into the store")
     p.add_argument("file", type=Path)

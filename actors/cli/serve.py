@@ -19,7 +19,7 @@ from collections.abc import AsyncIterator, Awaitable
 from pathlib import Path
 from typing import Any, Final
 
-from actors.cli.common import stop_signals
+from actors.cli.common import stop_signals, store_config
 from actors.store import LocalStack, StoreActor
 from actors.store.local import DirectoryInUseError
 from actors.store.metrics import MetricsServer, StoreMetrics
@@ -195,10 +195,15 @@ async def _metrics_endpoint(args: argparse.Namespace, metrics: StoreMetrics) -> 
 
 
 async def cmd_serve(args: argparse.Namespace) -> int:
-    config = StoreConfig.build(nats_url=args.nats_url, backend=args.backend)
+    config = store_config(args, backend=args.backend)
     metrics = StoreMetrics()
     if config.nats_url:
         shown = redact(config.nats_url)
+        if args.auth is not None:
+            raise ConfigError(
+                "--auth runs the embedded server; with --nats-url, start one 'ctxstore serve' "
+                "per tenant signed in as its actor (--nkey DIR/<tenant>/actor.nk)"
+            )
         async with _metrics_endpoint(args, metrics):
             return await _serve_url(config, shown, metrics)
     home = args.store_dir or args.home
@@ -206,7 +211,14 @@ async def cmd_serve(args: argparse.Namespace) -> int:
         return await _serve_its_users(home, config)
     async with (
         _metrics_endpoint(args, metrics),
-        LocalStack(home, config, port=args.port, owns_process=True, metrics=metrics) as stack,
+        LocalStack(
+            home,
+            config,
+            port=args.port,
+            owns_process=True,
+            metrics=metrics,
+            auth_dir=args.auth,
+        ) as stack,
     ):
         with stop_signals() as signalled:
             shown = redact(stack.url)
@@ -219,7 +231,7 @@ async def cmd_serve(args: argparse.Namespace) -> int:
 async def _serve_url(config: StoreConfig, shown: str, metrics: StoreMetrics) -> int:
     """The store actor alone, on the server at ``config.nats_url``."""
     assert config.nats_url is not None
-    nc = await connect(config.nats_url, name="ctxstore-actor", long_running=True)
+    nc = await connect(config.nats_url, name="ctxstore-actor", long_running=True, auth=config.auth)
     try:
         async with StoreActor(nc, config, owns_process=True, metrics=metrics) as actor:
             with stop_signals() as signalled:

@@ -20,6 +20,7 @@ from nats.js import JetStreamContext
 
 from actors.client.history import load_timeline
 from actors.core.bundles import Published, abort_reason, decode_bundle, encode_bundle, raw_body
+from actors.core.sealing import SealError, is_sealed, open_sealed, seal
 from broker import StoreConfig
 from broker.nats_errors import nats_errors
 from broker.publish import publish as publish_message
@@ -52,19 +53,38 @@ from contracts.bundle import Bundle, BundleWrite
 __all__ = ["publish_bundle", "read_bundle", "write_bundle"]
 
 
-def read_bundle(path: str | os.PathLike[str]) -> Bundle:
+_PURPOSE = b"bundle"
+
+
+def read_bundle(path: str | os.PathLike[str], key: str | None = None) -> Bundle:
+    """A bundle file; an encrypted one (``write_bundle(..., key=...)``) opens with ``key``."""
     try:
         raw = Path(path).read_bytes()
     except OSError as exc:
         raise BundleError(f"cannot read {path}: {exc.strerror}") from None
+    if is_sealed(raw):
+        if key is None:
+            raise BundleError(
+                f"{path} is encrypted: set CONTEXT_STORE_ENCRYPTION_KEY to the key it was "
+                "exported with"
+            )
+        try:
+            raw = open_sealed(raw, key, _PURPOSE)
+        except SealError as exc:
+            raise BundleError(f"{path}: {exc}") from None
     return decode_bundle(raw, source=str(path))
 
 
-def write_bundle(bundle: Bundle, path: Path, *, compress: bool) -> Path:
+def write_bundle(bundle: Bundle, path: Path, *, compress: bool, key: str | None = None) -> Path:
+    """Write ``bundle`` to ``path``; encrypted (AES-256-GCM) with a key derived from ``key``
+    if given."""
     tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
+    data = encode_bundle(bundle, compress=compress)
+    if key is not None:
+        data = seal(data, key, _PURPOSE)
     try:
         path.parent.mkdir(parents=True, exist_ok=True)
-        tmp.write_bytes(encode_bundle(bundle, compress=compress))
+        tmp.write_bytes(data)
         tmp.replace(path)
     except OSError as exc:
         with contextlib.suppress(OSError):
@@ -129,7 +149,7 @@ async def publish_bundle(
         body = encode(DeleteContext(reason=f"replaced by import of bundle {bundle.head[:16]}"))
         headers = {HEADER_MSG_ID: f"{msg_prefix}-delete", HEADER_WRITER: "ctxstore-import"}
         expected = await publish(
-            write_subject(tenant, evolution_id, WriteKind.DELETE), body, headers
+            write_subject(tenant, evolution_id, WriteKind.DELETE, config.role), body, headers
         )
     for i, write in enumerate(bundle.writes):
         headers = {
@@ -138,7 +158,7 @@ async def publish_bundle(
         }
         if write.writer is not None:
             headers[HEADER_WRITER] = write.writer
-        subject = write_subject(tenant, evolution_id, write.kind)
+        subject = write_subject(tenant, evolution_id, write.kind, config.role)
         if write.dropped:  # dropped again, with the reason it was dropped for
             headers[HEADER_WRITE_ID] = write_id_of(headers[HEADER_MSG_ID])
             headers[HEADER_WRITE_ABORT] = abort_reason(write)

@@ -83,6 +83,7 @@ from contracts import (
     WriteRejected,
     check_token,
     encode,
+    kind_filter,
     query_subject,
     write_filter,
     write_subject,
@@ -97,6 +98,7 @@ if TYPE_CHECKING:
     from actors.core.timeline import Timeline
     from contracts.bundle import Bundle
 from contracts.errors import (
+    ConfigError,
     ConflictError,
     ContextNotFoundError,
     ContextStoreError,
@@ -124,6 +126,9 @@ _NO_RESPONDERS_ATTEMPTS: Final = 3
 # How long a confirmed write waits for its event before asking the actor: long enough for a
 # busy actor, short enough that a missed event costs little.
 _EVENT_GRACE_S: Final = 0.5
+# Connected to a cluster (the connection knows other servers): how long a write waits for
+# its stream to have a leader again after a server died (an election takes a few seconds).
+_FAILOVER_S: Final = 15.0
 # A caller's idempotency key travels in a header: printable ASCII, no spaces.
 _IDEMPOTENCY_KEY: Final = re.compile(r"[!-~]{1,128}")
 
@@ -231,9 +236,16 @@ class SharedContextStore(AsyncResource):
 
     @property
     def url(self) -> str | None:
+        """The URL of the server this client is connected to now (one of ``servers``)."""
         if self._nc is None or self._nc.connected_url is None:
             return None
         return str(self._nc.connected_url.geturl())
+
+    @property
+    def servers(self) -> str | None:
+        """Every server this client may use, as ``NATS_URL`` gives them (comma-separated),
+        once open: what another connection for the same store should be given."""
+        return self._url
 
     async def open(self) -> SharedContextStore:
         async with self._open_lock:
@@ -245,7 +257,7 @@ class SharedContextStore(AsyncResource):
             try:
                 if url is None:
                     url, self._local = await attach_local_server(self._home, self.config)
-                self._nc = await connect(url, name=self.name)
+                self._nc = await connect(url, name=self.name, auth=self.config.auth)
                 self._confirmations = Confirmations(self._nc, self.config.tenant)
             except (OSError, nats.errors.Error, TimeoutError) as exc:
                 self._close_local()
@@ -306,7 +318,7 @@ class SharedContextStore(AsyncResource):
             if old is not None:
                 await old.aclose()
             try:
-                fresh = await connect(str(self._url), name=self.name)
+                fresh = await connect(str(self._url), name=self.name, auth=self.config.auth)
             except (OSError, nats.errors.Error, TimeoutError) as exc:
                 message = f"cannot reach NATS at {redact(str(self._url))}: {redact(repr(exc))}"
                 self._reconnect_failed = (time.monotonic(), message)
@@ -615,13 +627,16 @@ class SharedContextStore(AsyncResource):
         self,
         evolution_id: str | None = None,
         path: str | os.PathLike[str] | None = None,
+        *,
+        encrypt: bool = False,
     ) -> str:
         """Write the context's bundle (the context, every write with its sequence, time,
         writer and raw body, and a hash chain; see ``contracts.bundle``) to one file, gzip
         when compression is on; returns its path. Default: the current context, else the
         newest."""
         handle = self._chosen(evolution_id)
-        return await self._export(None if handle is None else handle.evolution_id, path)
+        eid = None if handle is None else handle.evolution_id
+        return await self._export(eid, path, encrypt=encrypt)
 
     async def import_context(
         self,
@@ -638,7 +653,7 @@ class SharedContextStore(AsyncResource):
         from actors.client.bundles import read_bundle
         from actors.core.bundles import check_consistent, ensure_imported
 
-        bundle = read_bundle(file_path)
+        bundle = read_bundle(file_path, self.config.key)
         check_consistent(bundle, max_write=self.config.max_write)
         handle = self.context(evolution_id if evolution_id is not None else bundle.evolution_id)
         published, ctx = await self._publish_bundle(bundle, handle, replace=replace)
@@ -656,7 +671,7 @@ class SharedContextStore(AsyncResource):
         from actors.core.bundles import ReplayResult, as_recorded
         from actors.core.timeline import diff_contexts
 
-        bundle = read_bundle(file_path)
+        bundle = read_bundle(file_path, self.config.key)
         handle = self.context(evolution_id if evolution_id is not None else new_evolution_id())
         published, ctx = await self._publish_bundle(bundle, handle, replace=False)
         changes = diff_contexts(bundle.context, as_recorded(ctx, bundle, published), ignore=())
@@ -681,9 +696,14 @@ class SharedContextStore(AsyncResource):
             HEADER_MSG_ID: _msg_id(self.config.tenant, evolution_id, kind, idempotency_key),
             HEADER_WRITER: self.name,
         }
+        role = self.config.role
         if kind is WriteKind.CREATE:
             # "0" = only if the create subject is empty: the server refuses a second create.
             headers[HEADER_EXPECTED_LAST_SUBJECT_SEQ] = "0"
+            if role is not None:  # over every role's create subject of this id
+                headers[HEADER_EXPECTED_LAST_SUBJECT_SEQ_SUBJECT] = kind_filter(
+                    self.config.tenant, evolution_id, kind
+                )
         if expected_version is not None:
             headers.update(_guard(self.config.tenant, evolution_id, expected_version))
         nc = await self._client()
@@ -694,11 +714,12 @@ class SharedContextStore(AsyncResource):
         try:
             ack = await publish_write(
                 self._jetstream,
-                write_subject(self.config.tenant, evolution_id, kind),
+                write_subject(self.config.tenant, evolution_id, kind, role),
                 data,
                 headers,
                 max_payload=self._message_limit(nc),
                 what=f"the {kind} write to {evolution_id}",
+                failover=_FAILOVER_S if len(nc.servers) > 1 else 0.0,
             )
         except ConflictError as exc:
             raise await self._conflict(exc, evolution_id, kind, expected_version) from None
@@ -906,7 +927,18 @@ class SharedContextStore(AsyncResource):
             from_start=from_start,
         )
 
-    async def _export(self, evolution_id: str | None, path: str | os.PathLike[str] | None) -> str:
+    async def _export(
+        self,
+        evolution_id: str | None,
+        path: str | os.PathLike[str] | None,
+        *,
+        encrypt: bool = False,
+    ) -> str:
+        key = self.config.key if encrypt else None
+        if encrypt and key is None:
+            raise ConfigError(
+                "an encrypted export needs a key: set CONTEXT_STORE_ENCRYPTION_KEY (or _FILE)"
+            )
         # The query says whether the context exists, once this client's writes applied.
         ctx: EvolutionContext = await self._request(
             Query.EXPORT,
@@ -920,7 +952,7 @@ class SharedContextStore(AsyncResource):
         compress = self.config.compression
         suffix = ".json.gz" if compress else ".json"
         target = Path(path) if path else self.config.export_path / f"{ctx.evolution_id}{suffix}"
-        return str(write_bundle(bundle, target, compress=compress))
+        return str(write_bundle(bundle, target, compress=compress, key=key))
 
     async def _publish_bundle(
         self, bundle: Bundle, handle: ContextHandle, *, replace: bool

@@ -67,6 +67,7 @@ from contracts import (
     Write,
     WriteKind,
     WriteSubject,
+    role_of,
     writer_name,
 )
 from contracts.framing import WritePart, unpack
@@ -144,12 +145,14 @@ class StoredWrite:
         ``WRITER_MAX`` characters (events and history carry it)."""
         stored = stamp_time(stamp_ns)
         when = recorded_time(recorded)
+        # On a role's subject the server vouches for the writer: the role, not the header.
+        role = role_of(subject)
         return cls(
             seq=seq,
             time=stored if when is None else min(when, stored),
             subject=subject,
             data=data,
-            writer=writer_name(writer),
+            writer=role if role is not None else writer_name(writer),
             stored=stored,
             part=part,
         )

@@ -174,10 +174,12 @@ class EvolutionEngine(AsyncResource):
             raise RuntimeError("this EvolutionEngine was closed")
         if self._nc is None:
             await self.store.open()
-            url = self.store.url
+            url = self.store.servers
             assert url is not None
             # The server was just reached: ride out a restart of up to a minute, as before.
-            self._nc = await connect(url, name="ctxstore-engine", reconnect_attempts=120)
+            self._nc = await connect(
+                url, name="ctxstore-engine", reconnect_attempts=120, auth=self.store.config.auth
+            )
             if self._local_agents:
                 await self._start_local_agents(url)
         return self._nc
@@ -197,7 +199,9 @@ class EvolutionEngine(AsyncResource):
             RefactorAgent(client("refactor"), self._executors),
             EvaluatorAgent(client("evaluator")),
         ]
-        self._host_nc = await connect(url, name="ctxstore-local-agents", long_running=True)
+        self._host_nc = await connect(
+            url, name="ctxstore-local-agents", long_running=True, auth=config.auth
+        )
         self._host = AgentHost(self._host_nc, agents, tenant=config.tenant)
         await self._host.start()
 

@@ -31,6 +31,7 @@ from collections.abc import Awaitable, Callable, Iterator
 from datetime import UTC, datetime
 from typing import Final, Literal
 
+import msgspec
 import nats.errors
 import nats.js
 import nats.js.errors
@@ -40,22 +41,33 @@ from actors.core.chunks import to_drop
 from actors.core.fold import Applied, Held, Limits, Outcome, Rejected, StoredWrite, StoreState
 from actors.core.held import HeldContext
 from actors.runtime.actor import Actor
+from actors.store.lease import MARGIN as _LEASE_MARGIN_S
 from actors.store.lease import Lease
 from actors.store.metrics import StoreMetrics
 from actors.store.queries import Queries
 from actors.store.retention import TTL_WRITER, expire, sweep_interval
 from actors.store.snapshots import LoadResult, Snapshots
+from actors.store.trim import trimmed_before
 from broker import (
     ACTOR_DURABLE,
     EVENTS_STREAM,
     WRITES_STREAM,
     BusClient,
     StoreConfig,
+    actor_consumer_config,
     provision,
     take_over_consumer,
 )
 from broker.delivery import ACK, NO_RESPONDERS
-from broker.intake import Delivery, Handle, Intake, choose_intake, open_intake
+from broker.intake import (
+    ConsumerGap,
+    ConsumerPosition,
+    Delivery,
+    Handle,
+    Intake,
+    choose_intake,
+    open_intake,
+)
 from broker.publish import publish
 from contracts import (
     HEADER_MSG_ID,
@@ -92,6 +104,13 @@ _FREEZE_EVERY: Final = 10_000
 _REPLAY_IDLE_S: Final = 60.0  # the server removes a consumer left behind by a crash
 _LEASE_POLL_S: Final = 0.5
 _JETSTREAM_PATIENCE_S: Final = 30.0
+# JetStream requests on the way to (and in) a failover: a server that died leaves its raft
+# groups leaderless for 4-9 s, and a request in one of them is not answered at all. Asked
+# again after this, not after nats-py's 5 s, so the actor notices within a poll when the
+# group answers again. (Every request retried on this path is idempotent.)
+_FAILOVER_TIMEOUT_S: Final = 1.0
+_FLOOR_EVERY_S: Final = 2.0  # a standby's look at what its leader announced
+_REFUSALS: Final = 3  # JetStream refusing to make the actor's consumer, times running
 # Events of writes applied but not announced (by recovery, or by a standby), kept to announce
 # when this actor leads; a standby drops those its leader announced meanwhile.
 _KEPT_UNANNOUNCED: Final = 100_000
@@ -167,7 +186,15 @@ class StoreActor(Actor):
         self.queries = Queries(
             nc, self, lambda: self.state, read_wait=read_wait, observer=self.metrics
         )
-        self.lease = Lease(nc.jetstream(), ttl=lease_ttl, memory=config.backend == "memory")
+        self.lease = Lease(
+            # A renewal answered after the TTL's margin is of no use; a standby's look at the
+            # key is asked again soon after an unanswered one (see _FAILOVER_TIMEOUT_S).
+            nc.jetstream(timeout=max(lease_ttl / 3, lease_ttl - 2 * _LEASE_MARGIN_S)),
+            reads=nc.jetstream(timeout=_FAILOVER_TIMEOUT_S),
+            ttl=lease_ttl,
+            memory=config.backend == "memory",
+            replicas=config.replicas,
+        )
         self.role: Role = "starting"
         self._role_changed = asyncio.Event()
         self.recovered_writes = 0
@@ -188,6 +215,8 @@ class StoreActor(Actor):
         self._chunk_sweep: asyncio.Task[None] | None = None
         # Unfinished writes may hold this much before the oldest are dropped.
         self.chunk_budget = 2 * config.max_write
+        self._position = ConsumerPosition()  # on the durable consumer this actor made
+        self._asked_from: int | None = None  # a consumer asked for, its making unconfirmed
 
     # -- lifecycle ---------------------------------------------------------------------
 
@@ -204,9 +233,7 @@ class StoreActor(Actor):
         self.spawn(self.metrics.follow_stream(js), name="ctxstore-metrics-stream")
         # Settle the role before ready: a lone actor is leading (and has announced what
         # recovery found unannounced) by the time it says it serves.
-        leading = await self.lease.acquire()
-        if leading:
-            await self._take_lead()
+        leading = await self._try_to_lead(starting=True)
         self.spawn(self._play_roles(leading), name="ctxstore-roles")
         # The endpoints' subscriptions are live on the server only after a flush: ready
         # means a query sent now is answered.
@@ -255,18 +282,50 @@ class StoreActor(Actor):
                 await self._stand_by()
             leading = await self._try_to_lead()
 
-    async def _try_to_lead(self) -> bool:
-        """Take the lease (and the lead) if it is free. A failure to reach JetStream here is
-        no reason to stop: this actor stands by and asks again."""
-        try:
-            if not await self.lease.acquire():
-                return False
-            await self._take_lead()
-        except (nats.errors.Error, TimeoutError, OSError) as exc:
-            log.warning("taking the lead failed (%r): standing by", exc)
-            await self.lease.release()
+    async def _try_to_lead(self, *, starting: bool = False) -> bool:
+        """Take the lease (and the lead) if it is free. Taking the lead fails while JetStream
+        elects leaders after a server died: the lease is kept (renewed) meanwhile and the
+        lead taken again, until it succeeds or the lease is lost. JetStream refusing it
+        (an answer, not silence) a few times running is another matter: at start that is
+        raised; later this actor stands by and asks again."""
+        if not await self.lease.acquire():
             return False
-        return True
+        lost = asyncio.Event()
+        try:
+            async with asyncio.TaskGroup() as group:
+                keeper = group.create_task(self.lease.keep(lost), name="ctxstore-lease-taking")
+                try:
+                    leading = await self._take_lead_until(lost, raise_refusal=starting)
+                finally:
+                    keeper.cancel()
+        except BaseException:
+            await self.lease.release()
+            raise
+        if not leading:
+            await self.lease.release()
+        return leading
+
+    async def _take_lead_until(self, lost: asyncio.Event, *, raise_refusal: bool) -> bool:
+        refusals = 0
+        while not lost.is_set():
+            try:
+                await self._take_lead()
+                return True
+            except nats.js.errors.ServiceUnavailableError as exc:  # no JetStream leader yet
+                log.warning("taking the lead failed (%s): trying again", exc)
+            except nats.js.errors.APIError as exc:
+                refusals += 1
+                if refusals >= _REFUSALS:
+                    if raise_refusal:
+                        raise
+                    log.warning("taking the lead refused (%s): standing by", exc)
+                    return False
+                log.warning("taking the lead refused (%s): trying again", exc)
+            except (nats.errors.Error, TimeoutError, OSError) as exc:
+                log.warning("taking the lead failed (%r): trying again", exc)
+            await asyncio.sleep(_FAILOVER_TIMEOUT_S / 4)
+        log.warning("the lease was lost while taking the lead: standing by")
+        return False
 
     # -- recovery ----------------------------------------------------------------------
 
@@ -287,9 +346,15 @@ class StoreActor(Actor):
             if loaded.state is not None:
                 self.state = loaded.state
                 log.info("loaded %s (seq %d)", loaded.name, self.state.applied_seq)
+        cut = trimmed_before(info.config)
+        if cut > self.state.applied_seq + 1:  # the writes before it are gone: never guess
+            raise StoreUnavailableError(
+                f"the write stream was trimmed before seq {cut} and no snapshot covering it "
+                f"loaded (state at seq {self.state.applied_seq}); restore a snapshot"
+            )
         if last <= self.state.applied_seq or info.state.messages == 0:
             return
-        self._announced = await self._announced_up_to()
+        self._announced = await self._announced_up_to(strict=False)
 
         async def on_write(write: StoredWrite, stop: Intake) -> None:
             self._apply_unannounced(write)
@@ -324,19 +389,34 @@ class StoreActor(Actor):
             await self._nc.publish(subject, event)
         self.reannounced += len(kept)
 
-    async def _announced_up_to(self) -> int:
+    async def _announced_up_to(self, *, strict: bool = True) -> int:
         """A sequence up to which every write was announced: the durable consumer's ack
-        floor (the leader acks after announcing), or the write of the last stored event."""
-        js = self._nc.jetstream()
+        floor (the leader acks after announcing), or the write of the last stored event.
+        ``strict``: a request that fails (JetStream electing a leader) raises, rather than
+        count as "nothing announced" (which would announce again what was announced)."""
+        js = self._nc.jetstream(timeout=_FAILOVER_TIMEOUT_S)
         floor = 0
-        with contextlib.suppress(Exception):
+        unanswered: list[Exception] = []
+        try:
             ci = await js.consumer_info(WRITES_STREAM, ACTOR_DURABLE)
             floor = ci.ack_floor.stream_seq or 0 if ci.ack_floor is not None else 0
-        with contextlib.suppress(Exception):
+        except nats.js.errors.NotFoundError:
+            pass
+        except (nats.errors.Error, TimeoutError) as exc:  # e.g. a consumer electing a leader
+            unanswered.append(exc)
+        try:
             events = await js.stream_info(EVENTS_STREAM)
             if events.state.last_seq:
                 raw = await js.get_msg(EVENTS_STREAM, events.state.last_seq)
                 floor = max(floor, Decoders.event.decode(raw.data or b"").seq)
+        except (nats.js.errors.NotFoundError, msgspec.DecodeError):
+            pass  # no event, or not one of ours: the ack floor says it
+        except (nats.errors.Error, TimeoutError) as exc:
+            unanswered.append(exc)
+        # Either one is a floor: the leader acks after announcing, and the last stored event
+        # was announced. With neither, "nothing" would announce again what was announced.
+        if strict and len(unanswered) == 2:
+            raise unanswered[0]
         return floor
 
     async def _read_stream(
@@ -349,7 +429,8 @@ class StoreActor(Actor):
         """Apply the stream from ``start`` with an ephemeral consumer of this actor's own,
         until ``on_write`` stops it (``until``: the replay's end; None: follow for ever).
         ``StreamReplaced`` if the stream was recreated under it."""
-        js = self._nc.jetstream()
+        # A standby asks again soon, rather than wait out nats-py's 5 s in a failover.
+        js = self._nc.jetstream() if until is not None else self._nc.jetstream(timeout=2.0)
         consumer = await js.add_consumer(
             WRITES_STREAM,
             ConsumerConfig(
@@ -375,28 +456,42 @@ class StoreActor(Actor):
                     intake.stop()
 
             intake = self._intake(consumer.name, handle)
+            unanswered = 0
             async with intake:
                 while not intake.stopped:
                     try:
-                        async with asyncio.timeout(_PULL_EXPIRES_S + 5.0):
+                        async with asyncio.timeout(_PULL_EXPIRES_S + 2.0):
                             code = await intake.pull()
                     except (
                         TimeoutError,
                         nats.errors.ConnectionClosedError,
                         nats.errors.ConnectionReconnectingError,
-                    ):
+                    ) as exc:
                         if until is not None:
                             raise
+                        # Not even a 408: the consumer was lost with its server (an
+                        # ephemeral one has one copy), or is cut off from it. Read on with a
+                        # new one: a standby that stops following silently is no standby.
+                        if isinstance(exc, TimeoutError):
+                            unanswered += 1
+                            if unanswered >= 2 or await self._gone(consumer.name):
+                                raise RuntimeError("the actor's own consumer is gone") from None
                         continue
+                    unanswered = 0
                     self.queries.wake()
                     if code == NO_RESPONDERS:
                         await self._check_stream()
                         raise RuntimeError("the actor's own consumer is gone")
         finally:
+            # Not waited on for long: left behind, it goes after _REPLAY_IDLE_S by itself.
             with contextlib.suppress(Exception):
-                await js.delete_consumer(WRITES_STREAM, consumer.name)
+                await self._nc.jetstream(timeout=_FAILOVER_TIMEOUT_S).delete_consumer(
+                    WRITES_STREAM, consumer.name
+                )
 
-    def _intake(self, consumer: str, handle: Handle) -> Intake:
+    def _intake(
+        self, consumer: str, handle: Handle, position: ConsumerPosition | None = None
+    ) -> Intake:
         return open_intake(
             self._nc,
             self._intake_kind,
@@ -406,11 +501,23 @@ class StoreActor(Actor):
             batch=self._fetch_batch,
             max_bytes=self._pull_bytes,
             expires=_PULL_EXPIRES_S,
+            position=position,
         )
+
+    async def _gone(self, consumer: str) -> bool:
+        """Whether JetStream says ``consumer`` does not exist (False when it cannot say)."""
+        js = self._nc.jetstream(timeout=_FAILOVER_TIMEOUT_S)
+        try:
+            await js.consumer_info(WRITES_STREAM, consumer)
+        except nats.js.errors.NotFoundError:
+            return True
+        except (nats.errors.Error, TimeoutError):
+            pass
+        return False
 
     async def _check_stream(self) -> None:
         """``StreamReplaced`` if the write stream is not the one the state was built from."""
-        js = self._nc.jetstream()
+        js = self._nc.jetstream(timeout=_FAILOVER_TIMEOUT_S * 2)
         await provision(js, self._config)  # a deleted stream is created again
         info = await js.stream_info(WRITES_STREAM)
         if info.created != self._stream_created or info.state.last_seq < self.state.applied_seq:
@@ -455,14 +562,21 @@ class StoreActor(Actor):
 
         async with asyncio.TaskGroup() as group:
             follower = group.create_task(follow(), name="ctxstore-standby-follow")
+            floor_read = time.monotonic()
             while True:
                 await asyncio.sleep(_LEASE_POLL_S)
                 try:
                     if await self.lease.holder() is None:
                         break
-                    self._forget_announced(await self._announced_up_to())
                 except (nats.errors.Error, TimeoutError) as exc:
                     log.warning("standby: reading the lease failed: %r", exc)
+                    continue
+                # What the leader announced, now and then: the lease is what this loop is
+                # for, and a request that hangs in a failover must not delay looking at it.
+                if time.monotonic() - floor_read >= _FLOOR_EVERY_S:
+                    floor_read = time.monotonic()
+                    with contextlib.suppress(nats.errors.Error, TimeoutError):
+                        self._forget_announced(await self._announced_up_to())
             follower.cancel()
 
     def _forget_announced(self, floor: int) -> None:
@@ -475,9 +589,29 @@ class StoreActor(Actor):
     async def _take_lead(self) -> None:
         """Just took the lease: announce what nobody announced, and take the consumer."""
         await self._announce_kept()
-        await take_over_consumer(self._nc.jetstream(), self.state.applied_seq + 1)
+        await self._make_consumer()
         self.takeovers += 1
         self._set_role("leader")
+
+    async def _make_consumer(self) -> None:
+        """(Re)create the durable consumer from the next write to apply; its deliveries are
+        counted from 1 again."""
+        js = self._nc.jetstream(timeout=_FAILOVER_TIMEOUT_S * 2)
+        start = self.state.applied_seq + 1
+        if self._asked_from == start:
+            # Asked for this very consumer before and got no answer: JetStream may be making
+            # it (electing its leader). Asked again as it is, which is answered once it
+            # exists; deleting it would start its election over.
+            try:
+                await js.add_consumer(WRITES_STREAM, actor_consumer_config(start))
+            except nats.js.errors.APIError:  # refused, not unanswered: made anew next time
+                self._asked_from = None
+                raise
+        else:
+            self._asked_from = start
+            await take_over_consumer(js, start)
+        self._asked_from = None
+        self._position = ConsumerPosition()
 
     async def _lead(self) -> None:
         """Apply, announce and ack writes until the lease is lost (then return)."""
@@ -538,11 +672,16 @@ class StoreActor(Actor):
 
         while True:
             try:
-                async with self._intake(ACTOR_DURABLE, on_write) as intake:
+                async with self._intake(ACTOR_DURABLE, on_write, self._position) as intake:
                     await self._pull_until_gone(intake, burst_done)
             except StreamReplaced:
                 await self._rebuild()
-                await take_over_consumer(nc.jetstream(), self.state.applied_seq + 1)
+                await self._make_consumer()
+            except ConsumerGap as gap:  # delivered elsewhere: read on from our own position
+                log.warning(
+                    "%s: taking the consumer again from seq %d", gap, self.state.applied_seq + 1
+                )
+                await self._restore_consumer(gap=True)
 
     async def _pull_until_gone(self, intake: Intake, burst_done: _Burst) -> None:
         while True:
@@ -565,22 +704,31 @@ class StoreActor(Actor):
                     await asyncio.sleep(0.2)  # reconnecting: nothing to pull from yet
                 continue
             await burst_done()  # the batch came whole, or the request ended
-            if code == NO_RESPONDERS:  # the consumer is gone (deleted, lost with a server)
-                await self._restore_consumer()
+            if code == NO_RESPONDERS:  # the consumer is gone, or electing a leader
+                await self._restore_consumer(gap=False)
                 return
 
-    async def _restore_consumer(self) -> None:
-        """Create the durable consumer again, from the next sequence to apply; or
-        ``StreamReplaced`` when the stream itself is a new one."""
-        log.warning("the actor's consumer is gone: creating it again")
-        await asyncio.sleep(_LEASE_POLL_S)  # not in a hot loop if JetStream is not ready
+    async def _restore_consumer(self, *, gap: bool) -> None:
+        """After deliveries were lost (``gap``): create the durable consumer again, from the
+        next sequence to apply. After a pull nobody answered: the same if the consumer is
+        gone (deleted, lost with its server); if it still exists (a replicated consumer
+        electing a leader after a server died), pull from it again: deleting it then would
+        only wait on the election twice. ``StreamReplaced`` when the stream is a new one.
+        A failure is logged and left to the next pull (a gap shows again until mended)."""
         try:
             await self._check_stream()
-            await take_over_consumer(self._nc.jetstream(), self.state.applied_seq + 1)
+            if not gap and not await self._gone(ACTOR_DURABLE):
+                log.info("the actor's consumer did not answer (electing a leader?): pulling again")
+                await asyncio.sleep(_LEASE_POLL_S)
+                return
+            next_seq = self.state.applied_seq + 1
+            log.warning("creating the actor's consumer again from seq %d", next_seq)
+            await self._make_consumer()
         except StreamReplaced:
             raise
         except Exception as exc:
             log.warning("restoring the consumer failed (%r); retrying", exc)
+            await asyncio.sleep(_LEASE_POLL_S)  # not in a hot loop while JetStream is not ready
 
     def _maybe_freeze(self) -> None:
         if not self._owns_process:

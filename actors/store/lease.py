@@ -33,16 +33,23 @@ import msgspec
 import nats.errors
 from nats.js import JetStreamContext
 from nats.js.api import KeyValueConfig, StorageType
-from nats.js.errors import BucketNotFoundError, KeyNotFoundError, KeyWrongLastSequenceError
-from nats.js.kv import KeyValue
+from nats.js.errors import (
+    BucketNotFoundError,
+    KeyNotFoundError,
+    KeyWrongLastSequenceError,
+    NotFoundError,
+)
+from nats.js.kv import KV_DEL, KV_OP, KV_PURGE, KeyValue
 
-__all__ = ["LEASE_BUCKET", "Holder", "Lease"]
+__all__ = ["LEASE_BUCKET", "MARGIN", "Holder", "Lease"]
 
 log = logging.getLogger("ctxstore.lease")
 
 LEASE_BUCKET: Final = "ctxstore_leases"
 _KEY: Final = "actor"
-_MARGIN: Final = 0.5  # seconds of the TTL a holder never counts on
+_STREAM: Final = f"KV_{LEASE_BUCKET}"
+_SUBJECT: Final = f"$KV.{LEASE_BUCKET}.{_KEY}"
+MARGIN: Final = 0.5  # seconds of the TTL a holder never counts on
 
 
 class Holder(msgspec.Struct, frozen=True, kw_only=True):
@@ -56,12 +63,24 @@ class Holder(msgspec.Struct, frozen=True, kw_only=True):
 class Lease:
     """The leadership lease of one store (``ttl`` seconds)."""
 
-    def __init__(self, js: JetStreamContext, *, ttl: float = 3.0, memory: bool = False) -> None:
-        if ttl <= 2 * _MARGIN:
+    def __init__(
+        self,
+        js: JetStreamContext,
+        *,
+        reads: JetStreamContext | None = None,
+        ttl: float = 3.0,
+        memory: bool = False,
+        replicas: int = 1,
+    ) -> None:
+        """``reads``: the context ``holder()`` reads with (default ``js``): a standby polls
+        with a short timeout, so that it looks again soon after a look nobody answered."""
+        if ttl <= 2 * MARGIN:
             raise ValueError(f"a lease TTL of {ttl}s leaves no time to hold it")
         self._js = js
+        self._reads_js = reads or js
         self.ttl = ttl
         self._memory = memory
+        self._replicas = replicas  # the bucket's copies: the lease outlives a lost server
         self._kv: KeyValue | None = None
         self._revision: int | None = None
         self._confirmed = 0.0  # monotonic time of the last write the server confirmed
@@ -70,9 +89,7 @@ class Lease:
     @property
     def valid(self) -> bool:
         """Held, and renewed recently enough to act on."""
-        return (
-            self._revision is not None and time.monotonic() < self._confirmed + self.ttl - _MARGIN
-        )
+        return self._revision is not None and time.monotonic() < self._confirmed + self.ttl - MARGIN
 
     async def _bucket(self) -> KeyValue:
         if self._kv is None:
@@ -86,32 +103,42 @@ class Lease:
                         history=1,
                         ttl=self.ttl,
                         storage=StorageType.MEMORY if self._memory else StorageType.FILE,
+                        replicas=self._replicas,
                     )
                 )
         return self._kv
 
     async def holder(self) -> Holder | None:
-        """The current holder, if any."""
-        kv = await self._bucket()
+        """The current holder, if any: as the bucket's stream leader has it. Not a direct
+        get: any replica answers those, the nearest first, and one that lags (or is catching
+        up after a server died) answers late, not at all, or with a key already expired."""
+        await self._bucket()  # made if need be
         try:
-            entry = await kv.get(_KEY)
-        except KeyNotFoundError:
+            msg = await self._reads_js.get_last_msg(_STREAM, _SUBJECT)
+        except NotFoundError:
             return None
-        if entry.value is None:
+        headers = msg.headers or {}
+        if headers.get(KV_OP) in (KV_DEL, KV_PURGE) or not msg.data:
             return None
         try:
-            return msgspec.json.decode(entry.value, type=Holder)
+            return msgspec.json.decode(msg.data, type=Holder)
         except msgspec.DecodeError:
             return None
 
     async def acquire(self) -> bool:
-        """Take the lease if nobody holds it."""
-        kv = await self._bucket()
+        """Take the lease if nobody holds it. False too when the bucket cannot be written
+        now (its stream electing a leader after a server died): ask again later. A create
+        that timed out may have been stored: then the key expires with the TTL, unrenewed,
+        and the next ``acquire`` takes it."""
         started = time.monotonic()
         try:
+            kv = await self._bucket()
             self._revision = await kv.create(_KEY, msgspec.json.encode(self.me))
         except (KeyWrongLastSequenceError, KeyNotFoundError):
             # Held by another; or it expired between nats-py's create and its second look.
+            return False
+        except (nats.errors.Error, TimeoutError, OSError) as exc:
+            log.warning("taking the lease failed (%r); standing by", exc)
             return False
         self._confirmed = started
         log.info("lease acquired by %s (pid %d)", self.me.holder, self.me.pid)

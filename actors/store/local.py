@@ -22,10 +22,12 @@ from collections import deque
 from pathlib import Path
 from typing import Final
 
+from actors.core.sealing import jetstream_key
 from actors.runtime import Actor
 from actors.store.actor import StoreActor
 from actors.store.metrics import StoreMetrics
 from broker import BrokerError, BusClient, EmbeddedServer, StoreConfig, connect, redact
+from broker.accounts import AuthDirectory
 from broker.home import (
     SERVER_LOCK,
     FileLock,
@@ -76,19 +78,27 @@ class LocalStack(Actor):
         port: int = 0,
         owns_process: bool = False,
         metrics: StoreMetrics | None = None,
+        auth_dir: Path | None = None,
     ) -> None:
         """``metrics``: given to each store actor it starts (one after each restart of the
-        server), so that its figures go on across restarts."""
+        server), so that its figures go on across restarts. ``auth_dir``: what ``ctxstore
+        auth init`` wrote: the server takes its accounts and users, and one store actor per
+        tenant runs, signed in as that tenant's actor."""
         super().__init__()
         self.home = Path(home)
         self.config = config
+        self.auth = None if auth_dir is None else AuthDirectory(Path(auth_dir))
+        key = config.key
         self.server = EmbeddedServer(
             self.home / "nats",
             port=port,
             sync_always=config.sync == "always",
             max_payload=max(config.max_payload * 2, 1024 * 1024),
+            include=None if self.auth is None else self.auth.accounts,
+            cipher_key=None if key is None else jetstream_key(key),
         )
         self.actor: StoreActor | None = None
+        self.tenant_actors: list[tuple[BusClient, StoreActor]] = []  # the other tenants
         self.restarts = 0  # of the nats-server, by supervision
         self._nc: BusClient | None = None
         self._lock = FileLock(self.home / SERVER_LOCK)
@@ -148,13 +158,42 @@ class LocalStack(Actor):
         self._lock.release()
 
     async def _start_actor(self) -> None:
-        self._nc = await connect(self.server.url, name="ctxstore-actor", long_running=True)
-        self.actor = StoreActor(
-            self._nc, self.config, owns_process=self._owns_process, metrics=self.metrics
-        )
-        await self.actor.start()
+        if self.auth is None:
+            self._nc = await connect(self.server.url, name="ctxstore-actor", long_running=True)
+            self.actor = StoreActor(
+                self._nc, self.config, owns_process=self._owns_process, metrics=self.metrics
+            )
+            await self.actor.start()
+            return
+        for i, tenant in enumerate(self.auth.tenants()):
+            config = self.config.replace(tenant=tenant, auth=self.auth.auth(tenant, "actor"))
+            nc = await connect(
+                self.server.url,
+                name=f"ctxstore-actor-{tenant}",
+                long_running=True,
+                auth=config.auth,
+            )
+            actor = StoreActor(nc, config, owns_process=self._owns_process)
+            await actor.start()
+            if i == 0:
+                self._nc, self.actor = nc, actor
+            else:
+                self.tenant_actors.append((nc, actor))
 
     async def _stop_actor(self, *, server_alive: bool) -> None:
+        others, self.tenant_actors = self.tenant_actors, []
+        for other_nc, other in others:
+            if not server_alive:
+                with contextlib.suppress(Exception):
+                    await other_nc.close()
+            try:
+                await other.aclose()
+            except Exception as exc:  # as for the first tenant's actor below
+                if server_alive:
+                    raise
+                log.warning("a tenant's store actor stopped with its server: %r", exc)
+            with contextlib.suppress(Exception):
+                await other_nc.close()
         actor, self.actor = self.actor, None
         nc, self._nc = self._nc, None
         if nc is not None and not server_alive:

@@ -17,7 +17,9 @@ Start-up reads the snapshot's chunks with a pull consumer of its own on the raw 
 (``broker.intake``): nats-py's object store ``get`` delivered 60 MB/s here, the raw pull
 several times that.
 
-and stored as object ``snapshot-<applied_seq, 20 digits>`` in the bucket
+sealed with AES-256-GCM when encryption at rest is on (``actors.core.sealing``; a snapshot
+that is not sealed under the actor's key is then refused), and stored as object
+``snapshot-<applied_seq, 20 digits>`` in the bucket
 ``ctxstore_snapshots`` (the object store chunks it, so JetStream's message size limit does
 not bound it, and checks its own SHA-256 digest). The actor keeps the newest ``KEEP``.
 
@@ -64,6 +66,7 @@ from nats.js.object_store import ObjectStore
 from actors.core.chunks import OpenWrite
 from actors.core.fold import Limits, StateImage, StoreState, WriteOutcome
 from actors.core.held import HeldContext
+from actors.core.sealing import SealError, is_sealed, open_sealed, seal
 from broker.config import StoreConfig
 from broker.connection import BusClient
 from broker.intake import Delivery, Intake, open_intake
@@ -94,6 +97,7 @@ _PROBE: Final = 1 << 20  # compressed first, to see whether compressing the body
 _PULL_BYTES: Final = 64 << 20  # asked for per pull request when reading a snapshot
 _CHUNK: Final = 256 * 1024
 _PREFIX: Final = "snapshot-"
+_PURPOSE: Final = b"snapshot"
 WRITES_PER_CONTEXT: Final = 4  # the counted cadence is at least this many writes per context
 _YIELD_BYTES: Final = 512 * 1024  # encoded between two turns of the event loop: a few ms
 
@@ -286,6 +290,7 @@ class Snapshots:
                 config=ObjectStoreConfig(
                     description="SharedContextStore: snapshots of the store actor's state",
                     storage=storage,
+                    replicas=self._config.replicas,
                 ),
             )
         return self._store
@@ -311,7 +316,7 @@ class Snapshots:
         for seq, name in await self._names(store):
             try:
                 started = time.perf_counter()
-                data = await self._fetch(store, name)
+                data = self._unsealed(await self._fetch(store, name))
                 fetched = time.perf_counter()
                 state, created = await asyncio.to_thread(decode_snapshot, data, limits)
                 log.info(
@@ -394,6 +399,21 @@ class Snapshots:
             raise SnapshotError(f"{len(data)} bytes read, the object has {info.size}")
         return data
 
+    def _unsealed(self, data: bytes) -> bytes:
+        """The snapshot's frame: opened when encryption is on (then a snapshot that is not
+        sealed, or does not open under this key, is refused: nobody can plant one)."""
+        key = self._config.key
+        if key is None:
+            if is_sealed(data):
+                raise SnapshotError("encrypted, and this actor has no encryption key")
+            return data
+        if not is_sealed(data):
+            raise SnapshotError("not encrypted, and encryption is on: refused")
+        try:
+            return open_sealed(data, key, _PURPOSE)
+        except SealError as exc:
+            raise SnapshotError(str(exc)) from None
+
     def due(self, applied_seq: int, contexts: int = 0) -> bool:
         """Whether a snapshot should be taken now that ``applied_seq`` was reached by a state
         holding ``contexts`` contexts.
@@ -428,6 +448,9 @@ class Snapshots:
         self.last_seq = image.applied_seq
         self._last_time = time.monotonic()
         data = await _encode_stepwise(image, stream_created, squeeze_if_it_pays)
+        key = self._config.key
+        if key is not None:
+            data = await asyncio.to_thread(seal, data, key, _PURPOSE)
         store = await self._bucket(create=True)
         assert store is not None
         name = _name(image.applied_seq)

@@ -1,0 +1,128 @@
+"""A delivery that never reaches the store actor: the consumer counts it delivered, and the
+actor acks "all up to" a later write. It must be read again, not acked away.
+
+A proxy between the actor and a real nats-server loses one JetStream delivery on its way to
+the actor (as a connection that dies with a pull's answer in flight, or a server that dies
+after its consumer counted the delivery, would)."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+from collections.abc import AsyncIterator
+
+import pytest
+from workload import contexts_at
+
+from actors import SharedContextStore, StoreActor
+from broker import EmbeddedServer, StoreConfig, connect
+from contracts import Stage
+
+_ACTOR_ACK = b"$JS.ACK.CTXSTORE_WRITES.ctxstore-actor."
+
+
+class LosingProxy:
+    """A TCP proxy that forwards the NATS protocol both ways and, once armed, drops the
+    ``nth`` JetStream delivery of the actor's durable consumer that the server sends."""
+
+    def __init__(self, upstream_port: int, nth: int) -> None:
+        self._upstream_port = upstream_port
+        self._nth = nth
+        self.armed = False
+        self.seen = 0
+        self.dropped: bytes | None = None  # the control line of the dropped delivery
+        self._server: asyncio.Server | None = None
+        self._tasks: set[asyncio.Task[None]] = set()
+
+    @property
+    def url(self) -> str:
+        assert self._server is not None
+        return f"nats://127.0.0.1:{self._server.sockets[0].getsockname()[1]}"
+
+    async def __aenter__(self) -> LosingProxy:
+        self._server = await asyncio.start_server(self._accept, "127.0.0.1", 0)
+        return self
+
+    async def __aexit__(self, *exc: object) -> None:
+        assert self._server is not None
+        self._server.close()
+        for task in list(self._tasks):
+            task.cancel()
+        for task in list(self._tasks):
+            with contextlib.suppress(asyncio.CancelledError, OSError):
+                await task
+
+    async def _accept(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        up_reader, up_writer = await asyncio.open_connection("127.0.0.1", self._upstream_port)
+        for pump in (self._forward(reader, up_writer), self._deliveries(up_reader, writer)):
+            task = asyncio.create_task(pump)
+            self._tasks.add(task)
+            task.add_done_callback(self._tasks.discard)
+
+    @staticmethod
+    async def _forward(src: asyncio.StreamReader, dst: asyncio.StreamWriter) -> None:
+        try:
+            while chunk := await src.read(65536):
+                dst.write(chunk)
+                await dst.drain()
+        finally:
+            dst.close()
+
+    async def _deliveries(self, src: asyncio.StreamReader, dst: asyncio.StreamWriter) -> None:
+        """Server to client, one protocol message at a time (a MSG or HMSG with its body)."""
+        try:
+            while line := await src.readline():
+                body = b""
+                op = line.split(b" ", 1)[0].upper()
+                if op in (b"MSG", b"HMSG"):
+                    body = await src.readexactly(int(line.split()[-1]) + 2)
+                    reply = (
+                        line.split()[3] if len(line.split()) >= (5 if op == b"MSG" else 6) else b""
+                    )
+                    if self.armed and reply.startswith(_ACTOR_ACK):
+                        self.seen += 1
+                        if self.seen == self._nth:
+                            self.dropped = line
+                            continue
+                dst.write(line + body)
+                await dst.drain()
+        finally:
+            dst.close()
+
+
+@pytest.fixture
+async def losing_actor(
+    server: EmbeddedServer, config: StoreConfig
+) -> AsyncIterator[tuple[LosingProxy, StoreActor]]:
+    async with LosingProxy(server.port or 0, nth=7) as proxy:
+        nc = await connect(proxy.url, name="actor-behind-proxy", long_running=True)
+        try:
+            async with StoreActor(nc, config) as actor:
+                yield proxy, actor
+        finally:
+            await nc.close()
+
+
+async def test_a_delivery_lost_on_its_way_to_the_actor_is_read_again(
+    losing_actor: tuple[LosingProxy, StoreActor], config: StoreConfig
+) -> None:
+    proxy, actor = losing_actor
+    async with SharedContextStore(config=config, name="writer", confirm_writes=False) as store:
+        eid = await store.create_context("./p")
+        await store.get_context(eid)  # applied: the writes below are the ones counted
+        proxy.armed = True
+        errors = [f"error-{n}" for n in range(40)]
+        last = 0
+        for error in errors:
+            receipt = await store.update_phase(Stage.RESEARCH, eid, error=error)
+            last = receipt.seq
+        assert config.nats_url is not None
+        nc = await connect(config.nats_url, name="reader")
+        try:
+            async with asyncio.timeout(30):
+                contexts = await contexts_at(nc, last)
+        finally:
+            await nc.close()
+    assert proxy.dropped is not None, "the proxy saw too few deliveries to drop one"
+    assert contexts[eid].error_log == errors
+    assert actor.state.applied_seq >= last
