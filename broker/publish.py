@@ -26,6 +26,7 @@ from broker.streams import WRITES_STREAM
 from contracts import HEADER_EXPECTED_LAST_SUBJECT_SEQ, HEADER_MSG_ID
 from contracts.errors import (
     ConflictError,
+    ContextStoreError,
     PayloadTooLargeError,
     RequestError,
     StoreTimeoutError,
@@ -88,18 +89,12 @@ async def publish(
         raise PayloadTooLargeError(
             f"{what}: {size} bytes with its headers, over the server's limit of {max_payload} bytes"
         )
-    unanswered = 0  # attempts sent whose acknowledgement never came: maybe stored
-    deadline = time.monotonic() + failover
-    backoff = _FIRST_BACKOFF_S
-    attempt = 0
-    while attempt < attempts:
-        attempt += 1
+    tries = _Tries(what, attempts, time.monotonic() + failover)
+    while True:
         try:
             js = await jetstream()
         except StoreUnavailableError as exc:
-            if unanswered:  # a new connection could not be had, but the message may be in
-                raise _timed_out(what, unanswered) from exc
-            raise
+            raise tries.unreachable(exc) from exc
         try:
             # A copy each time: nats-py may add to the mapping it is given.
             ack: PubAck = await js.publish(subject, data, headers=dict(headers))
@@ -108,18 +103,7 @@ async def publish(
             error = store_error(exc, f"publishing {what}")
             if error is None:
                 raise
-            if _leaderless(exc) and time.monotonic() + backoff < deadline:
-                # Not an attempt used up: nothing was stored (nobody took the message).
-                attempt -= 1
-                await asyncio.sleep(backoff)
-                backoff = min(backoff * 2, _MAX_BACKOFF_S)
-                continue
-            # Worth another attempt: a lost acknowledgement, or a connection that is gone
-            # (the source may hand out a new one); not a refusal, which would come again.
-            if isinstance(error, StoreTimeoutError):
-                unanswered += 1
-            lost = isinstance(error, StoreTimeoutError) or isinstance(exc, _CONNECTION_LOST)
-            if lost and attempt < attempts:
+            if await tries.again(exc, error):
                 continue
             if isinstance(error, ConflictError):
                 # A guarded retry of a message the server stored is refused, not answered as
@@ -128,10 +112,42 @@ async def publish(
                 seq = await _stored_at(js, stream, error.current_version, headers)
                 if seq is not None:
                     return PubAck(stream=stream, seq=seq, duplicate=True)
-            if unanswered and isinstance(error, StoreTimeoutError | StoreUnavailableError):
-                raise _timed_out(what, unanswered) from exc
-            raise error from exc
-    raise AssertionError("unreachable")
+            raise tries.final(error) from exc
+
+
+class _Tries:
+    """The attempts of one publish, and what their failures mean."""
+
+    def __init__(self, what: str, attempts: int, deadline: float) -> None:
+        self.what = what
+        self.left = attempts
+        self.deadline = deadline  # a leaderless stream is asked again until then
+        self.backoff = _FIRST_BACKOFF_S
+        self.unanswered = 0  # attempts sent whose acknowledgement never came: maybe stored
+
+    async def again(self, exc: BaseException, error: ContextStoreError) -> bool:
+        """Whether to try once more after ``exc`` (waiting first for a leaderless stream)."""
+        if _leaderless(exc) and time.monotonic() + self.backoff < self.deadline:
+            # Not an attempt used up: nothing was stored (nobody took the message).
+            await asyncio.sleep(self.backoff)
+            self.backoff = min(self.backoff * 2, _MAX_BACKOFF_S)
+            return True
+        self.left -= 1
+        # Worth another attempt: a lost acknowledgement, or a connection that is gone (the
+        # source may hand out a new one); not a refusal, which would come again.
+        if isinstance(error, StoreTimeoutError):
+            self.unanswered += 1
+        lost = isinstance(error, StoreTimeoutError) or isinstance(exc, _CONNECTION_LOST)
+        return lost and self.left > 0
+
+    def unreachable(self, exc: StoreUnavailableError) -> ContextStoreError:
+        """No connection to try with: a timeout if an earlier attempt may have landed."""
+        return _timed_out(self.what, self.unanswered) if self.unanswered else exc
+
+    def final(self, error: ContextStoreError) -> ContextStoreError:
+        if self.unanswered and isinstance(error, StoreTimeoutError | StoreUnavailableError):
+            return _timed_out(self.what, self.unanswered)
+        return error
 
 
 def _leaderless(exc: BaseException) -> bool:

@@ -562,22 +562,26 @@ class StoreActor(Actor):
 
         async with asyncio.TaskGroup() as group:
             follower = group.create_task(follow(), name="ctxstore-standby-follow")
-            floor_read = time.monotonic()
-            while True:
-                await asyncio.sleep(_LEASE_POLL_S)
-                try:
-                    if await self.lease.holder() is None:
-                        break
-                except (nats.errors.Error, TimeoutError) as exc:
-                    log.warning("standby: reading the lease failed: %r", exc)
-                    continue
-                # What the leader announced, now and then: the lease is what this loop is
-                # for, and a request that hangs in a failover must not delay looking at it.
-                if time.monotonic() - floor_read >= _FLOOR_EVERY_S:
-                    floor_read = time.monotonic()
-                    with contextlib.suppress(nats.errors.Error, TimeoutError):
-                        self._forget_announced(await self._announced_up_to())
+            await self._until_lease_free()
             follower.cancel()
+
+    async def _until_lease_free(self) -> None:
+        """Poll the lease until nobody holds it; meanwhile forget what the leader announced."""
+        floor_read = time.monotonic()
+        while True:
+            await asyncio.sleep(_LEASE_POLL_S)
+            try:
+                if await self.lease.holder() is None:
+                    return
+            except (nats.errors.Error, TimeoutError) as exc:
+                log.warning("standby: reading the lease failed: %r", exc)
+                continue
+            # What the leader announced, now and then: the lease is what this loop is for,
+            # and a request that hangs in a failover must not delay looking at it.
+            if time.monotonic() - floor_read >= _FLOOR_EVERY_S:
+                floor_read = time.monotonic()
+                with contextlib.suppress(nats.errors.Error, TimeoutError):
+                    self._forget_announced(await self._announced_up_to())
 
     def _forget_announced(self, floor: int) -> None:
         self._announced = max(self._announced, floor)
@@ -635,45 +639,11 @@ class StoreActor(Actor):
         before it only brings the burst again, and applied sequences are skipped. Each
         write is checked against the lease first: a leader whose lease ran out stops before
         acting on anything."""
-        nc = self._nc
-        unacked: str | None = None  # the ack subject of the last write not yet acked
-
-        async def burst_done() -> None:
-            nonlocal unacked
-            if unacked is not None:
-                await nc.publish(unacked, ACK)
-                unacked = None
-            self.queries.wake()
-            self._maybe_snapshot()
-            self._maybe_freeze()
-            if self.state.chunks.bytes > self.chunk_budget:
-                self._sweep_chunks()
-
-        async def on_write(delivery: Delivery) -> None:
-            nonlocal unacked
-            if not self.lease.valid:
-                raise LeadershipLost()
-            write = _stored(delivery)
-            try:
-                outcome = self.state.apply(write)
-            except Exception:
-                log.exception("applying seq %d failed: stopping", write.seq)
-                raise
-            if outcome is not None:
-                self.metrics.write_applied(outcome, delivery.pending)
-            if outcome is not None and write.seq > self._announced:
-                try:
-                    await self._announce(outcome)
-                except Exception:  # an event is derived; its loss is no reason to stop
-                    log.exception("announcing seq %d failed", write.seq)
-            unacked = delivery.ack
-            if delivery.pending == 0:
-                await burst_done()
-
+        burst = _LeaderBurst(self)
         while True:
             try:
-                async with self._intake(ACTOR_DURABLE, on_write, self._position) as intake:
-                    await self._pull_until_gone(intake, burst_done)
+                async with self._intake(ACTOR_DURABLE, burst.on_write, self._position) as intake:
+                    await self._pull_until_gone(intake, burst.done)
             except StreamReplaced:
                 await self._rebuild()
                 await self._make_consumer()
@@ -682,6 +652,26 @@ class StoreActor(Actor):
                     "%s: taking the consumer again from seq %d", gap, self.state.applied_seq + 1
                 )
                 await self._restore_consumer(gap=True)
+
+    @property
+    def announced(self) -> int:
+        """Every write up to this sequence was announced."""
+        return self._announced
+
+    async def announce(self, outcome: Outcome) -> None:
+        await self._announce(outcome)
+
+    async def ack(self, subject: str) -> None:
+        """Ack a delivery of the durable consumer, and every one before it."""
+        await self._nc.publish(subject, ACK)
+
+    def after_burst(self) -> None:
+        """What a leader does once a burst of writes is applied and acked."""
+        self.queries.wake()
+        self._maybe_snapshot()
+        self._maybe_freeze()
+        if self.state.chunks.bytes > self.chunk_budget:
+            self._sweep_chunks()
 
     async def _pull_until_gone(self, intake: Intake, burst_done: _Burst) -> None:
         while True:
@@ -907,6 +897,43 @@ class StoreActor(Actor):
             gone, seq=seq, time=time, writer=writer, reason=reason, created_by=created_by
         )
         await self._nc.publish(subject, event)
+
+
+class _LeaderBurst:
+    """What the leader does with each delivery of its durable consumer, and after a burst:
+    apply, announce, and ack the burst's last write."""
+
+    def __init__(self, actor: StoreActor) -> None:
+        self._actor = actor
+        self._unacked: str | None = None  # the ack subject of the last write not yet acked
+
+    async def on_write(self, delivery: Delivery) -> None:
+        actor = self._actor
+        if not actor.lease.valid:
+            raise LeadershipLost()
+        write = _stored(delivery)
+        try:
+            outcome = actor.state.apply(write)
+        except Exception:
+            log.exception("applying seq %d failed: stopping", write.seq)
+            raise
+        if outcome is not None:
+            actor.metrics.write_applied(outcome, delivery.pending)
+            if write.seq > actor.announced:
+                try:
+                    await actor.announce(outcome)
+                except Exception:  # an event is derived; its loss is no reason to stop
+                    log.exception("announcing seq %d failed", write.seq)
+        self._unacked = delivery.ack
+        if delivery.pending == 0:
+            await self.done()
+
+    async def done(self) -> None:
+        """The burst is over: ack it, answer the reads it lets through, and tend the state."""
+        if self._unacked is not None:
+            await self._actor.ack(self._unacked)
+            self._unacked = None
+        self._actor.after_burst()
 
 
 def _pruned(
