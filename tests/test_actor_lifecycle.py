@@ -9,6 +9,7 @@ import asyncio
 import pytest
 
 from actors.runtime.actor import Actor, ActorStopped
+from actors.runtime.cancel import cancel_until_done
 
 
 class Worker(Actor):
@@ -61,3 +62,45 @@ async def test_wait_returns_when_the_actor_is_closed() -> None:
     async with asyncio.timeout(5):
         await waiting
     assert worker.stopped
+
+
+async def _swallowing(times: int, swallowed: list[int]) -> None:
+    """Waits for ever, going on after the first ``times`` cancellations: what a task does
+    when Python 3.11's ``asyncio.wait_for`` (inside nats-py) swallows one."""
+    while True:
+        try:
+            await asyncio.Event().wait()
+        except asyncio.CancelledError:
+            if len(swallowed) >= times:
+                raise
+            swallowed.append(1)
+
+
+async def test_a_task_that_swallows_cancellations_is_cancelled_until_it_ends() -> None:
+    swallowed: list[int] = []
+    task = asyncio.create_task(_swallowing(2, swallowed))
+    await asyncio.sleep(0)
+    async with asyncio.timeout(10):
+        await cancel_until_done([task])
+    assert task.cancelled()
+    assert len(swallowed) == 2
+
+
+async def test_an_actor_whose_task_swallows_a_cancellation_still_stops() -> None:
+    swallowed: list[int] = []
+
+    class Stubborn(Actor):
+        actor_name = "stubborn"
+
+        async def on_start(self) -> None:
+            self.spawn(_swallowing(1, swallowed), name="stubborn")
+
+        async def on_stop(self) -> None:
+            pass
+
+    actor = Stubborn()
+    await actor.start()
+    async with asyncio.timeout(10):
+        await actor.aclose()
+    assert not actor.running
+    assert swallowed == [1]

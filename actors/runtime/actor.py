@@ -15,11 +15,10 @@ from abc import abstractmethod
 from collections.abc import Coroutine
 from typing import Any, Self
 
+from actors.runtime.cancel import cancel_until_done
 from broker.lifecycle import AsyncResource
 
 __all__ = ["Actor", "ActorStopped"]
-
-_RECANCEL_AFTER_S = 0.5
 
 
 class ActorStopped(RuntimeError):
@@ -91,14 +90,9 @@ class Actor(AsyncResource):
                 await self._runner
 
     async def _cancel_owned(self) -> None:
-        """Cancel every owned task, and again any that is still running a moment later: on
-        Python 3.11, ``asyncio.wait_for`` (which nats-py uses for its requests) swallows a
-        cancellation that arrives as its future completes, and the task would go on."""
-        while self._owned:
-            pending = list(self._owned)
-            for task in pending:
-                task.cancel()
-            await asyncio.wait(pending, timeout=_RECANCEL_AFTER_S)
+        """Cancel every owned task, until each has ended (see ``actors.runtime.cancel``)."""
+        while self._owned:  # a task being cancelled may spawn another
+            await cancel_until_done(list(self._owned))
 
     async def _run(self) -> None:
         try:

@@ -41,6 +41,7 @@ from actors.core.chunks import to_drop
 from actors.core.fold import Applied, Held, Limits, Outcome, Rejected, StoredWrite, StoreState
 from actors.core.held import HeldContext
 from actors.runtime.actor import Actor
+from actors.runtime.cancel import cancel_until_done
 from actors.store.lease import MARGIN as _LEASE_MARGIN_S
 from actors.store.lease import Lease
 from actors.store.metrics import StoreMetrics
@@ -297,7 +298,7 @@ class StoreActor(Actor):
                 try:
                     leading = await self._take_lead_until(lost, raise_refusal=starting)
                 finally:
-                    keeper.cancel()
+                    await cancel_until_done([keeper])
         except BaseException:
             await self.lease.release()
             raise
@@ -563,7 +564,9 @@ class StoreActor(Actor):
         async with asyncio.TaskGroup() as group:
             follower = group.create_task(follow(), name="ctxstore-standby-follow")
             await self._until_lease_free()
-            follower.cancel()
+            # A follower that went on (its cancellation swallowed) would keep this actor a
+            # standby for ever, applying writes that nobody announces.
+            await cancel_until_done([follower])
 
     async def _until_lease_free(self) -> None:
         """Poll the lease until nobody holds it; meanwhile forget what the leader announced."""
@@ -622,13 +625,16 @@ class StoreActor(Actor):
         lost = asyncio.Event()
         try:
             async with asyncio.TaskGroup() as group:
-                group.create_task(self.lease.keep(lost), name="ctxstore-lease")
+                tasks = [
+                    group.create_task(self.lease.keep(lost), name="ctxstore-lease"),
+                    group.create_task(self._chunks_loop(), name="ctxstore-chunks"),
+                    group.create_task(self._consume(), name="ctxstore-consume"),
+                ]
                 if self._config.ttl_seconds is not None:
-                    group.create_task(self._expire_loop(), name="ctxstore-ttl")
-                group.create_task(self._chunks_loop(), name="ctxstore-chunks")
-                group.create_task(self._consume(), name="ctxstore-consume")
+                    tasks.append(group.create_task(self._expire_loop(), name="ctxstore-ttl"))
                 await lost.wait()
-                raise LeadershipLost()  # ends the group: its tasks are cancelled
+                await cancel_until_done(tasks)  # the group's one cancellation may be swallowed
+                raise LeadershipLost()
         except* LeadershipLost:
             log.warning("leadership lost at seq %d: standing by", self.state.applied_seq)
 
