@@ -13,6 +13,7 @@ from __future__ import annotations
 import argparse
 import json
 import sys
+import textwrap
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -69,11 +70,18 @@ def _find(doc: Doc, test: Callable[[str], bool], bench: str | None = None) -> Fi
 def _title(chart: Chart, what: str, doc: Doc) -> None:
     """The title and the run's caveat above the panels, laid out in inches from the top."""
     height = chart.get_figheight()
+    lines = textwrap.wrap(_subtitle(doc), width=int(chart.get_figwidth() * 15))
     chart.text(0.5, 1 - 0.12 / height, what, ha="center", va="top", fontsize=13, fontweight="bold")
     chart.text(
-        0.5, 1 - 0.45 / height, _subtitle(doc), ha="center", va="top", fontsize=8.5, color="#444"
+        0.5,
+        1 - 0.45 / height,
+        "\n".join(lines),
+        ha="center",
+        va="top",
+        fontsize=8.5,
+        color="#444",
     )
-    chart.tight_layout(rect=(0, 0, 1, 1 - 0.7 / height))
+    chart.tight_layout(rect=(0, 0, 1, 1 - (0.55 + 0.16 * len(lines)) / height))
 
 
 # Latency -----------------------------------------------------------------------------------
@@ -332,16 +340,22 @@ def startup(doc: Doc) -> Chart | None:
         history["full_replay_startup_s"],
         "o-",
         color=REDIS,
-        label="actor start-up replaying the whole stream (no snapshot)",
+        label="1,000 contexts: actor start-up replaying the whole stream (no snapshot)",
     )
     ax.plot(
         writes_,
         history["bare_replay_s"],
         "s--",
         color=BASE,
-        label="bare ordered-consumer replay of the same stream (baseline)",
+        label="1,000 contexts: bare ordered-consumer replay of the stream (baseline)",
     )
-    ax.plot(writes_, history["startup_s"], "o-", color=OURS, label="actor start-up from a snapshot")
+    ax.plot(
+        writes_,
+        history["startup_s"],
+        "o-",
+        color=OURS,
+        label="1,000 contexts: actor start-up from a snapshot",
+    )
     for x, y in zip(writes_, history["startup_s"], strict=True):
         ax.annotate(
             f"{y * 1000:,.0f} ms",
@@ -357,8 +371,8 @@ def startup(doc: Doc) -> Chart | None:
             f"{y:,.2f} s",
             (x, y),
             textcoords="offset points",
-            xytext=(0, 7),
-            ha="center",
+            xytext=(-8, 6),
+            ha="right",
             fontsize=8,
             color=REDIS,
         )
@@ -389,6 +403,12 @@ def startup(doc: Doc) -> Chart | None:
     full = history["full_replay_startup_s"][-1] / history["full_replay_startup_s"][0]
     ax.set_xscale("log")
     ax.set_yscale("log")
+    ax.set_xticks(writes_, [f"{w:,}" for w in writes_])
+    ax.minorticks_off()
+    lows = [*history["startup_s"], big_snap["value"] if big_snap else 1.0]
+    highs = [*history["full_replay_startup_s"], big["value"] if big else 0.0]
+    ax.set_ylim(min(lows) * 0.5, max(highs) * 2)
+    ax.set_xlim(writes_[0] * 0.8, writes_[-1] * 1.25)
     ax.set_xlabel(
         "writes in the stream (history length); the same "
         f"{history.get('contexts', 1000):,} contexts at every point"

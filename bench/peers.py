@@ -58,18 +58,21 @@ def redis_missing(binary: str = REDIS_BINARY) -> str | None:
     """Why the Redis peer cannot run here, or None when it can."""
     if shutil.which(binary) is None:
         return f"{binary} not found (apt-get install redis-server)"
-    if importlib.util.find_spec("redis") is None:
+    if not _importable("redis"):
         return "redis-py not installed (pip install '.[bench]')"
     return None
 
 
+def _importable(name: str) -> bool:
+    try:
+        return importlib.util.find_spec(name) is not None
+    except (ImportError, ValueError):  # a parent package absent, or blocked in sys.modules
+        return False
+
+
 def langgraph_missing() -> str | None:
     """Why the LangGraph peer cannot run here, or None when it can."""
-    try:
-        found = importlib.util.find_spec("langgraph.checkpoint.sqlite.aio")
-    except ImportError:  # the langgraph namespace itself is absent
-        found = None
-    if found is None:
+    if not _importable("langgraph.checkpoint.sqlite.aio"):
         return "langgraph-checkpoint-sqlite not installed (pip install '.[bench]')"
     return None
 
