@@ -273,6 +273,18 @@ def memory(doc: Doc) -> Chart | None:
     panels: list[tuple[str, list[tuple[str, float, str]], float, str]] = []
     if real is not None:
         r = real["real"]
+        redis = _find(doc, lambda n: n.startswith("  ... against redis: the same real"), "memory")
+        redis_bar = (
+            [
+                (
+                    "Redis: the same\ncontexts as JSON\nvalues (used_memory)",
+                    redis["peer_bytes_per_context"],
+                    REDIS,
+                )
+            ]
+            if redis is not None
+            else []
+        )
         panels.append(
             (
                 f"real evolution contexts\n({r['contexts']:,} held)",
@@ -280,6 +292,7 @@ def memory(doc: Doc) -> Chart | None:
                     ("held by the store\n(RSS per context)", r["bytes_per_context"], OURS),
                     ("its JSON", r["json_bytes"], BASE),
                     ("its JSON\ngzipped", r["gzip_json_bytes"], "#c8c8c8"),
+                    *redis_bar,
                 ],
                 r["gzip_json_bytes"],
                 "gzipped JSON",
