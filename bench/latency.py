@@ -7,7 +7,12 @@ responder living in one process of their own (``bench.host``):
   typed decode);
 - ``raw``: a plain nats-py request to the same query subject (no decode): the protocol cost;
 - ``echo``: a plain nats-py request answered by a bare responder with the same number of
-  bytes as the store's reply.
+  bytes as the store's reply;
+- ``redis``, ``langgraph``: the peers a user would pick instead (``bench.peers``), holding the
+  very context our store replies (its JSON; decoded by the same typed decoder for Redis),
+  read back in the same alternating blocks. Skipped, and said so, where they cannot run.
+
+Each variant's percentiles 0-100 are kept (``quantiles_us``) for ``bench.charts``.
 """
 
 from __future__ import annotations
@@ -29,6 +34,7 @@ from bench.common import (
     server,
 )
 from bench.payloads import evolution_writes
+from bench.peers import Peers, open_peers
 from contracts import (
     CompareRequest,
     CreateContext,
@@ -111,6 +117,43 @@ async def _interleaved(
     return samples
 
 
+def quantiles(samples: list[float]) -> list[float]:
+    """Percentiles 0, 1, ..., 100 of ``samples``: what the charts draw distributions from."""
+    ordered = sorted(samples)
+    last = len(ordered) - 1
+    return [ordered[round(q / 100 * last)] for q in range(101)]
+
+
+PEER_LABELS = {
+    "redis": "Redis GET of the same JSON + the same msgspec decode",
+    "langgraph": "LangGraph AsyncSqliteSaver.aget_tuple (SQLite)",
+}
+
+
+def _peer_figures(what: str, samples: dict[str, list[float]]) -> list[Figure]:
+    """Our client API's p50 against each peer's, read from the same run's samples."""
+    figs = []
+    ours = samples["api"]
+    for peer, label in PEER_LABELS.items():
+        if peer not in samples:
+            continue
+        theirs = samples[peer]
+        figs.append(
+            Figure(
+                f"  ... {what} p50 against {peer}",
+                percentile(ours, 50),
+                "us",
+                percentile(theirs, 50),
+                f"{label} p50",
+                extra={
+                    "peer": peer,
+                    "p99_us": {"api": percentile(ours, 99), peer: percentile(theirs, 99)},
+                },
+            )
+        )
+    return figs
+
+
 def _latency_figures(
     what: str, samples: dict[str, list[float]], sizes: dict[str, int], p99_target: bool
 ) -> list[Figure]:
@@ -122,6 +165,7 @@ def _latency_figures(
         "p99_us": p99,
         "reply_bytes": sizes,
         "mean_us": {k: sum(v) / len(v) for k, v in samples.items()},
+        "quantiles_us": {k: quantiles(v) for k, v in samples.items()},
     }
     figs = [
         Figure(
@@ -149,11 +193,11 @@ def _latency_figures(
     if p99_target:
         figs[0].met = figs[0].ratio is not None and figs[0].ratio <= 1.3
         figs[2].met = p99["api"] < 1000.0
-    return figs
+    return figs + _peer_figures(what, samples)
 
 
 async def _real_get(
-    store: SharedContextStore, raw: Any, blocks: int, per_block: int
+    store: SharedContextStore, raw: Any, peers: Peers, blocks: int, per_block: int
 ) -> list[Figure]:
     """get_context of a real evolution's context (``bench.real``) against a bare echo of
     the very bytes the store replies, decoded by the same typed decoder: what any client
@@ -192,6 +236,7 @@ async def _real_get(
             "raw": lambda: raw.request(subject, request),
             "echo": lambda: raw.request(same, request),
             "echo_decode": echo_decode,
+            **await peers.hold(eid, reply, await store.get_context(eid)),
         },
         blocks,
         per_block,
@@ -204,6 +249,7 @@ async def _real_get(
         "p99_us": p99,
         "reply_bytes": len(reply),
         "samples": len(samples["api"]),
+        "quantiles_us": {k: quantiles(v) for k, v in samples.items()},
     }
     return [
         Figure(
@@ -223,12 +269,17 @@ async def _real_get(
             p50["echo"],
             "bare echo of the same bytes",
         ),
+        *_peer_figures("real context", samples),
     ]
 
 
 async def run_latency(tmp: Path, *, quick: bool) -> list[Figure]:
     blocks, per_block = (6, 200) if quick else (20, 500)
-    async with server(tmp, "latency") as srv, ActorHost(srv.url):
+    async with (
+        server(tmp, "latency") as srv,
+        ActorHost(srv.url),
+        open_peers(tmp, clients=0) as peers,
+    ):
         config = bench_config(srv.url)
         raw = await raw_connection(srv.url, "bench-raw")
         async with SharedContextStore(config=config, name="bench-agent") as store:
@@ -239,7 +290,8 @@ async def run_latency(tmp: Path, *, quick: bool) -> list[Figure]:
             cmp_subject = query_subject(config.tenant, Query.COMPARE)
             get_body = encode(GetRequest(evolution_id=eid, min_seq=store.last_seq))
             cmp_body = encode(CompareRequest(evolution_id=eid, min_seq=store.last_seq))
-            get_size = len((await raw.request(get_subject, get_body)).data)
+            get_reply = (await raw.request(get_subject, get_body)).data
+            get_size = len(get_reply)
             cmp_size = len((await raw.request(cmp_subject, cmp_body)).data)
             get_echo = f"{ECHO_PREFIX}.{get_size}"
             cmp_echo = f"{ECHO_PREFIX}.{cmp_size}"
@@ -249,11 +301,13 @@ async def run_latency(tmp: Path, *, quick: bool) -> list[Figure]:
                     "api": lambda: store.get_context(eid),
                     "raw": lambda: raw.request(get_subject, get_body),
                     "echo": lambda: raw.request(get_echo, get_body),
+                    **await peers.hold(eid, get_reply, await store.get_context(eid)),
                 },
                 blocks,
                 per_block,
             )
-            real = await _real_get(store, raw, blocks, per_block)
+            real = await _real_get(store, raw, peers, blocks, per_block)
+            skipped = dict(peers.skipped)
             cmp_samples = await _interleaved(
                 {
                     "api": lambda: store.get_comparison_data(eid),
@@ -275,4 +329,6 @@ async def run_latency(tmp: Path, *, quick: bool) -> list[Figure]:
         )
     )
     figs.append(Figure("comparison size on the wire", cmp_size, "B"))
+    for peer, why in skipped.items():
+        figs.append(Figure(f"peer {peer}: skipped", float("nan"), "", extra={"skipped": why}))
     return figs

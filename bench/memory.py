@@ -11,6 +11,10 @@ reports:
 - the context's JSON size: the baseline (the spec's "~10 KB" is JSON);
 - the extra held when every context has been read once (the actor keeps the encoded reply
   of the most recently read contexts, within ``CACHE_BYTES``).
+
+The peer: Redis (``bench.peers``) holding the same real contexts as JSON values (the bytes our
+store replies), its ``used_memory`` growth per context. LangGraph's SQLite saver keeps its
+checkpoints on disk, not in memory: it has no counterpart here.
 """
 
 from __future__ import annotations
@@ -65,8 +69,12 @@ def probe(contexts: int, scaled: bool, trace: bool) -> dict[str, float]:
             )
     gc.collect()
     after = tracemalloc.get_traced_memory()[0] if trace else _rss()
+    from actors.core.held import context_reply
+
+    # The context's JSON is what a get replies (the held context itself is compressed: its
+    # own encoding is not the JSON).
     sample = next(iter(state.contexts.values()))
-    json_bytes = len(encode(sample))
+    json_bytes = len(context_reply(sample))
     result = {
         "contexts": len(state.contexts),
         "bytes_per_context": (after - before) / contexts,
@@ -77,7 +85,7 @@ def probe(contexts: int, scaled: bool, trace: bool) -> dict[str, float]:
         # within its byte budget.
         cache, cached = {}, 0
         for k, v in reversed(state.contexts.items()):
-            data = encode(v)
+            data = context_reply(v)
             if cached + len(data) > CACHE_BYTES:
                 break
             cache[k], cached = data, cached + len(data)
@@ -132,7 +140,8 @@ async def _probe(
 async def run_memory(tmp: Path, *, quick: bool, full: bool) -> list[Figure]:
     small_n = 20_000 if quick else 100_000
     scaled_n = 2_000 if quick else 10_000
-    figures = [await _real_figure(tmp)]
+    real = await _real_figure(tmp)
+    figures = [real, *await _redis_figure(tmp, real)]
     for label, n, scaled in (
         ("spec-sized", small_n, False),
         ("scaled (50 issues/tasks)", scaled_n, True),
@@ -174,6 +183,45 @@ async def run_memory(tmp: Path, *, quick: bool, full: bool) -> list[Figure]:
 
 
 REAL_CONTEXTS = 10_000
+REDIS_CONTEXTS = 2_000  # ~100 MB of JSON in redis-server: enough for a steady per-key figure
+
+
+async def _redis_figure(tmp: Path, ours: Figure) -> list[Figure]:
+    """Redis's ``used_memory`` growth per context holding the same real contexts as JSON
+    values (each under its own key, as the latency bench reads them), against ours."""
+    from actors.core.held import context_reply
+    from bench.peers import open_peers
+    from bench.real import build_contexts, load
+
+    async with open_peers(tmp, clients=0, langgraph=False) as peers:
+        if (redis := peers.redis) is None:
+            return [
+                Figure(f"peer {p}: skipped", float("nan"), "", extra={"skipped": why})
+                for p, why in peers.skipped.items()
+            ]
+        state = build_contexts(load(tmp / "real.msgpack"), REDIS_CONTEXTS)
+        before = await redis.used_memory()
+        json_bytes = 0
+        for held in state.contexts.values():
+            reply = context_reply(held)
+            json_bytes += len(reply)
+            await redis.put_context(f"ctx:{held.evolution_id}", reply)
+        per = (await redis.used_memory() - before) / REDIS_CONTEXTS
+    return [
+        Figure(
+            "  ... against redis: the same real contexts as JSON values (used_memory)",
+            ours.value,
+            "B/context",
+            per,
+            f"Redis used_memory per context ({REDIS_CONTEXTS:,} held)",
+            extra={
+                "peer": "redis",
+                "peer_bytes_per_context": per,
+                "json_bytes": json_bytes / REDIS_CONTEXTS,
+                "contexts": REDIS_CONTEXTS,
+            },
+        )
+    ]
 
 
 async def _real_figure(tmp: Path) -> Figure:

@@ -30,6 +30,7 @@ def _machine() -> dict[str, Any]:
         pass
     import nats
 
+    from bench.peers import peer_versions
     from broker import find_server_binary
 
     server_version = os.popen(f"{find_server_binary()} --version").read().strip()
@@ -41,6 +42,7 @@ def _machine() -> dict[str, Any]:
         "nats_py": getattr(nats, "__version__", None) or _dist("nats-py"),
         "msgspec": _dist("msgspec"),
         "nats_server": server_version,
+        "peers": peer_versions(),
     }
 
 
