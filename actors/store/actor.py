@@ -202,7 +202,7 @@ class StoreActor(Actor):
         self._pull_bytes = max(_PULL_BYTES, 2 * config.max_payload + 65_536)
         self.state = state or StoreState(Limits(config.max_write, config.partition_max_contexts))
         self.metrics = metrics or StoreMetrics()
-        self.metrics.attach(lambda: self.state)
+        self.metrics.attach(lambda: self.state, partitioned=self.partition is not None)
         self.queries = Queries(
             nc,
             self,
@@ -259,7 +259,12 @@ class StoreActor(Actor):
         self.snapshots = snapshots if snapshots.enabled else None
         await self._recover_observed()
         await self.queries.start()
-        self.spawn(self.metrics.follow_stream(js), name="ctxstore-metrics-stream")
+        self.spawn(
+            self.metrics.follow_stream(
+                js, durable=None if self.partition is None else self._durable
+            ),
+            name="ctxstore-metrics-stream",
+        )
         # Settle the role before ready: a lone actor is leading (and has announced what
         # recovery found unannounced) by the time it says it serves.
         leading = await self._try_to_lead(starting=True)
