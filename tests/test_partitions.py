@@ -190,6 +190,12 @@ async def test_writes_land_in_their_owners_state_and_every_query_is_answered_thr
         labelled = {s.labels.get("partition") for family in stats.metrics for s in family.samples}
         assert labelled == {str(k) for k in range(partitions)}
         assert len(stats.actor.split(",")) == partitions
+        # What the client reads from the stream itself: history, time travel, bundles.
+        eid = eids[0]
+        assert [e.seq for e in await store.history(eid)][-1] == last[eid]
+        assert (await store.get_context(eid, at=last[eid] - 1)).current_phase == "initialized"
+        copy = await store.import_context(await store.export_context(eid), evolution_id="copy")
+        assert (await store.get_context(copy)).current_phase == "research"
 
 
 async def test_a_read_waits_for_its_partition_only(
