@@ -9,6 +9,12 @@ writes each, as ``bench.writes``) from 4 writers, each on its own connection, pi
 store round ends when every partition has applied every write of it (a ``stats`` query with
 ``min_seq`` = the round's last sequence, which the store's subject gathers from every
 partition). The figure is the median round; the ratio is 2 partitions over 1.
+
+A second figure takes the writers out: a backlog of writes is published with no actor
+running, then the actors start (1, or one per partition, at once) and the figure is the
+backlog over the time from their start until every write is applied (and announced):
+what the actors take when they need not share the cores with the writers. A fresh server
+per round and setup; the process start-up (about 0.5 s, the same for both) is in it.
 """
 
 from __future__ import annotations
@@ -31,7 +37,7 @@ from bench.common import (
     server,
 )
 from bench.writes import _bare_stream, _items
-from broker import StoreConfig
+from broker import StoreConfig, provision
 from contracts import Query, StatsRequest, encode, query_subject, service_error
 
 __all__ = ["run_partitions"]
@@ -107,7 +113,16 @@ async def run_partitions(tmp: Path, *, quick: bool) -> list[Figure]:
                 used = meter.stop()
                 cpu[mode].append({k: round(v / count * 1e6, 1) for k, v in used.items()})
                 rates[mode].append(count / elapsed)
+    catch_up: dict[str, list[float]] = {"p1": [], "p2": []}
+    backlog_per_writer = 1000 if quick else 2500  # contexts x 10 writes, x WRITERS
+    for r in range(rounds):
+        for mode in ("p1", "p2") if r % 2 == 0 else ("p2", "p1"):
+            partitions = 1 if mode == "p1" else 2
+            catch_up[mode].append(
+                await _catch_up(tmp / f"catch-up-{mode}-{r}", partitions, r, backlog_per_writer)
+            )
     p1, p2, bare = median(rates["p1"]), median(rates["p2"]), median(rates["bare"])
+    c1, c2 = median(catch_up["p1"]), median(catch_up["p2"])
     extra = {
         "rounds": rates,
         # Each round of 2 partitions over the round of 1 next to it (same load on the machine).
@@ -127,6 +142,22 @@ async def run_partitions(tmp: Path, *, quick: bool) -> list[Figure]:
             extra,
         ),
         Figure(
+            "applied writes/s catching up a backlog, 2 partitions (2 actor processes)",
+            c2,
+            "writes/s",
+            c1,
+            "1 partition (1 actor process)",
+            "",
+            None,
+            {
+                "rounds": catch_up,
+                "backlog": WRITERS * backlog_per_writer * 10,
+                "ratio_per_round": [
+                    round(b / a, 3) for a, b in zip(catch_up["p1"], catch_up["p2"], strict=True)
+                ],
+            },
+        ),
+        Figure(
             f"applied writes/s, 1 partition, {WRITERS} writers",
             p1,
             "writes/s",
@@ -137,3 +168,34 @@ async def run_partitions(tmp: Path, *, quick: bool) -> list[Figure]:
             {},
         ),
     ]
+
+
+async def _catch_up(root: Path, partitions: int, round_no: int, contexts_per_writer: int) -> float:
+    """Writes/s of actors starting on a backlog, from their start to the last write applied."""
+    async with server(root, "catch-up") as srv:
+        config = bench_config(srv.url, partitions=partitions)
+        conns = [await raw_connection(srv.url, f"bench-backlog-{w}") for w in range(WRITERS)]
+        try:
+            await provision(conns[0].jetstream(), config)
+            per_writer = [
+                _items(config, 1000 + round_no, w, contexts_per_writer, False)
+                for w in range(WRITERS)
+            ]
+            lasts = await asyncio.gather(
+                *(publish_pipelined(nc, items) for nc, items in zip(conns, per_writer, strict=True))
+            )
+            hosts = [
+                ActorHost(srv.url, partitions=partitions, partition=k) for k in range(partitions)
+            ]
+            started = time.perf_counter()
+            try:
+                await asyncio.gather(*(host.start() for host in hosts))
+                await _wait_all_applied(conns[0], config, max(lasts))
+                elapsed = time.perf_counter() - started
+            finally:
+                for host in hosts:
+                    await host.stop()
+        finally:
+            for nc in conns:
+                await nc.close()
+    return sum(len(items) for items in per_writer) / elapsed
