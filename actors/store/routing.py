@@ -37,6 +37,7 @@ from contracts import (
     ContextNotFoundError,
     Decoders,
     ErrorCode,
+    ListRequest,
     MetricFamily,
     MetricSample,
     Query,
@@ -142,8 +143,6 @@ class Router:
 
     async def newest(self, tenant: str, min_seq: int) -> str:
         """The id of the tenant's most recently created context, in whichever partition."""
-        from contracts import ListRequest
-
         lists = [
             Decoders.context_list.decode(d)
             for d in await self.gather(tenant, Query.LIST, ListRequest(min_seq=min_seq))
