@@ -125,8 +125,21 @@ class ActorHost:
 
     _profiles = 0
 
-    def __init__(self, url: str, *, profile: Path | None = None, env: dict[str, str] | None = None):
+    def __init__(
+        self,
+        url: str,
+        *,
+        profile: Path | None = None,
+        env: dict[str, str] | None = None,
+        partitions: int = 1,
+        partition: int = 0,
+    ):
         self.url = url
+        self.partition_args = (
+            []
+            if partitions == 1
+            else ["--partitions", str(partitions), "--partition", str(partition)]
+        )
         if profile is None and os.environ.get("BENCH_PROFILE_DIR"):
             ActorHost._profiles += 1
             folder = Path(os.environ["BENCH_PROFILE_DIR"])
@@ -138,7 +151,7 @@ class ActorHost:
         self.ready_seconds = 0.0
 
     async def start(self, ready_within: float = 600.0) -> None:
-        args = [sys.executable, "-m", "bench.host", "--url", self.url]
+        args = [sys.executable, "-m", "bench.host", "--url", self.url, *self.partition_args]
         if self.profile is not None:
             spy = str(Path(sys.executable).parent / "py-spy")
             args = [spy, "record", "-r", "250", "-o", str(self.profile), "-f", "raw", "--", *args]

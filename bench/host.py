@@ -1,4 +1,6 @@
-"""``python -m bench.host --url URL``: a store actor plus a bare echo responder, until SIGTERM.
+"""``python -m bench.host --url URL [--partitions P --partition K]``: a store actor plus a
+bare echo responder, until SIGTERM. Of a partitioned store: partition K's actor (the echo
+responder only with partition 0).
 
 Prints ``ready`` once the actor serves queries."""
 
@@ -16,7 +18,7 @@ from bench.common import ECHO_PREFIX, SAME_PREFIX, bench_config
 from broker import connect
 
 
-async def main(url: str) -> None:
+async def main(url: str, partitions: int = 1, partition: int = 0) -> None:
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGTERM, signal.SIGINT):
@@ -41,11 +43,13 @@ async def main(url: str) -> None:
         else:
             await msg.respond(kept.get(name, b""))
 
-    await echo_nc.subscribe(f"{ECHO_PREFIX}.*", cb=echo)
-    await echo_nc.subscribe(f"{SAME_PREFIX}.*.*", cb=same)
+    if partition == 0:
+        await echo_nc.subscribe(f"{ECHO_PREFIX}.*", cb=echo)
+        await echo_nc.subscribe(f"{SAME_PREFIX}.*.*", cb=same)
     await echo_nc.flush()
-    nc = await connect(url, name="bench-actor", long_running=True)
-    async with StoreActor(nc, bench_config(url), read_wait=120.0, owns_process=True):
+    nc = await connect(url, name=f"bench-actor-{partition}", long_running=True)
+    config = bench_config(url, partitions=partitions)
+    async with StoreActor(nc, config, read_wait=120.0, owns_process=True, partition=partition):
         print("ready", flush=True)
         await stop.wait()
     with contextlib.suppress(Exception):
@@ -56,7 +60,9 @@ async def main(url: str) -> None:
 if __name__ == "__main__":
     parser = argparse.ArgumentParser()
     parser.add_argument("--url", required=True)
+    parser.add_argument("--partitions", type=int, default=1)
+    parser.add_argument("--partition", type=int, default=0)
     args = parser.parse_args()
     import uvloop
 
-    uvloop.run(main(args.url))
+    uvloop.run(main(args.url, args.partitions, args.partition))

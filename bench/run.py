@@ -16,7 +16,16 @@ from typing import Any
 
 from bench.common import Figure
 
-BENCHES = ("latency", "writes", "durable", "recovery", "memory", "parallel", "evolve")
+BENCHES = (
+    "latency",
+    "writes",
+    "partitions",
+    "durable",
+    "recovery",
+    "memory",
+    "parallel",
+    "evolve",
+)
 
 
 def _machine() -> dict[str, Any]:
@@ -88,12 +97,14 @@ async def _run(args: argparse.Namespace) -> list[Figure]:
     from bench.latency import run_latency
     from bench.memory import run_memory
     from bench.parallel import run_parallel
+    from bench.partitions import run_partitions
     from bench.recovery import run_recovery
     from bench.writes import run_durable, run_writes
 
     runners: dict[str, Callable[[Path], Awaitable[list[Figure]]]] = {
         "latency": lambda tmp: run_latency(tmp, quick=args.quick),
         "writes": lambda tmp: run_writes(tmp, quick=args.quick),
+        "partitions": lambda tmp: run_partitions(tmp, quick=args.quick),
         "durable": lambda tmp: run_durable(tmp, quick=args.quick),
         "recovery": lambda tmp: run_recovery(tmp, quick=args.quick, big=args.big, full=args.full),
         "memory": lambda tmp: run_memory(tmp, quick=args.quick, full=args.full),

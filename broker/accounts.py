@@ -33,8 +33,8 @@ from typing import Final
 import msgspec
 
 from broker.auth import NatsAuth
-from broker.streams import ACTOR_DURABLE, EVENTS_STREAM, WRITES_STREAM
-from contracts import ROLE_KINDS, Role, check_token
+from broker.streams import ACTOR_DURABLE, EVENTS_STREAM, WRITES_STREAM, actor_durable
+from contracts import MAX_PARTITIONS, ROLE_KINDS, Role, check_token
 from contracts.errors import ConfigError
 
 __all__ = ["ACCOUNTS_FILE", "AuthDirectory", "init_auth", "permissions"]
@@ -52,7 +52,13 @@ def _reads(tenant: str) -> list[str]:
     """What every user of a tenant may publish to read: queries, and JetStream's read API on
     the two streams (stream info, direct gets, message gets, ephemeral consumers)."""
     api = "$JS.API"
-    subjects = [f"ctxstore.query.{tenant}.*", f"{api}.INFO", "$JS.FC.>", "$SRV.>"]
+    subjects = [
+        f"ctxstore.query.{tenant}.*",
+        f"ctxstore.query.{tenant}.*.*",  # a partition's actors (a partitioned store)
+        f"{api}.INFO",
+        "$JS.FC.>",
+        "$SRV.>",
+    ]
     for stream in (WRITES_STREAM, EVENTS_STREAM):
         subjects += [
             f"{api}.STREAM.INFO.{stream}",
@@ -70,14 +76,17 @@ def _reads(tenant: str) -> list[str]:
 
 def _never(tenant: str) -> list[str]:
     """Denied to every user but the actor, whatever the allow list says: the actor's own
-    consumer (its name in the subject), and durable consumers at all."""
+    consumers (their names in the subject: the store's, and every partition's a store may
+    have), and durable consumers at all."""
     api = "$JS.API"
-    return [
-        f"{api}.CONSUMER.*.{WRITES_STREAM}.{ACTOR_DURABLE}",
-        f"{api}.CONSUMER.*.{WRITES_STREAM}.{ACTOR_DURABLE}.>",
-        f"{api}.CONSUMER.MSG.NEXT.{WRITES_STREAM}.{ACTOR_DURABLE}",
-        f"{api}.CONSUMER.DURABLE.>",
-    ]
+    denied = [f"{api}.CONSUMER.DURABLE.>"]
+    for durable in (ACTOR_DURABLE, *(actor_durable(k) for k in range(MAX_PARTITIONS))):
+        denied += [
+            f"{api}.CONSUMER.*.{WRITES_STREAM}.{durable}",
+            f"{api}.CONSUMER.*.{WRITES_STREAM}.{durable}.>",
+            f"{api}.CONSUMER.MSG.NEXT.{WRITES_STREAM}.{durable}",
+        ]
+    return denied
 
 
 def permissions(tenant: str, role: Role) -> dict[str, object]:

@@ -14,7 +14,7 @@ from dataclasses import dataclass
 from nats.aio.client import Client
 from nats.aio.msg import Msg
 
-from contracts import HEADER_CHUNK, StoreTimeoutError
+from contracts import HEADER_CHUNK, StoreTimeoutError, StoreUnavailableError
 
 __all__ = ["Reply", "request_in_chunks"]
 
@@ -42,7 +42,8 @@ def _position(msg: Msg) -> tuple[int, int] | None:
 
 async def request_in_chunks(nc: Client, subject: str, data: bytes, *, patience: float) -> Reply:
     """Send a request and gather its reply, in one message or in chunks; each chunk must
-    come within ``patience`` seconds of the one before (``StoreTimeoutError``)."""
+    come within ``patience`` seconds of the one before (``StoreTimeoutError``). Nobody
+    listening on ``subject`` is a ``StoreUnavailableError``."""
     inbox = nc.new_inbox()
     sub = await nc.subscribe(inbox)
     try:
@@ -58,6 +59,8 @@ async def request_in_chunks(nc: Client, subject: str, data: bytes, *, patience: 
                 raise StoreTimeoutError(
                     f"no reply to {subject} within {patience}s ({len(parts)} of {count} parts came)"
                 ) from None
+            if not msg.data and (msg.headers or {}).get("Status") == "503":
+                raise StoreUnavailableError(f"nobody answers on {subject}")
             where = _position(msg)
             if where is None:
                 return Reply(msg.headers, msg.data)

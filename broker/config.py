@@ -10,7 +10,9 @@ unfinished), ``CONTEXT_STORE_SYNC`` (always|default),
 ``CONTEXT_STORE_SNAPSHOT_EVERY`` (applied writes between snapshots; ``none`` turns them off),
 ``CONTEXT_STORE_SNAPSHOT_INTERVAL`` (seconds; a snapshot when writes were applied since the
 last one), ``CONTEXT_STORE_REPLICAS`` (copies of every stream, bucket and object store the
-store makes: 1, or 3 or 5 on a cluster), ``CTXSTORE_ROLE`` (the authenticated role this client
+store makes: 1, or 3 or 5 on a cluster), ``CONTEXT_STORE_PARTITIONS`` (contexts spread over
+this many partitions, each with its own active actor; set when the write stream is created:
+see ``broker.streams``), ``CTXSTORE_ROLE`` (the authenticated role this client
 writes as, ``ctxstore auth init``), ``CONTEXT_STORE_ENCRYPTION_KEY`` or
 ``CONTEXT_STORE_ENCRYPTION_KEY_FILE`` (encryption at rest: JetStream's files of an embedded
 server, snapshots, and exported bundles when asked), and the ``NATS_*`` sign-in settings of
@@ -46,6 +48,7 @@ from contracts import (
     DEFAULT_MAX_PAYLOAD,
     DEFAULT_MAX_WRITE,
     DEFAULT_TENANT,
+    MAX_PARTITIONS,
     WRITER_ROLES,
     ConfigError,
     SubjectError,
@@ -93,6 +96,7 @@ _ENV = {
     "CTXSTORE_TENANT": "tenant",
     "NATS_URL": "nats_url",
     "CONTEXT_STORE_REPLICAS": "replicas",
+    "CONTEXT_STORE_PARTITIONS": "partitions",
     "CTXSTORE_ROLE": "role",
     "CONTEXT_STORE_ENCRYPTION_KEY": "encryption_key",
     "CONTEXT_STORE_ENCRYPTION_KEY_FILE": "encryption_key_file",
@@ -111,6 +115,7 @@ _SERVER_SETTINGS = (
     "snapshot_every",
     "snapshot_interval",
     "replicas",
+    "partitions",
 )
 _WHERE = re.compile(r" - at `\$\.([A-Za-z_]+)`")
 _UNKNOWN = re.compile(r"unknown field `([^`]+)`")
@@ -132,6 +137,7 @@ class StoreConfig(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fiel
     snapshot_every: Annotated[int, msgspec.Meta(ge=1)] | None = 10_000
     snapshot_interval: Annotated[float, msgspec.Meta(gt=0)] | None = 300.0
     replicas: Annotated[int, msgspec.Meta(ge=1, le=5)] = 1
+    partitions: Annotated[int, msgspec.Meta(ge=1, le=MAX_PARTITIONS)] = 1
     role: str | None = None
     auth: NatsAuth = msgspec.field(default_factory=NatsAuth)
     encryption_key: Secret | None = None
@@ -161,6 +167,14 @@ class StoreConfig(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fiel
         if "auth" not in overrides or overrides["auth"] is None:
             values["auth"] = NatsAuth.from_env(env)
         return _validated(values)
+
+    @property
+    def partition_max_contexts(self) -> int | None:
+        """The contexts one partition holds at most: ``max_contexts`` shared evenly (rounded
+        up), since each partition's actor prunes only its own."""
+        if self.max_contexts is None:
+            return None
+        return -(-self.max_contexts // self.partitions)
 
     def replace(self, **changes: Any) -> StoreConfig:
         """A copy with ``changes``, validated like the original."""

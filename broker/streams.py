@@ -11,6 +11,12 @@ an actor with one setting changed cannot scale a 3-replica stream down to 1.
 ``replicas`` (``CONTEXT_STORE_REPLICAS``) is the number of copies of every stream, bucket and
 object store of the store. With more than one, the event stream is persisted the default way:
 JetStream refuses ``persist_mode: async`` on replicated streams (error 10052).
+
+``partitions`` (``CONTEXT_STORE_PARTITIONS``) > 1 gives the write stream a subject transform
+that stores each write with its partition (``contracts.subjects.write_transform``), and each
+partition's leader its own durable consumer (``ctxstore-actor-<k>``, filtered on it). The
+number is the stream's for good: its stored subjects carry it, so provisioning refuses to
+start an actor with another number rather than change it (``stream_partitions``).
 """
 
 from __future__ import annotations
@@ -31,11 +37,19 @@ from nats.js.api import (
     StorageType,
     StoreCompression,
     StreamConfig,
+    SubjectTransform,
 )
 from nats.js.errors import NotFoundError
 
 from broker.config import StoreConfig
-from contracts import event_filter, write_filter
+from contracts import (
+    event_filter,
+    partition_filter,
+    partitions_of_transform,
+    stored_write_filter,
+    write_filter,
+    write_transform,
+)
 from contracts.errors import ConfigError
 from contracts.subjects import ROOT, Channel
 
@@ -47,10 +61,12 @@ __all__ = [
     "WRITES_STREAM",
     "Drift",
     "actor_consumer_config",
+    "actor_durable",
     "drifts",
     "events_stream_config",
     "migrate",
     "provision",
+    "stream_partitions",
     "take_over_consumer",
     "writes_stream_config",
 ]
@@ -72,10 +88,16 @@ def _storage(config: StoreConfig) -> StorageType:
 
 
 def writes_stream_config(config: StoreConfig) -> StreamConfig:
+    partitions = config.partitions
+    transform = None
+    if partitions > 1:
+        src, dest = write_transform(partitions)
+        transform = SubjectTransform(src=src, dest=dest)
     return StreamConfig(
         name=WRITES_STREAM,
         description="SharedContextStore write log: persistence, audit trail, replay source",
-        subjects=[write_filter()],
+        subjects=[stored_write_filter(partitions)],
+        subject_transform=transform,
         storage=_storage(config),
         max_msg_size=config.max_payload,
         duplicate_window=DUPLICATE_WINDOW_S,
@@ -113,17 +135,29 @@ def events_stream_config(config: StoreConfig) -> StreamConfig:
     )
 
 
-def actor_consumer_config(start_seq: int = 1) -> ConsumerConfig:
-    """The store actor's durable consumer, delivering from ``start_seq``."""
+def stream_partitions(config: StreamConfig) -> int:
+    """The partitions of a write stream, from its subject transform (1: none)."""
+    transform = config.subject_transform
+    return partitions_of_transform(None if transform is None else transform.dest)
+
+
+def actor_durable(partition: int | None = None) -> str:
+    """The leader's durable consumer: the store's, or one partition's (``partition``)."""
+    return ACTOR_DURABLE if partition is None else f"{ACTOR_DURABLE}-{partition}"
+
+
+def actor_consumer_config(start_seq: int = 1, partition: int | None = None) -> ConsumerConfig:
+    """The store actor's durable consumer, delivering from ``start_seq``: of the whole store,
+    or of one ``partition`` (its writes only)."""
     return ConsumerConfig(
-        durable_name=ACTOR_DURABLE,
+        durable_name=actor_durable(partition),
         description="the store actor: applies writes in stream order",
         deliver_policy=DeliverPolicy.ALL if start_seq <= 1 else DeliverPolicy.BY_START_SEQUENCE,
         opt_start_seq=None if start_seq <= 1 else start_seq,
         # One ack per fetched batch: the actor applies in order, so acking the last write
         # acknowledges all before it.
         ack_policy=AckPolicy.ALL,
-        filter_subject=write_filter(),
+        filter_subject=write_filter() if partition is None else partition_filter(partition),
         max_ack_pending=20_000,
         ack_wait=30.0,
         max_deliver=-1,
@@ -212,6 +246,20 @@ def _stream_configs(config: StoreConfig) -> list[StreamConfig]:
     return [writes_stream_config(config), events_stream_config(config)]
 
 
+def _check_partitions(wanted: StreamConfig, current: StreamConfig) -> None:
+    """Refuse a write stream made for another number of partitions: its stored subjects say
+    which partition each write is in (or that none is), and no setting changes them."""
+    if wanted.name != WRITES_STREAM:
+        return
+    have, want = stream_partitions(current), stream_partitions(wanted)
+    if have != want:
+        raise ConfigError(
+            f"{WRITES_STREAM} was created with {have} partition(s) and its writes are stored "
+            f"that way; this actor is configured for {want} (CONTEXT_STORE_PARTITIONS): run "
+            f"it with CONTEXT_STORE_PARTITIONS={have}"
+        )
+
+
 async def _ensure_stream(js: JetStreamContext, wanted: StreamConfig) -> list[Drift]:
     assert wanted.name is not None
     try:
@@ -220,6 +268,7 @@ async def _ensure_stream(js: JetStreamContext, wanted: StreamConfig) -> list[Dri
         await js.add_stream(wanted)
         return []
     current = info.config
+    _check_partitions(wanted, current)
     drifted = _guarded_drifts(wanted, current)
     if _safe_differs(wanted, current):
         # Only the safe settings move: copies and retention stay as they are.
@@ -264,6 +313,7 @@ async def drifts(js: JetStreamContext, config: StoreConfig) -> list[Drift]:
             info = await js.stream_info(wanted.name)
         except NotFoundError:
             continue
+        _check_partitions(wanted, info.config)
         found += _guarded_drifts(wanted, info.config)
     return found + await _bucket_drifts(js, config)
 
@@ -303,12 +353,15 @@ async def migrate(js: JetStreamContext, config: StoreConfig, *, apply: bool) -> 
     return found
 
 
-async def take_over_consumer(js: JetStreamContext, start_seq: int) -> None:
-    """(Re)create the actor's durable consumer to deliver from ``start_seq``.
+async def take_over_consumer(
+    js: JetStreamContext, start_seq: int, partition: int | None = None
+) -> None:
+    """(Re)create the actor's durable consumer (or ``partition``'s) to deliver from
+    ``start_seq``.
 
     A new leader does this when it takes over: writes delivered to its predecessor and not
     acked would otherwise come again only after the ack wait, and the ones before
     ``start_seq`` are in the new leader's state already."""
     with contextlib.suppress(NotFoundError):
-        await js.delete_consumer(WRITES_STREAM, ACTOR_DURABLE)
-    await js.add_consumer(WRITES_STREAM, actor_consumer_config(start_seq))
+        await js.delete_consumer(WRITES_STREAM, actor_durable(partition))
+    await js.add_consumer(WRITES_STREAM, actor_consumer_config(start_seq, partition))

@@ -459,6 +459,17 @@ def _channels() -> dict[str, Any]:
             "parameters": {"tenant": _token("tenant")},
             "messages": {"request": _message_ref(q.request.__name__)},
         }
+        channels[f"query_{q.op.value}_partition"] = {
+            "address": f"{ROOT}.{Channel.QUERY}.{{tenant}}.{q.op.value}.p{{partition}}",
+            "title": f"Query: {q.op.value}, of one partition",
+            "description": (
+                f"The same query, answered by the actors of one partition of a partitioned "
+                f"store (CONTEXT_STORE_PARTITIONS > 1) from the contexts they hold. "
+                f"{_PARTITION_QUERIES}"
+            ),
+            "parameters": {"tenant": _token("tenant"), "partition": _token("partition")},
+            "messages": {"request": _message_ref(q.request.__name__)},
+        }
         channels[f"query_{q.op.value}_reply"] = {
             "address": None,
             "title": f"Reply to {q.op.value}",
@@ -541,6 +552,18 @@ def _operations() -> dict[str, Any]:
                 "messages": _channel_messages(f"query_{op}_reply", ("reply", "error")),
             },
         }
+        operations[f"{op}_partition"] = {
+            "action": "receive",
+            "channel": _ref(f"#/channels/query_{op}_partition"),
+            "title": f"{q.summary} (one partition)",
+            "description": f"{_PARTITION_QUERIES} Listed in $SRV.INFO as {op}-p<partition>.",
+            "bindings": queue,
+            "messages": _channel_messages(f"query_{op}_partition", ("request",)),
+            "reply": {
+                "channel": _ref(f"#/channels/query_{op}_reply"),
+                "messages": _channel_messages(f"query_{op}_reply", ("reply", "error")),
+            },
+        }
     operations["agent"] = {
         "action": "receive",
         "channel": _ref("#/channels/agent"),
@@ -556,6 +579,12 @@ def _operations() -> dict[str, Any]:
     return operations
 
 
+_PARTITION_QUERIES: Final = (
+    "A context's partition is FNV-1a (32 bits) of its tenant and evolution id joined, modulo "
+    "the number of partitions (nats-server's {{partition(P,1,2)}}); a query about another "
+    "partition's context is passed on to it. Without partitions nobody serves these "
+    "subjects: use the store's subject, which every actor answers in either case."
+)
 _MIN_SEQ: Final = (
     f"With min_seq the store answers once it has applied that sequence, waiting up to "
     f"{MIN_SEQ_WAIT_S:g} s (then a timeout error): use a request timeout longer than that."
@@ -580,6 +609,9 @@ JSON; the JSON Schema of every message is {JSON_SCHEMA_FILE}.
   Nats-Expected-Last-Subject-Sequence-Subject: ctxstore.write.<tenant>.<evolution_id>.>.
 - **Queries** are NATS micro endpoints (service ctxstore; $SRV.INFO lists each endpoint with
   metadata naming its request and reply schemas). {_MIN_SEQ}
+- **Partitions** (CONTEXT_STORE_PARTITIONS > 1): writes and the store's query subjects are
+  the same; each partition's actors also answer ctxstore.query.<tenant>.<op>.p<partition>,
+  a hop shorter for a client that computes the partition.
 - **Errors**: an error reply has the headers Nats-Service-Error-Code (status) and
   Nats-Service-Error and an ErrorBody {{code, message}}; codes: {_CODES}.
 - **Rejected writes are kept**: the write stays in CTXSTORE_WRITES (history, outcome) and its
@@ -615,6 +647,12 @@ def asyncapi() -> dict[str, Any]:
                     ),
                     "examples": ["evo-20260105093000-1a2b3c4d5e6f"],
                 },
+                "partition": {
+                    "description": (
+                        "A partition of a partitioned store: 0 to CONTEXT_STORE_PARTITIONS - 1."
+                    ),
+                    "examples": ["0"],
+                },
             },
         },
     }
@@ -633,17 +671,22 @@ def documents() -> dict[str, str]:
     return {JSON_SCHEMA_FILE: render(json_schema()), ASYNCAPI_FILE: render(asyncapi())}
 
 
-def endpoint_metadata(op: Query) -> dict[str, str]:
+def endpoint_metadata(op: Query, partition: int | None = None) -> dict[str, str]:
     """What ``$SRV.INFO`` says of a query endpoint: its request, reply and error schemas (as
-    references into the JSON Schema document) and its AsyncAPI operation."""
+    references into the JSON Schema document) and its AsyncAPI operation; and, on a
+    partition's endpoint, the partition."""
     doc = query_doc(op)
-    return {
+    found = {
         "summary": doc.summary,
         "request_schema": f"{JSON_SCHEMA_FILE}#/$defs/{doc.request.__name__}",
         "reply_schema": f"{JSON_SCHEMA_FILE}#/$defs/{doc.reply.__name__}",
         "error_schema": f"{JSON_SCHEMA_FILE}#/$defs/{ErrorBody.__name__}",
         "asyncapi_operation": f"{ASYNCAPI_FILE}#/operations/{op.value}",
     }
+    if partition is not None:
+        found["partition"] = str(partition)
+        found["asyncapi_operation"] += "_partition"
+    return found
 
 
 def service_metadata() -> dict[str, str]:

@@ -7,8 +7,18 @@ Layout (token positions are fixed so that permissions and partitioning can key o
     ctxstore.event.<tenant>.<evolution_id>.<kind>    applied writes (stream CTXSTORE_EVENTS)
     ctxstore.error.<tenant>.<evolution_id>.<kind>    rejected writes (stream CTXSTORE_EVENTS)
     ctxstore.query.<tenant>.<operation>              request-reply queries (NATS micro service)
+    ctxstore.query.<tenant>.<operation>.p<k>         the same, to partition k's actors
 
 Token 0 is the root, 1 the channel, 2 the tenant, 3 the evolution id (or the query operation).
+
+**Partitions** (``CONTEXT_STORE_PARTITIONS`` = P > 1): writers publish exactly as above; the
+write stream's subject transform stores each write with its partition inserted after the id,
+``ctxstore.write.<tenant>.<evolution_id>.<partition>.<kind>[.<role>]``, so filters on
+``ctxstore.write.<tenant>.<evolution_id>.>`` (guards, history) match both layouts. The
+partition is nats-server's ``{{partition(P,1,2)}}`` of the tenant and id tokens:
+``partition_of`` computes the same. It goes after the id, not last: JetStream accepts a
+transform whose source ends in ``>`` (needed for the optional role token) only if its
+destination ends in ``>`` too.
 """
 
 from __future__ import annotations
@@ -23,6 +33,7 @@ from contracts.vocabulary import WriteKind
 
 __all__ = [
     "DEFAULT_TENANT",
+    "MAX_PARTITIONS",
     "ROOT",
     "Channel",
     "Query",
@@ -37,17 +48,29 @@ __all__ = [
     "event_subject_of",
     "kind_filter",
     "outcome_filter",
+    "partition_filter",
+    "partition_of",
+    "partitions_of_transform",
+    "published_subject",
     "query_filter",
+    "query_partition",
     "query_subject",
     "query_tenant",
     "role_of",
+    "stored_write_filter",
     "write_filter",
     "write_subject",
+    "write_transform",
 ]
 
 ROOT = "ctxstore"
 DEFAULT_TENANT = "default"
+MAX_PARTITIONS = 32
 _TOKEN = re.compile(r"^[A-Za-z0-9_-]{1,64}$")
+_QUERY_PARTITION = re.compile(r"^p([0-9]{1,3})$")
+_PARTITION_TOKEN = 4  # of a stored write's subject, in a partitioned store
+_FNV_OFFSET = 0x811C9DC5
+_FNV_PRIME = 0x01000193
 
 
 class SubjectError(ValueError):
@@ -133,9 +156,12 @@ def event_subject_of(stored_write_subject: str) -> str:
     return _EVENT_PREFIX + rest
 
 
-def query_subject(tenant: str, operation: Query) -> str:
+def query_subject(tenant: str, operation: Query, partition: int | None = None) -> str:
+    """Where to ask: the store (any actor answers; the wire contract), or the actors of
+    ``partition`` (of a partitioned store: they hold its contexts)."""
     check_token(tenant, "tenant")
-    return f"{ROOT}.{Channel.QUERY}.{tenant}.{operation}"
+    base = f"{ROOT}.{Channel.QUERY}.{tenant}.{operation}"
+    return base if partition is None else f"{base}.p{partition}"
 
 
 def agent_subject(tenant: str, agent: str) -> str:
@@ -151,9 +177,13 @@ def _filter(channel: Channel | str, tenant: str | None, evolution_id: str | None
     return f"{ROOT}.{channel}.{t}.{check_token(evolution_id, 'evolution_id')}.>"
 
 
-def kind_filter(tenant: str, evolution_id: str, kind: WriteKind | str) -> str:
-    """Every role's subject of one kind of write to one evolution."""
-    return f"{_build(Channel.WRITE, tenant, evolution_id, kind)}.*"
+def kind_filter(tenant: str, evolution_id: str, kind: WriteKind | str, partitions: int = 1) -> str:
+    """Every role's subject of one kind of write to one evolution, as stored in a store of
+    ``partitions`` partitions."""
+    if partitions <= 1:
+        return f"{_build(Channel.WRITE, tenant, evolution_id, kind)}.*"
+    part = partition_of(tenant, evolution_id, partitions)
+    return f"{ROOT}.{Channel.WRITE}.{tenant}.{evolution_id}.{part}.{kind}.*"
 
 
 def write_filter(tenant: str | None = None, evolution_id: str | None = None) -> str:
@@ -177,9 +207,68 @@ def outcome_filter(tenant: str | None = None, evolution_id: str | None = None) -
     return _filter("*", tenant, evolution_id)
 
 
-def query_filter(operation: Query) -> str:
-    """The subject the actor serves an operation on, for every tenant."""
-    return f"{ROOT}.{Channel.QUERY}.*.{operation}"
+def query_filter(operation: Query, partition: int | None = None) -> str:
+    """The subject the actor serves an operation on, for every tenant: the store's (any actor
+    answers), or ``partition``'s (that partition's actors answer)."""
+    base = f"{ROOT}.{Channel.QUERY}.*.{operation}"
+    return base if partition is None else f"{base}.p{partition}"
+
+
+# -- partitions --------------------------------------------------------------------------
+
+
+def partition_of(tenant: str, evolution_id: str, partitions: int) -> int:
+    """The partition of a context in a store of ``partitions``: nats-server's
+    ``{{partition(P,1,2)}}``, FNV-1a (32 bits) of the tenant and id tokens joined as they are
+    (no separator), modulo P."""
+    if partitions <= 1:
+        return 0
+    h = _FNV_OFFSET
+    for byte in (tenant + evolution_id).encode():
+        h = ((h ^ byte) * _FNV_PRIME) & 0xFFFFFFFF
+    return h % partitions
+
+
+def write_transform(partitions: int) -> tuple[str, str]:
+    """(source, destination) of the write stream's subject transform for ``partitions`` > 1:
+    every write is stored with its partition after the id."""
+    w = f"{ROOT}.{Channel.WRITE}"
+    return (
+        f"{w}.*.*.>",
+        f"{w}.{{{{wildcard(1)}}}}.{{{{wildcard(2)}}}}.{{{{partition({partitions},1,2)}}}}.>",
+    )
+
+
+_TRANSFORM_PARTITIONS = re.compile(r"\{\{\s*[pP]artition\s*\(\s*(\d+)\s*,")
+
+
+def partitions_of_transform(destination: str | None) -> int:
+    """P of a write stream whose subject transform has ``destination`` (1: no transform)."""
+    found = _TRANSFORM_PARTITIONS.search(destination or "")
+    return int(found.group(1)) if found else 1
+
+
+def stored_write_filter(partitions: int = 1) -> str:
+    """The write stream's subjects: with partitions, only subjects the transform maps (an id
+    token and more), so that every stored write has a partition."""
+    return write_filter() if partitions <= 1 else f"{ROOT}.{Channel.WRITE}.*.*.>"
+
+
+def partition_filter(partition: int) -> str:
+    """The stored writes of one partition (of a partitioned store)."""
+    return f"{ROOT}.{Channel.WRITE}.*.*.{partition}.>"
+
+
+def published_subject(stored: str, partitioned: bool) -> str:
+    """The subject a write was published on, from the one it is stored on: in a partitioned
+    store, without the partition token the stream inserted."""
+    if not partitioned:
+        return stored
+    parts = stored.split(".")
+    if len(parts) <= _PARTITION_TOKEN + 1:  # not a transformed write subject: keep it as is
+        return stored
+    del parts[_PARTITION_TOKEN]
+    return ".".join(parts)
 
 
 @dataclass(frozen=True, slots=True)
@@ -236,6 +325,17 @@ def _shown(value: str, limit: int = 200) -> str:
 def query_tenant(subject: str) -> str:
     """The tenant token of a query subject."""
     parts = subject.split(".")
-    if len(parts) != 4 or parts[0] != ROOT or parts[1] != Channel.QUERY:
+    if len(parts) not in (4, 5) or parts[0] != ROOT or parts[1] != Channel.QUERY:
         raise SubjectError(f"not a query subject: {_shown(subject)}")
     return check_token(parts[2], "tenant")
+
+
+def query_partition(subject: str) -> int | None:
+    """The partition a query subject names (``...<op>.p<k>``), or None (the store's)."""
+    parts = subject.split(".")
+    if len(parts) != 5:
+        return None
+    found = _QUERY_PARTITION.match(parts[4])
+    if found is None:
+        raise SubjectError(f"not a partition of a query subject: {_shown(subject)}")
+    return int(found.group(1))

@@ -241,7 +241,9 @@ class ActorProcess:
         env: dict[str, str] | None = None,
         *,
         verbose: bool = False,
+        serve_args: tuple[str, ...] = (),
     ) -> None:
+        self.serve_args = serve_args  # e.g. ("--partition", "1")
         self.url = url
         self.log_dir = log_dir
         self.name = name
@@ -267,6 +269,7 @@ class ActorProcess:
                 self.url,
                 *(["-v"] if self.verbose else []),
                 "serve",
+                *self.serve_args,
                 stdout=asyncio.subprocess.PIPE,
                 stderr=err,
                 env=env,

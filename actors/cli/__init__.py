@@ -89,6 +89,14 @@ def _parser() -> argparse.ArgumentParser:
         metavar="DIR",
         help="accounts and users from 'ctxstore auth init DIR': one actor per tenant",
     )
+    serve.add_argument(
+        "--partition",
+        type=int,
+        default=None,
+        metavar="K",
+        help="with --nats-url and CONTEXT_STORE_PARTITIONS > 1: serve partition K only "
+        "(default: every partition, in this process)",
+    )
     # The server a URL-less client starts for the local store directory.
     serve.add_argument("--exit-when-unused", action="store_true", help=argparse.SUPPRESS)
     serve.set_defaults(run="serve:cmd_serve")

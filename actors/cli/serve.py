@@ -5,6 +5,10 @@ second ``serve`` says who serves it and exits 1. ``--exit-when-unused`` (interna
 server a URL-less client starts: it logs to ``server.log`` and stops once no client has used
 it for ``$CTXSTORE_SERVER_GRACE`` seconds (default 1.5), so back-to-back commands share one
 server.
+
+With ``CONTEXT_STORE_PARTITIONS`` > 1 it runs one actor per partition, or, with ``--nats-url``
+and ``--partition K``, partition K's only: one such process per partition (and more as
+standbys), on as many cores or nodes, is how partitions add throughput.
 """
 
 from __future__ import annotations
@@ -65,19 +69,21 @@ async def _stack_failure(stack: LocalStack) -> None:
     raise BrokerError("the local store stopped")
 
 
-async def _until_signal_or_stopped(actor: StoreActor, signalled_: asyncio.Event) -> None:
-    """Until SIGINT/SIGTERM, or until the actor stops on its own: then raise why, so the
+async def _until_signal_or_stopped(actors: list[StoreActor], signalled_: asyncio.Event) -> None:
+    """Until SIGINT/SIGTERM, or until an actor stops on its own: then raise why, so the
     process exits non-zero and its supervisor restarts it (the restart replays)."""
     signalled = asyncio.create_task(signalled_.wait())
-    stopped = asyncio.create_task(actor.wait())
+    stopped = [asyncio.create_task(actor.wait()) for actor in actors]
     try:
-        await asyncio.wait({signalled, stopped}, return_when=asyncio.FIRST_COMPLETED)
+        await asyncio.wait({signalled, *stopped}, return_when=asyncio.FIRST_COMPLETED)
     finally:
         signalled.cancel()
-        stopped.cancel()
-    if stopped.done() and not stopped.cancelled():
-        stopped.result()  # raises the failure
-        raise RuntimeError("the store actor stopped")
+        for task in stopped:
+            task.cancel()
+    for task in stopped:
+        if task.done() and not task.cancelled():
+            task.result()  # raises the failure
+            raise RuntimeError("the store actor stopped")
 
 
 def _grace() -> float:
@@ -205,7 +211,11 @@ async def cmd_serve(args: argparse.Namespace) -> int:
                 "per tenant signed in as its actor (--nkey DIR/<tenant>/actor.nk)"
             )
         async with _metrics_endpoint(args, metrics):
-            return await _serve_url(config, shown, metrics)
+            return await _serve_url(config, shown, metrics, _partitions(config, args.partition))
+    if args.partition is not None:
+        raise ConfigError(
+            "--partition serves one partition of a store on a server you run: give --nats-url"
+        )
     home = args.store_dir or args.home
     if args.exit_when_unused:
         return await _serve_its_users(home, config)
@@ -228,16 +238,39 @@ async def cmd_serve(args: argparse.Namespace) -> int:
     return 0
 
 
-async def _serve_url(config: StoreConfig, shown: str, metrics: StoreMetrics) -> int:
-    """The store actor alone, on the server at ``config.nats_url``."""
+def _partitions(config: StoreConfig, partition: int | None) -> list[int]:
+    if partition is None:
+        return list(range(config.partitions))
+    if not 0 <= partition < config.partitions:
+        raise ConfigError(
+            f"--partition {partition}: the store has {config.partitions} partition(s) "
+            "(CONTEXT_STORE_PARTITIONS), numbered from 0"
+        )
+    return [partition]
+
+
+async def _serve_url(
+    config: StoreConfig, shown: str, metrics: StoreMetrics, partitions: list[int]
+) -> int:
+    """The store actors (of ``partitions``) alone, on the server at ``config.nats_url``."""
     assert config.nats_url is not None
-    nc = await connect(config.nats_url, name="ctxstore-actor", long_running=True, auth=config.auth)
-    try:
-        async with StoreActor(nc, config, owns_process=True, metrics=metrics) as actor:
-            with stop_signals() as signalled:
-                print(f"store actor serving {shown} (seq {actor.state.applied_seq})")
-                print(f"agents connect with: NATS_URL={shown}", flush=True)
-                await _until_signal_or_stopped(actor, signalled)
-    finally:
-        await nc.close()
+    async with contextlib.AsyncExitStack() as stack:
+        actors = []
+        for i, partition in enumerate(partitions):
+            name = "ctxstore-actor" if config.partitions == 1 else f"ctxstore-actor-{partition}"
+            nc = await connect(config.nats_url, name=name, long_running=True, auth=config.auth)
+            stack.push_async_callback(nc.close)
+            actor = StoreActor(
+                nc,
+                config,
+                owns_process=len(partitions) == 1,
+                metrics=metrics if i == 0 else None,
+                partition=partition,
+            )
+            actors.append(await stack.enter_async_context(actor))
+        with stop_signals() as signalled:
+            which = "" if config.partitions == 1 else f", partitions {partitions}"
+            print(f"store actor serving {shown} (seq {actors[0].state.applied_seq}{which})")
+            print(f"agents connect with: NATS_URL={shown}", flush=True)
+            await _until_signal_or_stopped(actors, signalled)
     return 0

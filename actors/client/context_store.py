@@ -11,7 +11,9 @@ Writes are published to JetStream (durable once acknowledged; each carries a
 ``Nats-Msg-Id``, reused on retry so it never applies twice), then confirmed by the actor's
 event for it (or, if that does not come, by asking the actor), so a rejected write raises.
 Reads are NATS requests that carry the last sequence this client wrote: the actor answers
-once it has applied that far (read-your-writes).
+once it has applied that far (read-your-writes). In a partitioned store (its write stream
+says how many partitions; read once) a read about one context goes straight to the actors of
+its partition, the hash nats-server stores the context's writes by.
 
 Lifecycle: new -> open -> closed. It opens on ``async with`` or on first use, and a closed
 client stays closed. With no NATS URL (argument, config or ``NATS_URL``), it uses the local
@@ -46,7 +48,7 @@ from nats.js import JetStreamContext
 from actors.client.confirmations import Confirmations
 from actors.client.handle import ContextHandle, WriteReceipt, write_body
 from actors.client.local import attach_local_server, default_home
-from broker import WRITES_STREAM, StoreConfig, connect
+from broker import WRITES_STREAM, StoreConfig, connect, stream_partitions
 from broker.chunks import request_in_chunks
 from broker.home import FileLock
 from broker.lifecycle import AsyncResource
@@ -84,6 +86,7 @@ from contracts import (
     check_token,
     encode,
     kind_filter,
+    partition_of,
     query_subject,
     write_filter,
     write_subject,
@@ -129,6 +132,7 @@ _EVENT_GRACE_S: Final = 0.5
 # Connected to a cluster (the connection knows other servers): how long a write waits for
 # its stream to have a leader again after a server died (an election takes a few seconds).
 _FAILOVER_S: Final = 15.0
+_LAYOUT_RETRY_S: Final = 10.0  # after the write stream's partitions could not be read
 # A caller's idempotency key travels in a header: printable ASCII, no spaces.
 _IDEMPOTENCY_KEY: Final = re.compile(r"[!-~]{1,128}")
 
@@ -217,6 +221,10 @@ class SharedContextStore(AsyncResource):
         self._last_seq = 0
         self._latest_ack = 0  # the sequence of the latest acknowledgement, max or not
         self._key: Final = next(_STORE_KEYS)
+        # The store's partitions, as its write stream says (None: not known yet); and when
+        # reading them last failed (asked again only after _LAYOUT_RETRY_S).
+        self._partitions: int | None = None
+        self._layout_failed = -_LAYOUT_RETRY_S
 
     # -- lifecycle ---------------------------------------------------------------------
 
@@ -700,9 +708,9 @@ class SharedContextStore(AsyncResource):
         if kind is WriteKind.CREATE:
             # "0" = only if the create subject is empty: the server refuses a second create.
             headers[HEADER_EXPECTED_LAST_SUBJECT_SEQ] = "0"
-            if role is not None:  # over every role's create subject of this id
+            if role is not None:  # over every role's create subject of this id, as stored
                 headers[HEADER_EXPECTED_LAST_SUBJECT_SEQ_SUBJECT] = kind_filter(
-                    self.config.tenant, evolution_id, kind
+                    self.config.tenant, evolution_id, kind, await self._store_partitions()
                 )
         if expected_version is not None:
             headers.update(_guard(self.config.tenant, evolution_id, expected_version))
@@ -727,7 +735,7 @@ class SharedContextStore(AsyncResource):
         self._latest_ack = ack.seq
         receipt = WriteReceipt(evolution_id, ack.seq, bool(ack.duplicate))
         if self.confirm_writes:
-            await self._confirm(ack.seq, None if ack.duplicate else confirmations)
+            await self._confirm(ack.seq, evolution_id, None if ack.duplicate else confirmations)
         return receipt
 
     def _encode_write(self, body: Write) -> bytes:
@@ -748,7 +756,9 @@ class SharedContextStore(AsyncResource):
         (the store's ``max_payload``); a larger write goes in chunks."""
         return min(nc.max_payload, self.config.max_payload)
 
-    async def _confirm(self, seq: int, confirmations: Confirmations | None) -> None:
+    async def _confirm(
+        self, seq: int, evolution_id: str, confirmations: Confirmations | None
+    ) -> None:
         """Raise if the actor rejected the write at ``seq``. Its event usually says so first
         (see ``actors.client.confirmations``); otherwise the actor is asked."""
         event = None if confirmations is None else await confirmations.outcome(seq, _EVENT_GRACE_S)
@@ -759,7 +769,7 @@ class SharedContextStore(AsyncResource):
                 raise error_for(code, reason)
         # No event in time (missed, or a duplicate publish whose event is long gone).
         outcome = await self._request(
-            Query.OUTCOME, OutcomeRequest(seq=seq, min_seq=seq), Decoders.outcome
+            Query.OUTCOME, OutcomeRequest(seq=seq, min_seq=seq), Decoders.outcome, evolution_id
         )
         if not outcome.applied:
             raise error_for(outcome.code or "invalid", outcome.reason or "write rejected")
@@ -786,9 +796,41 @@ class SharedContextStore(AsyncResource):
             current_version=current,
         )
 
-    async def _request(self, op: Query, body: msgspec.Struct, decoder: Any) -> Any:
+    async def _store_partitions(self) -> int:
+        """The store's partitions, read from its write stream once (1 while it cannot be
+        read: the store's query subjects, which any actor answers, are right with any)."""
+        if self._partitions is not None:
+            return self._partitions
+        loop = asyncio.get_running_loop()
+        if loop.time() - self._layout_failed < _LAYOUT_RETRY_S:
+            return 1
         try:
-            return await self._request_once(op, body, decoder)
+            nc = await self._client()
+            info = await nc.jetstream(timeout=min(self.config.request_timeout, 2.0)).stream_info(
+                WRITES_STREAM
+            )
+        except Exception:  # no stream yet, not allowed, no answer: ask again later
+            self._layout_failed = loop.time()
+            return 1
+        self._partitions = stream_partitions(info.config)
+        return self._partitions
+
+    async def _partition(self, evolution_id: str | None) -> int | None:
+        """The partition whose actors hold ``evolution_id`` (None: ask the store's subject)."""
+        if evolution_id is None:
+            return None
+        partitions = await self._store_partitions()
+        if partitions == 1:
+            return None
+        return partition_of(self.config.tenant, evolution_id, partitions)
+
+    async def _request(
+        self, op: Query, body: msgspec.Struct, decoder: Any, about: str | None = None
+    ) -> Any:
+        """``about``: the evolution id the query concerns, whose partition's actors are
+        asked directly (one hop); else any actor is (it passes the query on)."""
+        try:
+            return await self._request_once(op, body, decoder, about)
         except StoreTimeoutError:
             # A min_seq past the write stream's last sequence is never reached: the stream
             # was deleted and created again since this client's older writes. From now on,
@@ -798,7 +840,7 @@ class SharedContextStore(AsyncResource):
                 raise
             self._last_seq = self._latest_ack
             fresh = msgspec.structs.replace(body, min_seq=self._latest_ack)
-            return await self._request_once(op, fresh, decoder)
+            return await self._request_once(op, fresh, decoder, about)
 
     async def _stream_last_seq(self) -> int:
         nc = await self._client()
@@ -806,9 +848,21 @@ class SharedContextStore(AsyncResource):
             info = await nc.jetstream().stream_info(WRITES_STREAM)
         return int(info.state.last_seq)
 
-    async def _request_once(self, op: Query, body: msgspec.Struct, decoder: Any) -> Any:
-        subject = query_subject(self.config.tenant, op)
-        msg = await self._ask(op, subject, encode(body))
+    async def _request_once(
+        self, op: Query, body: msgspec.Struct, decoder: Any, about: str | None
+    ) -> Any:
+        partition = await self._partition(about)
+        subject = query_subject(self.config.tenant, op, partition)
+        try:
+            msg = await self._ask(op, subject, encode(body))
+        except StoreUnavailableError:
+            if partition is None:
+                raise
+            # Nobody serves that partition's subject: the store has other partitions now
+            # (made anew), or none. Its own subject says which, and is asked from now on.
+            self._partitions = None
+            subject = query_subject(self.config.tenant, op)
+            msg = await self._ask(op, subject, encode(body))
         headers, reply = msg.headers, msg.data
         if _too_large_for_one_message(headers) and hasattr(body, "accept_chunks"):
             # The reply exists but is larger than a message: ask again for it in chunks.
@@ -862,6 +916,7 @@ class SharedContextStore(AsyncResource):
             Query.GET,
             GetRequest(evolution_id=evolution_id, min_seq=self._last_seq),
             Decoders.context,
+            evolution_id,
         )
         return ctx
 
@@ -870,6 +925,7 @@ class SharedContextStore(AsyncResource):
             Query.COMPARE,
             CompareRequest(evolution_id=evolution_id, min_seq=self._last_seq),
             Decoders.comparison,
+            evolution_id,
         )
         return comparison
 
@@ -944,6 +1000,7 @@ class SharedContextStore(AsyncResource):
             Query.EXPORT,
             ExportRequest(evolution_id=evolution_id, min_seq=self._last_seq),
             Decoders.context,
+            evolution_id,
         )
         from actors.client.bundles import write_bundle
         from actors.core.bundles import build_bundle

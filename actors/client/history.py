@@ -13,11 +13,11 @@ import msgspec
 import nats.errors
 from nats.aio.client import Client
 from nats.aio.msg import Msg
-from nats.js.api import ConsumerConfig, DeliverPolicy
+from nats.js.api import ConsumerConfig, DeliverPolicy, StreamConfig
 
 from actors.core.fold import StoredWrite
 from actors.core.timeline import Recorded, Timeline
-from broker import EVENTS_STREAM, WRITES_STREAM
+from broker import EVENTS_STREAM, WRITES_STREAM, stream_partitions
 from broker.delivery import js_position
 from contracts import (
     HEADER_RECORDED_TIME,
@@ -28,22 +28,24 @@ from contracts import (
     WriteRejected,
     WriteSubject,
     error_filter,
+    published_subject,
     write_filter,
 )
 from contracts.framing import read_part
 
-__all__ = ["load_timeline", "read_messages", "stored_write"]
+__all__ = ["load_timeline", "read_messages", "read_stream", "stored_write"]
 
 
-def stored_write(msg: Msg) -> StoredWrite:
+def stored_write(msg: Msg, partitioned: bool = False) -> StoredWrite:
     """The write a consumer delivered as a nats-py message. Its position is read from the
-    ack subject (nats-py's ``msg.metadata`` builds several objects per message)."""
+    ack subject (nats-py's ``msg.metadata`` builds several objects per message).
+    ``partitioned``: the stream stores writes with their partition (dropped here)."""
     seq, stamp, _ = js_position((msg.reply or "").encode())
     headers = msg.headers or {}
     return StoredWrite.received(
         seq,
         stamp,
-        msg.subject,
+        published_subject(msg.subject, partitioned),
         msg.data,
         headers.get(HEADER_WRITER),
         headers.get(HEADER_RECORDED_TIME),
@@ -61,13 +63,29 @@ async def read_messages(
 ) -> list[Msg]:
     """Every message of ``stream`` under ``subject_filter`` stored so far (up to ``up_to_seq``),
     in stream order, with an ordered consumer."""
+    return (
+        await read_stream(
+            nc, stream, subject_filter, up_to_seq=up_to_seq, idle_timeout=idle_timeout
+        )
+    )[0]
+
+
+async def read_stream(
+    nc: Client,
+    stream: str,
+    subject_filter: str,
+    *,
+    up_to_seq: int | None = None,
+    idle_timeout: float = 5.0,
+) -> tuple[list[Msg], StreamConfig]:
+    """``read_messages``, and the stream's configuration as it was read."""
     js = nc.jetstream(timeout=idle_timeout)
     info = await js.stream_info(stream)
     last = info.state.last_seq
     if up_to_seq is not None:
         last = min(last, up_to_seq)
     if info.state.messages == 0 or last < info.state.first_seq:
-        return []
+        return [], info.config
     sub = await js.subscribe(
         subject_filter,
         stream=stream,
@@ -81,7 +99,7 @@ async def read_messages(
         consumer = await sub.consumer_info()
         delivered = consumer.delivered.consumer_seq if consumer.delivered else 0
         if consumer.num_pending == 0 and delivered == 0:
-            return out
+            return out, info.config
         while True:
             try:
                 msg = await sub.next_msg(timeout=idle_timeout)
@@ -97,7 +115,7 @@ async def read_messages(
                 break
     finally:
         await sub.unsubscribe()
-    return out
+    return out, info.config
 
 
 async def load_timeline(
@@ -111,8 +129,8 @@ async def load_timeline(
 ) -> Timeline:
     """Read one context's writes from the stream (and its capacity rejections from the
     events stream) into a ``Timeline``."""
-    writes, errors = await asyncio.gather(
-        read_messages(
+    (writes, stream), errors = await asyncio.gather(
+        read_stream(
             nc,
             WRITES_STREAM,
             write_filter(tenant, evolution_id),
@@ -131,13 +149,14 @@ async def load_timeline(
             continue
         if isinstance(event, WriteRejected) and event.code == ErrorCode.CAPACITY:
             capacity[event.seq] = event.reason
+    partitioned = stream_partitions(stream) > 1
     records = [
         Recorded(
-            write=(w := stored_write(msg)),
+            write=w,
             stored_at=msg.metadata.timestamp,
             capacity_reason=capacity.get(w.seq),
         )
         for msg in writes
-        if WriteSubject.try_parse(msg.subject) is not None  # no deeper tokens
+        if WriteSubject.try_parse((w := stored_write(msg, partitioned)).subject) is not None
     ]
     return Timeline(tenant, evolution_id, records, max_write=max_write)

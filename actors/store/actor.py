@@ -13,6 +13,12 @@ answers queries (``actors.store.queries``), and then plays one of two roles:
   it and leads from where its state is: it announces the writes it applied as a standby
   that nobody announced, and recreates the durable consumer from its next sequence.
 
+In a partitioned store (``CONTEXT_STORE_PARTITIONS`` = P > 1) each actor plays these roles
+for one partition (``partition``): it reads only that partition's writes (the stream stores
+each with its partition), through a durable consumer, a lease and snapshots of the
+partition's own, and answers for the partition's contexts (``actors.store.routing`` gets
+other queries to their partition). Partitions lead, stand by and take over independently.
+
 A write the fold cannot apply (a bug: bad input is a rejection, never an exception) stops
 the actor rather than being skipped: it is not acked, so a restart applies it. Anything that
 fails while serving one request is that request's error reply. Every task the actor runs
@@ -43,19 +49,19 @@ from actors.core.held import HeldContext
 from actors.runtime.actor import Actor
 from actors.runtime.cancel import cancel_until_done
 from actors.store.lease import MARGIN as _LEASE_MARGIN_S
-from actors.store.lease import Lease
+from actors.store.lease import Lease, lease_key
 from actors.store.metrics import StoreMetrics
 from actors.store.queries import Queries
 from actors.store.retention import TTL_WRITER, expire, sweep_interval
 from actors.store.snapshots import LoadResult, Snapshots
 from actors.store.trim import trimmed_before
 from broker import (
-    ACTOR_DURABLE,
     EVENTS_STREAM,
     WRITES_STREAM,
     BusClient,
     StoreConfig,
     actor_consumer_config,
+    actor_durable,
     provision,
     take_over_consumer,
 )
@@ -76,6 +82,7 @@ from contracts import (
     HEADER_WRITE_ID,
     HEADER_WRITER,
     PRUNED_KIND,
+    ConfigError,
     ContextPruned,
     ContextStoreError,
     Decoders,
@@ -87,6 +94,8 @@ from contracts import (
     error_subject,
     event_subject,
     event_subject_of,
+    partition_filter,
+    published_subject,
     write_filter,
 )
 
@@ -167,25 +176,42 @@ class StoreActor(Actor):
         lease_ttl: float = 3.0,
         state: StoreState | None = None,
         metrics: StoreMetrics | None = None,
+        partition: int = 0,
     ) -> None:
         """``owns_process``: nothing else of note lives in this process (``ctxstore serve``),
         so the actor may freeze what it holds out of the garbage collector's sight
         (``gc.freeze()``, which cannot tell the actor's objects from anyone else's).
         ``state``: the (empty) state to fold into; by default a ``StoreState``.
-        ``metrics``: where it counts what it does; by default metrics of its own."""
+        ``metrics``: where it counts what it does; by default metrics of its own.
+        ``partition``: which of ``config.partitions`` this actor serves (0 to P - 1)."""
         super().__init__()
         if not isinstance(nc, BusClient):
             raise TypeError("StoreActor needs a connection from broker.connect (a BusClient)")
+        if not 0 <= partition < config.partitions:
+            raise ConfigError(
+                f"partition {partition} does not exist: the store has {config.partitions} "
+                f"(CONTEXT_STORE_PARTITIONS), numbered from 0"
+            )
+        # None: the store is not partitioned (every name as it always was).
+        self.partition: int | None = partition if config.partitions > 1 else None
+        self._durable = actor_durable(self.partition)
+        self._filter = write_filter() if self.partition is None else partition_filter(partition)
         self._nc = nc
         self._config = config
         self._fetch_batch = fetch_batch
         # Room for two of the largest writes per pull request, so every request progresses.
         self._pull_bytes = max(_PULL_BYTES, 2 * config.max_payload + 65_536)
-        self.state = state or StoreState(Limits(config.max_write, config.max_contexts))
+        self.state = state or StoreState(Limits(config.max_write, config.partition_max_contexts))
         self.metrics = metrics or StoreMetrics()
-        self.metrics.attach(lambda: self.state)
+        self.metrics.attach(lambda: self.state, partitioned=self.partition is not None)
         self.queries = Queries(
-            nc, self, lambda: self.state, read_wait=read_wait, observer=self.metrics
+            nc,
+            self,
+            lambda: self.state,
+            read_wait=read_wait,
+            observer=self.metrics,
+            partition=self.partition,
+            partitions=config.partitions,
         )
         self.lease = Lease(
             # A renewal answered after the TTL's margin is of no use; a standby's look at the
@@ -195,6 +221,7 @@ class StoreActor(Actor):
             ttl=lease_ttl,
             memory=config.backend == "memory",
             replicas=config.replicas,
+            key=lease_key(self.partition),
         )
         self.role: Role = "starting"
         self._role_changed = asyncio.Event()
@@ -227,11 +254,18 @@ class StoreActor(Actor):
         js = self._nc.jetstream()
         await self._until_jetstream_answers()
         await provision(js, self._config)
-        snapshots = Snapshots(js, self._config, nc=self._nc, intake=self._intake_kind)
+        snapshots = Snapshots(
+            js, self._config, nc=self._nc, intake=self._intake_kind, partition=self.partition
+        )
         self.snapshots = snapshots if snapshots.enabled else None
         await self._recover_observed()
         await self.queries.start()
-        self.spawn(self.metrics.follow_stream(js), name="ctxstore-metrics-stream")
+        self.spawn(
+            self.metrics.follow_stream(
+                js, durable=None if self.partition is None else self._durable
+            ),
+            name="ctxstore-metrics-stream",
+        )
         # Settle the role before ready: a lone actor is leading (and has announced what
         # recovery found unannounced) by the time it says it serves.
         leading = await self._try_to_lead(starting=True)
@@ -384,6 +418,8 @@ class StoreActor(Actor):
     async def _announce_kept(self) -> None:
         """Announce what was applied without being announced, past the stored events."""
         self._announced = await self._announced_up_to()
+        if self.partition is not None:
+            self._announced = max(self._announced, await self._announced_in_events())
         kept = [a for seq, events in self._unannounced if seq > self._announced for a in events]
         self._unannounced.clear()
         for subject, event in kept:
@@ -399,12 +435,19 @@ class StoreActor(Actor):
         floor = 0
         unanswered: list[Exception] = []
         try:
-            ci = await js.consumer_info(WRITES_STREAM, ACTOR_DURABLE)
+            ci = await js.consumer_info(WRITES_STREAM, self._durable)
             floor = ci.ack_floor.stream_seq or 0 if ci.ack_floor is not None else 0
         except nats.js.errors.NotFoundError:
             pass
         except (nats.errors.Error, TimeoutError) as exc:  # e.g. a consumer electing a leader
             unanswered.append(exc)
+        if self.partition is not None:
+            # The events stream is every partition's: its last event may be another's, past
+            # writes of this one nobody announced. (Taking the lead looks further:
+            # ``_announced_in_events``.)
+            if strict and unanswered:
+                raise unanswered[0]
+            return floor
         try:
             events = await js.stream_info(EVENTS_STREAM)
             if events.state.last_seq:
@@ -419,6 +462,32 @@ class StoreActor(Actor):
         if strict and len(unanswered) == 2:
             raise unanswered[0]
         return floor
+
+    async def _announced_in_events(self) -> int:
+        """A partition's: the last kept write whose event is stored (0: none). A leader
+        announces its partition's writes in order, so those announced are a prefix of the
+        kept ones: a binary search, asking for the last stored event on each probe's subject
+        (one whose write is this context's, or later, says the probe was announced)."""
+        probes = [
+            (seq, events[0][0])
+            for seq, events in self._unannounced
+            if seq > self._announced and events and _one_context(events[0][0])
+        ]
+        js = self._nc.jetstream(timeout=_FAILOVER_TIMEOUT_S * 2)
+        low, high = 0, len(probes)  # probes[:low] announced, probes[high:] not
+        while low < high:
+            middle = (low + high) // 2
+            seq, subject = probes[middle]
+            try:
+                last = await js.get_last_msg(EVENTS_STREAM, subject)
+                announced = Decoders.event.decode(last.data or b"").seq >= seq
+            except (nats.js.errors.NotFoundError, msgspec.DecodeError, msgspec.ValidationError):
+                announced = False
+            if announced:
+                low = middle + 1
+            else:
+                high = middle
+        return probes[low - 1][0] if low else 0
 
     async def _read_stream(
         self,
@@ -439,7 +508,7 @@ class StoreActor(Actor):
                 deliver_policy=DeliverPolicy.BY_START_SEQUENCE,
                 opt_start_seq=start,
                 ack_policy=AckPolicy.NONE,
-                filter_subject=write_filter(),
+                filter_subject=self._filter,
                 inactive_threshold=_REPLAY_IDLE_S,
                 mem_storage=True,
             ),
@@ -452,7 +521,7 @@ class StoreActor(Actor):
             intake: Intake
 
             async def handle(delivery: Delivery) -> None:
-                await on_write(_stored(delivery), intake)
+                await on_write(self.stored(delivery), intake)
                 if until is not None and delivery.pending == 0:
                     intake.stop()
 
@@ -531,6 +600,7 @@ class StoreActor(Actor):
         """Start over from the new stream: what the old one held is gone with it."""
         log.warning("the write stream was replaced: rebuilding the state from the new one")
         self.state = StoreState(self.state.limits)
+        self.queries.forget_seen()
         self._unannounced.clear()
         self._announced = 0
         js = self._nc.jetstream()
@@ -610,13 +680,13 @@ class StoreActor(Actor):
             # it (electing its leader). Asked again as it is, which is answered once it
             # exists; deleting it would start its election over.
             try:
-                await js.add_consumer(WRITES_STREAM, actor_consumer_config(start))
+                await js.add_consumer(WRITES_STREAM, actor_consumer_config(start, self.partition))
             except nats.js.errors.APIError:  # refused, not unanswered: made anew next time
                 self._asked_from = None
                 raise
         else:
             self._asked_from = start
-            await take_over_consumer(js, start)
+            await take_over_consumer(js, start, self.partition)
         self._asked_from = None
         self._position = ConsumerPosition()
 
@@ -648,7 +718,7 @@ class StoreActor(Actor):
         burst = _LeaderBurst(self)
         while True:
             try:
-                async with self._intake(ACTOR_DURABLE, burst.on_write, self._position) as intake:
+                async with self._intake(self._durable, burst.on_write, self._position) as intake:
                     await self._pull_until_gone(intake, burst.done)
             except StreamReplaced:
                 await self._rebuild()
@@ -658,6 +728,20 @@ class StoreActor(Actor):
                     "%s: taking the consumer again from seq %d", gap, self.state.applied_seq + 1
                 )
                 await self._restore_consumer(gap=True)
+
+    def stored(self, delivery: Delivery) -> StoredWrite:
+        """The write a delivery holds, on the subject it was published on (a partitioned
+        stream stores it with its partition: the fold, the events and the aborts of
+        unfinished writes go by the published subject)."""
+        return StoredWrite.received(
+            delivery.seq,
+            delivery.stamp_ns,
+            published_subject(delivery.subject, self.partition is not None),
+            delivery.data,
+            delivery.writer,
+            delivery.recorded,
+            delivery.part,
+        )
 
     @property
     def announced(self) -> int:
@@ -713,7 +797,7 @@ class StoreActor(Actor):
         A failure is logged and left to the next pull (a gap shows again until mended)."""
         try:
             await self._check_stream()
-            if not gap and not await self._gone(ACTOR_DURABLE):
+            if not gap and not await self._gone(self._durable):
                 log.info("the actor's consumer did not answer (electing a leader?): pulling again")
                 await asyncio.sleep(_LEASE_POLL_S)
                 return
@@ -917,7 +1001,7 @@ class _LeaderBurst:
         actor = self._actor
         if not actor.lease.valid:
             raise LeadershipLost()
-        write = _stored(delivery)
+        write = actor.stored(delivery)
         try:
             outcome = actor.state.apply(write)
         except Exception:
@@ -967,16 +1051,10 @@ def _pruned(
     return event_subject(gone.tenant, gone.evolution_id, PRUNED_KIND), encode(pruned)
 
 
-def _stored(delivery: Delivery) -> StoredWrite:
-    return StoredWrite.received(
-        delivery.seq,
-        delivery.stamp_ns,
-        delivery.subject,
-        delivery.data,
-        delivery.writer,
-        delivery.recorded,
-        delivery.part,
-    )
+def _one_context(subject: str) -> bool:
+    """Whether an event's subject is one context's (not the ``_`` of an unreadable write's,
+    which every partition shares)."""
+    return "_" not in subject.split(".")[2:4]
 
 
 def _evolution_id(outcome: Applied) -> str:

@@ -48,6 +48,7 @@ from contracts import (
     WriteRejected,
     encode,
     error_filter,
+    published_subject,
     query_tenant,
     write_filter,
 )
@@ -80,7 +81,10 @@ class HistoryQuery:
         reach: Callable[[int], Awaitable[None]],
         spawn: Callable[..., object],
         read_timeout: float,
+        partitioned: bool = False,
     ) -> None:
+        """``partitioned``: the write stream stores each write with its partition."""
+        self._partitioned = partitioned
         self._nc = nc
         self._max_write = max_write  # the store's limit on a write, as the fold applies it
         self._applied = applied
@@ -136,7 +140,7 @@ class HistoryQuery:
         ) as messages:
             async for msg in messages:
                 seen = True
-                rec = _recorded(msg, capacity)
+                rec = _recorded(msg, capacity, self._partitioned)
                 step = stepper.step(rec)
                 seq = rec.write.seq
                 if seq < body.from_seq:
@@ -229,14 +233,14 @@ class HistoryQuery:
                 await js.delete_consumer(stream, consumer.name)
 
 
-def _recorded(msg: Msg, capacity: dict[int, str]) -> Recorded:
+def _recorded(msg: Msg, capacity: dict[int, str], partitioned: bool) -> Recorded:
     # As actors.client.history reads a write, so that both histories are equal.
     seq, stamp, _ = js_position((msg.reply or "").encode())
     headers = msg.headers or {}
     write = StoredWrite.received(
         seq,
         stamp,
-        msg.subject,
+        published_subject(msg.subject, partitioned),
         msg.data,
         headers.get(HEADER_WRITER),
         headers.get(HEADER_RECORDED_TIME),

@@ -2,8 +2,8 @@
 
 Exactly one actor per store may consume the durable consumer, ack writes, announce them and
 expire contexts: the one holding the lease, the key ``actor`` in the bucket
-``ctxstore_leases``. The bucket's ``max_age`` is the lease's time to live: a key that is not
-renewed disappears on its own.
+``ctxstore_leases`` (in a partitioned store, one per partition: ``actor-<k>``). The bucket's
+``max_age`` is the lease's time to live: a key that is not renewed disappears on its own.
 
 - ``acquire()`` creates the key; the server refuses it while another holder's key exists
   (create is a write expecting no previous revision), so two actors can never both get it.
@@ -41,15 +41,19 @@ from nats.js.errors import (
 )
 from nats.js.kv import KV_DEL, KV_OP, KV_PURGE, KeyValue
 
-__all__ = ["LEASE_BUCKET", "MARGIN", "Holder", "Lease"]
+__all__ = ["LEASE_BUCKET", "MARGIN", "Holder", "Lease", "lease_key"]
 
 log = logging.getLogger("ctxstore.lease")
 
 LEASE_BUCKET: Final = "ctxstore_leases"
 _KEY: Final = "actor"
 _STREAM: Final = f"KV_{LEASE_BUCKET}"
-_SUBJECT: Final = f"$KV.{LEASE_BUCKET}.{_KEY}"
 MARGIN: Final = 0.5  # seconds of the TTL a holder never counts on
+
+
+def lease_key(partition: int | None = None) -> str:
+    """The lease's key: the store's, or one partition's."""
+    return _KEY if partition is None else f"{_KEY}-{partition}"
 
 
 class Holder(msgspec.Struct, frozen=True, kw_only=True):
@@ -71,9 +75,11 @@ class Lease:
         ttl: float = 3.0,
         memory: bool = False,
         replicas: int = 1,
+        key: str = _KEY,
     ) -> None:
         """``reads``: the context ``holder()`` reads with (default ``js``): a standby polls
-        with a short timeout, so that it looks again soon after a look nobody answered."""
+        with a short timeout, so that it looks again soon after a look nobody answered.
+        ``key``: which lease (``lease_key``)."""
         if ttl <= 2 * MARGIN:
             raise ValueError(f"a lease TTL of {ttl}s leaves no time to hold it")
         self._js = js
@@ -81,6 +87,8 @@ class Lease:
         self.ttl = ttl
         self._memory = memory
         self._replicas = replicas  # the bucket's copies: the lease outlives a lost server
+        self.key = key
+        self._subject = f"$KV.{LEASE_BUCKET}.{key}"
         self._kv: KeyValue | None = None
         self._revision: int | None = None
         self._confirmed = 0.0  # monotonic time of the last write the server confirmed
@@ -114,7 +122,7 @@ class Lease:
         up after a server died) answers late, not at all, or with a key already expired."""
         await self._bucket()  # made if need be
         try:
-            msg = await self._reads_js.get_last_msg(_STREAM, _SUBJECT)
+            msg = await self._reads_js.get_last_msg(_STREAM, self._subject)
         except NotFoundError:
             return None
         headers = msg.headers or {}
@@ -133,7 +141,7 @@ class Lease:
         started = time.monotonic()
         try:
             kv = await self._bucket()
-            self._revision = await kv.create(_KEY, msgspec.json.encode(self.me))
+            self._revision = await kv.create(self.key, msgspec.json.encode(self.me))
         except (KeyWrongLastSequenceError, KeyNotFoundError):
             # Held by another; or it expired between nats-py's create and its second look.
             return False
@@ -152,7 +160,7 @@ class Lease:
         started = time.monotonic()
         try:
             self._revision = await kv.update(
-                _KEY, msgspec.json.encode(self.me), last=self._revision
+                self.key, msgspec.json.encode(self.me), last=self._revision
             )
         except KeyWrongLastSequenceError:
             log.warning("lease lost: another actor holds it, or it expired")
@@ -184,4 +192,4 @@ class Lease:
         if revision is None or self._kv is None:
             return
         with contextlib.suppress(Exception):
-            await self._kv.delete(_KEY, last=revision)
+            await self._kv.delete(self.key, last=revision)

@@ -11,6 +11,10 @@ rebuilds its state from the stream; the old one's may describe writes a memory-b
 stream no longer has. After too many deaths in a short time it gives up and fails, so the
 process exits non-zero and whatever supervises it (or the next client) takes over: a server
 that keeps dying (a full disk, a corrupt store) is not restarted forever.
+
+A partitioned store (``CONTEXT_STORE_PARTITIONS`` > 1) runs one actor per partition here,
+each on its own connection: correct, not faster (one process runs one thread of Python at a
+time); run ``ctxstore serve --nats-url URL --partition K`` processes to spread the work.
 """
 
 from __future__ import annotations
@@ -98,7 +102,8 @@ class LocalStack(Actor):
             cipher_key=None if key is None else jetstream_key(key),
         )
         self.actor: StoreActor | None = None
-        self.tenant_actors: list[tuple[BusClient, StoreActor]] = []  # the other tenants
+        # The other tenants' actors, and the other partitions'.
+        self.tenant_actors: list[tuple[BusClient, StoreActor]] = []
         self.restarts = 0  # of the nats-server, by supervision
         self._nc: BusClient | None = None
         self._lock = FileLock(self.home / SERVER_LOCK)
@@ -159,26 +164,37 @@ class LocalStack(Actor):
 
     async def _start_actor(self) -> None:
         if self.auth is None:
-            self._nc = await connect(self.server.url, name="ctxstore-actor", long_running=True)
-            self.actor = StoreActor(
-                self._nc, self.config, owns_process=self._owns_process, metrics=self.metrics
-            )
-            await self.actor.start()
-            return
-        for i, tenant in enumerate(self.auth.tenants()):
-            config = self.config.replace(tenant=tenant, auth=self.auth.auth(tenant, "actor"))
-            nc = await connect(
-                self.server.url,
-                name=f"ctxstore-actor-{tenant}",
-                long_running=True,
-                auth=config.auth,
-            )
-            actor = StoreActor(nc, config, owns_process=self._owns_process)
-            await actor.start()
-            if i == 0:
-                self._nc, self.actor = nc, actor
-            else:
-                self.tenant_actors.append((nc, actor))
+            runs = [(self.config, "ctxstore-actor")]
+        else:
+            runs = [
+                (
+                    self.config.replace(tenant=tenant, auth=self.auth.auth(tenant, "actor")),
+                    f"ctxstore-actor-{tenant}",
+                )
+                for tenant in self.auth.tenants()
+            ]
+        for config, name in runs:
+            for partition in range(config.partitions):
+                first = self.actor is None
+                nc = await connect(
+                    self.server.url,
+                    name=name if partition == 0 else f"{name}-p{partition}",
+                    long_running=True,
+                    auth=config.auth,
+                )
+                actor = StoreActor(
+                    nc,
+                    config,
+                    owns_process=self._owns_process,
+                    # The first actor's figures go on across restarts (and are served).
+                    metrics=self.metrics if first and self.auth is None else None,
+                    partition=partition,
+                )
+                if first:
+                    self._nc, self.actor = nc, actor
+                else:
+                    self.tenant_actors.append((nc, actor))
+                await actor.start()
 
     async def _stop_actor(self, *, server_alive: bool) -> None:
         others, self.tenant_actors = self.tenant_actors, []

@@ -29,7 +29,9 @@ What the figures mean, where the store's data do not say it by themselves:
   (a stage write makes its status completed or failed), or when it is imported finished.
 - **Lag**: the stream's last sequence minus the sequence applied; the last sequence is the
   latest of what the leader's deliveries say (sequence plus pending) and of a stream info
-  read every ``STREAM_POLL_S`` seconds (a stalled actor gets no deliveries).
+  read every ``STREAM_POLL_S`` seconds (a stalled actor gets no deliveries). A partition's
+  actor counts its own partition's writes not applied yet: what its deliveries say is
+  pending, and what its partition's durable consumer says every ``STREAM_POLL_S``.
 - Counters count from the actor's start, writes only those applied live: a replay at
   start-up is its own figure (``ctxstore_replayed_writes_total``), else each restart would
   count the whole history again. Every actor counts the writes it applies, leader and
@@ -200,6 +202,7 @@ class StoreMetrics(StoreObserver, QueryObserver):
         self._state: Callable[[], StoreState | None] = lambda: None
         self._role: ActorRole = "starting"
         self._stream_last = 0
+        self._backlog: int | None = None  # a partition's actor: its writes not applied yet
         self._created = 0
         self._removed: dict[str, int] = dict.fromkeys(_REMOVALS, 0)
         # Every label value there is, from the start: a series that appears only with its
@@ -218,18 +221,23 @@ class StoreMetrics(StoreObserver, QueryObserver):
         self._replay_duration = _Histogram(_REPLAY_BUCKETS)
         self._snapshot_duration = _Histogram(_SNAPSHOT_BUCKETS)
 
-    def attach(self, state: Callable[[], StoreState]) -> None:
+    def attach(self, state: Callable[[], StoreState], *, partitioned: bool = False) -> None:
         """Read the applied sequence and the contexts held from ``state()`` (called at each
-        collection, possibly from the HTTP server's thread: it must only read)."""
+        collection, possibly from the HTTP server's thread: it must only read).
+        ``partitioned``: the actor applies one partition's writes (its lag is theirs)."""
         self._state = state
         self._role = "starting"
+        self._backlog = 0 if partitioned else None
 
     # -- StoreObserver ---------------------------------------------------------------------
 
     def write_applied(self, outcome: Outcome, pending: int | None = None) -> None:
         write = outcome.write
         if pending is not None:
-            self._stream_last = write.seq + pending
+            if self._backlog is not None:  # the partition's pending, not the stream's
+                self._backlog = pending
+            else:
+                self._stream_last = write.seq + pending
         match outcome:
             case Applied(kind=kind):
                 self._applied[kind] += 1
@@ -261,12 +269,18 @@ class StoreMetrics(StoreObserver, QueryObserver):
         """The write stream's last sequence, as a stream info said."""
         self._stream_last = last_seq
 
-    async def follow_stream(self, js: JetStreamContext, every: float = STREAM_POLL_S) -> None:
+    async def follow_stream(
+        self, js: JetStreamContext, every: float = STREAM_POLL_S, durable: str | None = None
+    ) -> None:
         """Read the stream's last sequence every ``every`` seconds, for ever: what the lag is
-        measured against when no delivery says it (an idle or stalled actor)."""
+        measured against when no delivery says it (an idle or stalled actor); and, for a
+        partition's actor, what its partition's ``durable`` consumer has pending."""
         while True:
             try:
                 info = await js.stream_info(WRITES_STREAM)
+                if durable is not None and self._backlog is not None:
+                    consumer = await js.consumer_info(WRITES_STREAM, durable)
+                    self._backlog = int(consumer.num_pending or 0)
             except Exception as exc:  # a monitoring read must never stop the actor
                 log.debug("reading the write stream's info failed: %r", exc)
             else:
@@ -324,8 +338,9 @@ class StoreMetrics(StoreObserver, QueryObserver):
         )
         yield GaugeMetricFamily(
             LAG,
-            "Writes in the stream not applied yet (last sequence - applied).",
-            stream_last - applied,
+            "Writes in the stream not applied yet (last sequence - applied; a partition's "
+            "actor: its partition's).",
+            stream_last - applied if self._backlog is None else self._backlog,
         )
         yield _counter(REPLAYED, "Writes applied by replays (start-up, rebuild).", self._replayed)
         yield _counter(SNAPSHOT_FAILURES, "Snapshots that failed to save.", self._snapshot_failures)

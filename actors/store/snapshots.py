@@ -19,8 +19,8 @@ several times that.
 
 sealed with AES-256-GCM when encryption at rest is on (``actors.core.sealing``; a snapshot
 that is not sealed under the actor's key is then refused), and stored as object
-``snapshot-<applied_seq, 20 digits>`` in the bucket
-``ctxstore_snapshots`` (the object store chunks it, so JetStream's message size limit does
+``snapshot-<applied_seq, 20 digits>`` (a partition's: ``snapshot-p<k>-<applied_seq>``) in the
+bucket ``ctxstore_snapshots`` (the object store chunks it, so JetStream's message size limit does
 not bound it, and checks its own SHA-256 digest). The actor keeps the newest ``KEEP``.
 
 On start the actor loads the newest snapshot that is valid for the stream it reads: right
@@ -227,17 +227,20 @@ def decode_snapshot(data: bytes, limits: Limits) -> tuple[StoreState, datetime]:
     return StoreState.from_image(image), body.stream_created
 
 
-def _name(seq: int) -> str:
-    return f"{_PREFIX}{seq:020d}"
+def _prefix(partition: int | None) -> str:
+    return _PREFIX if partition is None else f"{_PREFIX}p{partition}-"
 
 
-def _seq_of(name: str) -> int | None:
-    if not name.startswith(_PREFIX):
+def _name(seq: int, prefix: str = _PREFIX) -> str:
+    return f"{prefix}{seq:020d}"
+
+
+def _seq_of(name: str, prefix: str = _PREFIX) -> int | None:
+    """The sequence of a snapshot named with ``prefix`` (None: another's, or not one)."""
+    if not name.startswith(prefix):
         return None
-    try:
-        return int(name[len(_PREFIX) :])
-    except ValueError:
-        return None
+    digits = name[len(prefix) :]
+    return int(digits) if digits.isascii() and digits.isdigit() else None
 
 
 @dataclass(frozen=True, slots=True)
@@ -258,9 +261,12 @@ class Snapshots:
         *,
         nc: BusClient | None = None,
         intake: Literal["raw", "public"] = "public",
+        partition: int | None = None,
     ) -> None:
         """``nc`` and ``intake``: the connection and intake kind (``broker.intake``) to read
-        snapshots with; without them, nats-py's object store ``get``."""
+        snapshots with; without them, nats-py's object store ``get``. ``partition``: the
+        snapshots of one partition's actors (of a partitioned store)."""
+        self._prefix = _prefix(partition)
         self._js = js
         self._config = config
         self._nc = nc
@@ -300,7 +306,7 @@ class Snapshots:
             infos = await store.list(ignore_deletes=True)
         except NotFoundError:
             return []
-        found = [(_seq_of(i.name), i.name) for i in infos if not i.deleted]
+        found = [(_seq_of(i.name, self._prefix), i.name) for i in infos if not i.deleted]
         return sorted(((s, n) for s, n in found if s is not None), reverse=True)
 
     async def load(
@@ -453,7 +459,7 @@ class Snapshots:
             data = await asyncio.to_thread(seal, data, key, _PURPOSE)
         store = await self._bucket(create=True)
         assert store is not None
-        name = _name(image.applied_seq)
+        name = _name(image.applied_seq, self._prefix)
         meta = ObjectMeta(
             name=name,
             description=f"store state at seq {image.applied_seq}",

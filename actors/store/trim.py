@@ -6,7 +6,8 @@ stream and these limits) and older than ``max_age`` seconds or beyond ``max_byte
 state at that snapshot holds it, so no state is lost, but time travel (``get_context(at=)``,
 ``diff``, history, exports) before the cut is given up. The cut is recorded in the stream's
 metadata (``ctxstore_trimmed_before``) before the purge, and an actor that cannot load a
-snapshot covering it refuses to start rather than rebuild a state without those writes.
+snapshot covering it refuses to start rather than rebuild a state without those writes. In
+a partitioned store every partition's newest verified snapshot must cover the cut.
 """
 
 from __future__ import annotations
@@ -54,23 +55,32 @@ async def trim_history(
         raise ConfigError("say what to keep: --max-age SECONDS and/or --max-bytes N")
     info = await js.stream_info(WRITES_STREAM)
     state = info.state
-    loaded = await Snapshots(js, config).load(
-        Limits(config.max_write, config.max_contexts), info.created, state.last_seq
+    limits = Limits(config.max_write, config.partition_max_contexts)
+    partitions: list[int | None] = (
+        [None] if config.partitions == 1 else list(range(config.partitions))
     )
-    if loaded.state is None:
-        raise ConfigError(
-            "no verified snapshot of this stream: nothing may be trimmed (the store actor "
-            "takes snapshots; see CONTEXT_STORE_SNAPSHOT_EVERY)"
+    covered: int | None = None  # the newest sequence every partition's snapshot covers
+    for partition in partitions:
+        loaded = await Snapshots(js, config, partition=partition).load(
+            limits, info.created, state.last_seq
         )
+        if loaded.state is None:
+            which = "" if partition is None else f" for partition {partition}"
+            raise ConfigError(
+                f"no verified snapshot of this stream{which}: nothing may be trimmed (the "
+                "store actor takes snapshots; see CONTEXT_STORE_SNAPSHOT_EVERY)"
+            )
+        covered = loaded.seq if covered is None else min(covered, loaded.seq)
+    assert covered is not None
     first = state.first_seq
-    cut = loaded.seq + 1
+    cut = covered + 1
     if max_bytes is not None and state.messages:
         average = max(state.bytes // state.messages, 1)
         cut = min(cut, first + max(state.messages - max_bytes // average, 0))
     if max_age is not None:
         cut = min(cut, await _first_newer(js, first, cut, time.time() - max_age))
     if cut <= first:
-        return Trimmed(loaded.seq, first, 0)
+        return Trimmed(covered, first, 0)
     updated = StreamConfig.from_response(info.config.as_dict())
     updated.metadata = {**(info.config.metadata or {}), TRIMMED_BEFORE: str(cut)}
     await js.update_stream(updated)
@@ -78,7 +88,7 @@ async def trim_history(
     after = (await js.stream_info(WRITES_STREAM)).state
     # The stream holds only writes: what is missing now, counting writes stored meanwhile.
     removed = state.messages + (after.last_seq - state.last_seq) - after.messages
-    return Trimmed(loaded.seq, cut, max(removed, 0))
+    return Trimmed(covered, cut, max(removed, 0))
 
 
 async def _first_newer(js: JetStreamContext, low: int, high: int, oldest: float) -> int:
