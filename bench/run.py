@@ -125,6 +125,20 @@ async def _run(args: argparse.Namespace) -> list[Figure]:
     return figures
 
 
+def _merged(previous: dict[str, Any], run: dict[str, Any]) -> dict[str, Any]:
+    """A partial run (``--only``) replaces its benchmarks' figures in the results file and
+    keeps the others', each figure stamped with the date of the run that measured it: the
+    charts and the README's table read one file, which one benchmark alone must not empty."""
+    ran = set(run["options"]["only"])
+    kept = [
+        {"date": previous.get("date"), **f}
+        for f in previous.get("figures", [])
+        if f.get("bench") not in ran
+    ]
+    fresh = [{"date": run["date"], **f} for f in run["figures"]]
+    return {**run, "figures": kept + fresh}
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m bench", description=__doc__)
     parser.add_argument("--quick", action="store_true", help="fewer samples (about a minute)")
@@ -159,6 +173,8 @@ def main(argv: list[str] | None = None) -> int:
             for f in figures
         ],
     }
+    if args.only and args.out.exists():
+        document = _merged(json.loads(args.out.read_text(encoding="utf-8")), document)
     args.out.parent.mkdir(parents=True, exist_ok=True)
     args.out.write_text(json.dumps(document, indent=2, default=str) + "\n", encoding="utf-8")
     print(f"wrote {args.out}", file=sys.stderr)
