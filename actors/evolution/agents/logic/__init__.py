@@ -11,21 +11,15 @@ from .analysis import (
     analyze_files,
     analyze_project,
 )
+from .edit_task import Edited, Executor, Skip
 from .evaluation import EvaluationResult, compare_metrics, evaluate
-from .executors import (
-    Edited,
-    Executor,
-    ReturnNoneExecutor,
-    RuffSimplifyExecutor,
-    Skip,
-    default_executors,
-)
+from .executors import ReturnNoneExecutor, RuffSimplifyExecutor
 from .focus import FOCUS_AREAS, normalize_focus
 from .learning import Learning, task_key
 from .model import ModelClient, ModelExecutor
 from .payloads import analysis_payload, encoded_size
 from .planning import LEARNED_FROM, PlanResult, plan_improvements
-from .refactor import ImplementationResult, execute_plan
+from .refactor import ImplementationResult, default_executors, execute_plan
 from .research import (
     CatalogueSource,
     ResearchResult,

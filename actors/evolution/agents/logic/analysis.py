@@ -21,7 +21,8 @@ from typing import Any
 
 from interrogate.config import InterrogateConfig
 
-from .executors import DOC_NEUTRAL_DECORATORS, worth_keeping
+from .edit_task import DOC_NEUTRAL_DECORATORS
+from .executors import worth_keeping
 from .focus import normalize_focus
 from .measure import (
     SIMPLIFY_RULES,

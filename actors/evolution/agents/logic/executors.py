@@ -12,113 +12,21 @@ from __future__ import annotations
 import ast
 import hashlib
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass
-from typing import Any, Protocol
+from typing import Any
 
+from .edit_task import DOC_NEUTRAL_DECORATORS, Edited, Skip, parse, task_line, task_symbol
 from .edits import EditError, add_return_none, locate
 from .measure import SIMPLIFY_RULES, Diagnostic, apply_edits, ruff_check_text
-from .symbols import MODULE_SYMBOL, decorator_names, returns_nothing
+from .symbols import decorator_names, returns_nothing
 
-__all__ = [
-    "DOC_NEUTRAL_DECORATORS",
-    "Edited",
-    "Executor",
-    "ReturnNoneExecutor",
-    "RuffSimplifyExecutor",
-    "Skip",
-    "default_executors",
-    "task_symbol",
-    "worth_keeping",
-]
+__all__ = ["ReturnNoneExecutor", "RuffSimplifyExecutor", "worth_keeping"]
 
 JSON = dict[str, Any]
-# Decorators known not to read what they wrap (its docstring, its annotations).
-DOC_NEUTRAL_DECORATORS = frozenset(
-    {
-        "dataclass",
-        "total_ordering",
-        "unique",
-        "staticmethod",
-        "classmethod",
-        "property",
-        "cached_property",
-        "abstractmethod",
-        "override",
-        "final",
-        "cache",
-        "lru_cache",
-        "contextmanager",
-        "asynccontextmanager",
-    }
-)
 # Fixes that merge branches, so mccabe counts fewer decision points.
 LOWERS_COMPLEXITY = frozenset({"SIM102", "SIM114", "PLR1730"})
 # Rounds of ruff fixes: one fix can make another possible (a collapsed if, then an else).
 _FIX_ROUNDS = 5
 _CACHED_TEXTS = 16
-
-
-@dataclass(frozen=True)
-class Edited:
-    """A verified edit of one file's text."""
-
-    text: str
-    type: str
-    detail: str
-    executor: str
-    measures: JSON | None = None
-
-
-@dataclass(frozen=True)
-class Skip:
-    """A task not done, and why. ``deferred``: no executor here can do it well, so it was
-    not attempted (reported, not counted as a failure)."""
-
-    reason: str
-    deferred: bool = False
-
-
-class Executor(Protocol):
-    """Carries out tasks whose action it supports (model-backed executors fit here too)."""
-
-    name: str
-
-    def supports(self, action: str) -> bool:
-        """Whether this executor can carry out tasks with this ``action``."""
-        ...
-
-    def edit(self, task: Mapping[str, Any], text: str, relpath: str) -> Edited | Skip:
-        """The file's text with the task done, or why not."""
-        ...
-
-
-def default_executors() -> list[Executor]:
-    """The built-in executors, in the order they are consulted, plus the model-backed one
-    when ``CTXSTORE_MODEL_URL`` configures it."""
-    from .model import ModelExecutor
-
-    executors: list[Executor] = [RuffSimplifyExecutor(), ReturnNoneExecutor()]
-    model = ModelExecutor.from_env()
-    if model is not None:
-        executors.append(model)
-    return executors
-
-
-def task_symbol(task: Mapping[str, Any]) -> str:
-    symbol = task.get("symbol")
-    return symbol if isinstance(symbol, str) and symbol else MODULE_SYMBOL
-
-
-def task_line(task: Mapping[str, Any]) -> int | None:
-    line = task.get("line")
-    return line if isinstance(line, int) and not isinstance(line, bool) else None
-
-
-def parse(text: str, relpath: str) -> ast.Module | Skip:
-    try:
-        return ast.parse(text, filename=relpath)
-    except (SyntaxError, ValueError) as exc:
-        return Skip(f"{relpath} cannot be parsed: {exc}")
 
 
 class ReturnNoneExecutor:

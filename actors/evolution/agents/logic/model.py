@@ -32,8 +32,8 @@ from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from typing import Any
 
+from .edit_task import DOC_NEUTRAL_DECORATORS, Edited, Skip, parse, task_line, task_symbol
 from .edits import EditError, insert_docstring, locate, replace_function
-from .executors import DOC_NEUTRAL_DECORATORS, Edited, Skip, parse, task_line, task_symbol
 from .measure import RuffError, ruff_check_text
 from .summaries import restates_name
 from .symbols import MODULE_SYMBOL, decorator_names

@@ -21,12 +21,14 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any
 
-from .executors import Edited, Executor, Skip, task_symbol
+from .edit_task import Edited, Executor, Skip, task_symbol
+from .executors import ReturnNoneExecutor, RuffSimplifyExecutor
 from .learning import task_key
+from .model import ModelExecutor
 from .verify import TestRun, Verifier
 from .workcopy import WorkingCopy
 
-__all__ = ["MAX_TEST_RUNS", "ImplementationResult", "execute_plan"]
+__all__ = ["MAX_TEST_RUNS", "ImplementationResult", "default_executors", "execute_plan"]
 
 JSON = dict[str, Any]
 # Test runs one implementation may make (baseline, check, bisection, final state). Each bad
@@ -35,6 +37,16 @@ MAX_TEST_RUNS = 24
 _UNVERIFIED = TestRun(returncode=-1, duration=0.0, output_tail="out of test runs")
 # Actions a model-backed executor can do and rules cannot.
 _NEEDS_MODEL = frozenset({"add_docstring", "reduce_complexity", "split_function"})
+
+
+def default_executors() -> list[Executor]:
+    """The built-in executors, in the order they are consulted, plus the model-backed one
+    when ``CTXSTORE_MODEL_URL`` configures it."""
+    executors: list[Executor] = [RuffSimplifyExecutor(), ReturnNoneExecutor()]
+    model = ModelExecutor.from_env()
+    if model is not None:
+        executors.append(model)
+    return executors
 
 
 @dataclass
