@@ -35,6 +35,7 @@ __all__ = [
     "DEFAULT_TENANT",
     "MAX_PARTITIONS",
     "ROOT",
+    "UNKNOWN_TOKEN",
     "Channel",
     "Query",
     "SubjectError",
@@ -47,6 +48,7 @@ __all__ = [
     "event_subject",
     "event_subject_of",
     "kind_filter",
+    "names_one_context",
     "outcome_filter",
     "partition_filter",
     "partition_of",
@@ -57,6 +59,7 @@ __all__ = [
     "query_subject",
     "query_tenant",
     "role_of",
+    "stored_partition",
     "stored_write_filter",
     "write_filter",
     "write_subject",
@@ -65,6 +68,9 @@ __all__ = [
 
 ROOT = "ctxstore"
 DEFAULT_TENANT = "default"
+# Stands in for the tenant, id or kind of a write too broken to name them, in the subject of
+# its rejection (every partition shares that subject).
+UNKNOWN_TOKEN = "_"
 MAX_PARTITIONS = 32
 _TOKEN = re.compile(r"^[A-Za-z0-9_-]{1,64}$")
 _QUERY_PARTITION = re.compile(r"^p([0-9]{1,3})$")
@@ -269,6 +275,21 @@ def published_subject(stored: str, partitioned: bool) -> str:
         return stored
     del parts[_PARTITION_TOKEN]
     return ".".join(parts)
+
+
+def stored_partition(stored: str) -> int | None:
+    """The partition a partitioned write stream stored a write in, from the subject it is
+    stored on (None: not a transformed write subject)."""
+    parts = stored.split(".")
+    if len(parts) <= _PARTITION_TOKEN + 1 or not parts[_PARTITION_TOKEN].isdecimal():
+        return None
+    return int(parts[_PARTITION_TOKEN])
+
+
+def names_one_context(subject: str) -> bool:
+    """Whether an event's or a rejection's subject names one context (not the
+    ``UNKNOWN_TOKEN`` of a write too broken to name its tenant or id)."""
+    return UNKNOWN_TOKEN not in subject.split(".")[2:4]
 
 
 @dataclass(frozen=True, slots=True)

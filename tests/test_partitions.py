@@ -45,11 +45,14 @@ from contracts import (
     Query,
     StatsRequest,
     WriteApplied,
+    WriteSubject,
     encode,
     event_filter,
     partition_of,
+    published_subject,
     query_subject,
     service_error,
+    stored_partition,
     write_subject,
 )
 
@@ -102,9 +105,10 @@ async def test_the_client_computes_the_partition_the_server_stores_each_write_in
     stored = info.state.subjects or {}
     assert len(stored) == len(ids)
     for subject in stored:
-        tokens = subject.split(".")
-        assert tokens[4] == str(partition_of(tokens[2], tokens[3], partitions)), subject
-    assert {s.split(".")[4] for s in stored} == {str(k) for k in range(partitions)}
+        written = WriteSubject.parse(published_subject(subject, partitioned=True))
+        owner = partition_of(written.tenant, written.evolution_id, partitions)
+        assert stored_partition(subject) == owner, subject
+    assert {stored_partition(s) for s in stored} == set(range(partitions))
 
 
 def test_one_partition_is_the_store_as_it_was(config: StoreConfig) -> None:

@@ -82,6 +82,7 @@ from contracts import (
     HEADER_WRITE_ID,
     HEADER_WRITER,
     PRUNED_KIND,
+    UNKNOWN_TOKEN,
     ConfigError,
     ContextPruned,
     ContextStoreError,
@@ -94,6 +95,7 @@ from contracts import (
     error_subject,
     event_subject,
     event_subject_of,
+    names_one_context,
     partition_filter,
     published_subject,
     write_filter,
@@ -471,7 +473,7 @@ class StoreActor(Actor):
         probes = [
             (seq, events[0][0])
             for seq, events in self._unannounced
-            if seq > self._announced and events and _one_context(events[0][0])
+            if seq > self._announced and events and names_one_context(events[0][0])
         ]
         js = self._nc.jetstream(timeout=_FAILOVER_TIMEOUT_S * 2)
         low, high = 0, len(probes)  # probes[:low] announced, probes[high:] not
@@ -957,9 +959,9 @@ class StoreActor(Actor):
                 return []
             case Rejected(tenant=tenant, evolution_id=evolution_id, kind=kind):
                 rejected = WriteRejected(
-                    tenant=tenant or "_",
-                    evolution_id=evolution_id or "_",
-                    kind=kind or "_",
+                    tenant=tenant or UNKNOWN_TOKEN,
+                    evolution_id=evolution_id or UNKNOWN_TOKEN,
+                    kind=kind or UNKNOWN_TOKEN,
                     seq=write.seq,
                     time=write.time,
                     writer=write.writer,
@@ -1049,12 +1051,6 @@ def _pruned(
         created_at=gone.created_at,
     )
     return event_subject(gone.tenant, gone.evolution_id, PRUNED_KIND), encode(pruned)
-
-
-def _one_context(subject: str) -> bool:
-    """Whether an event's subject is one context's (not the ``_`` of an unreadable write's,
-    which every partition shares)."""
-    return "_" not in subject.split(".")[2:4]
 
 
 def _evolution_id(outcome: Applied) -> str:

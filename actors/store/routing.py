@@ -49,6 +49,7 @@ from contracts import (
     partition_of,
     query_subject,
     service_error,
+    stored_partition,
 )
 
 __all__ = ["Router", "merge_lists", "merge_stats"]
@@ -56,7 +57,6 @@ __all__ = ["Router", "merge_lists", "merge_stats"]
 log = logging.getLogger("ctxstore.routing")
 
 _NO_RESPONDERS: Final = "503"
-_PARTITION_TOKEN: Final = 4  # of a stored write's subject
 
 
 class Router:
@@ -136,10 +136,7 @@ class Router:
             msg = await js.get_msg(WRITES_STREAM, seq)
         except nats.js.errors.NotFoundError:
             return None
-        tokens = (msg.subject or "").split(".")
-        if len(tokens) <= _PARTITION_TOKEN or not tokens[_PARTITION_TOKEN].isdecimal():
-            return None
-        return int(tokens[_PARTITION_TOKEN])
+        return stored_partition(msg.subject or "")
 
     async def newest(self, tenant: str, min_seq: int) -> str:
         """The id of the tenant's most recently created context, in whichever partition."""
