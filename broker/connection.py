@@ -52,6 +52,18 @@ class BusClient(Client):
         self.report: Callable[[Exception], Awaitable[None]] = _ignore
         self.raw_delivery_ok: bool | None = None  # broker.intake's self-check, once done
 
+    async def flush(self, timeout: int = 10) -> None:  # noqa: ASYNC109 (nats-py's signature)
+        """Return once the server has processed everything sent before the call.
+
+        nats-py's own ``flush()`` writes its PING straight to the socket, ahead of the
+        commands still in its pending buffer (the SUB of a subscription just made), so its
+        PONG proves nothing about them, and a host that says it is ready may not be served
+        yet. The first round trip lets nats-py's flusher write the buffer; the second PING
+        goes after it. One more loopback round trip (about 0.1 ms), paid when a process
+        starts serving, not per message."""
+        await super().flush(timeout)
+        await super().flush(timeout)
+
     async def subscribe_raw(self, subject: str, handler: RawHandler) -> Subscription:
         """Subscribe ``handler``; end it with ``unsubscribe_raw``."""
         sub = await self.subscribe(subject)
