@@ -19,6 +19,7 @@ from pathlib import Path
 from typing import Any
 
 import msgspec
+import pytest
 from nats.aio.client import Client
 from rawnats import RawNats
 from test_standby import leader_pid
@@ -62,6 +63,12 @@ class Echo(Agent):
         return {"options": len(options)}
 
 
+def _served_partition(subject: bytes, partitions: int) -> bool:
+    """Whether a query subject is the store's or a partition's that some actor serves."""
+    tokens = subject.split(b".")
+    return len(tokens) == 4 or tokens[4] in {b"p%d" % k for k in range(partitions)}
+
+
 def _stable(ctx: EvolutionContext) -> dict[str, Any]:
     """What no malformed input may change. A rejected write to an existing context is
     recorded in its error_log and moves its version (see actors.core.fold), and a valid agent
@@ -84,10 +91,11 @@ class Input:
 class Inputs:
     """The malformed inputs, by kind, from one seed."""
 
-    def __init__(self, seed: int, eids: list[str], max_payload: int) -> None:
+    def __init__(self, seed: int, eids: list[str], max_payload: int, partitions: int = 1) -> None:
         self.rng = random.Random(seed)
         self.eids = eids
         self.max_payload = max_payload
+        self.partitions = partitions
         self.sent: Counter[str] = Counter()
 
     def token(self) -> bytes:
@@ -148,6 +156,9 @@ class Inputs:
             op = r.choice([*_OPS, "bogus"]).encode()
             tenant = b"default" if r.random() < 0.7 else self.token()
             subject = b"ctxstore.query.%s.%s" % (tenant, op)
+            if self.partitions > 1 and r.random() < 0.5:
+                # A partition's own subject: served (p0, p1), or by nobody (p7, px, p<token>).
+                subject += r.choice([b".p0", b".p1", b".p7", b".px", b".p" + self.token()])
             kind = "query"
         elif target == 8:  # the agent host
             subject = agent_subject("default", "echo").encode()
@@ -170,8 +181,9 @@ class Inputs:
             and reply is not None
             and headers is None
             and "\ufffd" not in subject.decode("utf-8", "replace")
-            and (kind == "agent" or not subject.endswith(b".bogus"))
+            and (kind == "agent" or subject.split(b".")[3] != b"bogus")
             and subject.split(b".")[2] == b"default"
+            and (kind == "agent" or _served_partition(subject, self.partitions))
         )
         return Input(subject, body, reply, headers, answered)
 
@@ -198,17 +210,26 @@ def _rss(pid: int) -> int:
     raise AssertionError(f"no VmRSS for {pid}")
 
 
+@pytest.mark.parametrize("partitions", [1, 2], ids=["one-partition", "two-partitions"])
 async def test_ten_thousand_malformed_inputs_stop_nothing_and_change_nothing(
     server: EmbeddedServer,
     config: StoreConfig,
     nc: Client,
     tmp_path: Path,
     record_property: Record,
+    partitions: int,
 ) -> None:
     seed = random.randrange(1 << 32)
     print(f"\nfuzz seed: {seed}")
-    # The actor in its own process, as deployed: its memory is its own.
-    actor = ActorProcess(server.url, tmp_path, "fuzzed-actor")
+    config = config.replace(partitions=partitions)
+    # The actor in its own process, as deployed: its memory is its own. With partitions, one
+    # process runs every partition's actor (``ctxstore serve`` without ``--partition``).
+    actor = ActorProcess(
+        server.url,
+        tmp_path,
+        "fuzzed-actor",
+        env={"CONTEXT_STORE_PARTITIONS": str(partitions)},
+    )
     await actor.start()
     assert actor.pid is not None
     host_nc = await connect(server.url, name="fuzzed-agents", long_running=True)
@@ -224,7 +245,7 @@ async def test_ten_thousand_malformed_inputs_stop_nothing_and_change_nothing(
                 await store.update_phase("research", eid)
             before = {eid: _stable(await store.get_context(eid)) for eid in eids}
             memory_before = _rss(actor.pid)
-            inputs = Inputs(seed, eids, config.max_payload)
+            inputs = Inputs(seed, eids, config.max_payload, partitions)
             answers = 0
             async with RawNats(server.url) as raw:
                 await raw.sub(b"_INBOX.fuzz.>")
@@ -249,7 +270,8 @@ async def test_ten_thousand_malformed_inputs_stop_nothing_and_change_nothing(
 
             assert actor.proc is not None
             assert actor.proc.returncode is None  # still running
-            assert await leader_pid(nc) == actor.pid
+            for partition in range(partitions) if partitions > 1 else [None]:
+                assert await leader_pid(nc, partition) == actor.pid
             assert host.running
             assert host_nc.is_connected
             after = {eid: _stable(await store.get_context(eid)) for eid in eids}

@@ -27,7 +27,7 @@ from workload import (
 )
 
 from actors import SharedContextStore
-from actors.store.lease import LEASE_BUCKET, Holder
+from actors.store.lease import LEASE_BUCKET, Holder, lease_key
 from broker import EmbeddedServer, StoreConfig
 from contracts import Decoders, GetRequest, Query, WriteApplied, encode, event_filter, query_subject
 
@@ -84,9 +84,10 @@ async def test_two_actors_never_split_the_writes(
     assert len(events) == expected.writes
 
 
-async def leader_pid(nc: Client) -> int:
+async def leader_pid(nc: Client, partition: int | None = None) -> int:
+    """The pid of the store's leader, or of one ``partition``'s."""
     kv = await nc.jetstream().key_value(LEASE_BUCKET)
-    entry = await kv.get("actor")
+    entry = await kv.get(lease_key(partition))
     assert entry.value is not None
     return msgspec.json.decode(entry.value, type=Holder).pid
 
