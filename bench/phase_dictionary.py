@@ -38,7 +38,7 @@ async def train(tmp: Path) -> bytes:
     evolutions = await real_evolutions(tmp, TRAINING_TARGETS)
     state = build_contexts(evolutions, len(evolutions))
     fields = [p.value for p in PHASES] + ["agents"]
-    samples = [
+    samples: list[bytes | bytearray | memoryview] = [
         json
         for ctx in state.contexts.values()
         for name in fields
