@@ -256,7 +256,8 @@ class RawIntake(Intake):
             stamp_ns=stamp,
             pending=pending,
             writer=header(headers, _WRITER),
-            recorded=header(headers, _RECORDED),
+            # Only re-published writes carry it: one test spares most a lookup.
+            recorded=header(headers, _RECORDED) if headers and _RECORDED in headers else None,
             ack=reply.decode("ascii", "replace"),
             consumer_seq=delivered,
             part=raw_part(headers),

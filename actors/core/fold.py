@@ -26,12 +26,13 @@ from collections import OrderedDict
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
-from typing import Any, Final
+from typing import Any, Final, get_args
 
 import msgspec
 
 from actors.core.chunks import Assembled, Chunks, OpenWrite, Refused
 from actors.core.held import (
+    PHASES,
     HeldContext,
     decoded,
     decoded_comparison,
@@ -39,11 +40,11 @@ from actors.core.held import (
     holding,
     measured_after,
     phase_json,
-    phase_versions,
     unhold,
     written_phases,
 )
 from contracts import (
+    PHASE_WRITES,
     AgentActivity,
     Comparison,
     ContextSummary,
@@ -58,7 +59,6 @@ from contracts import (
     ImportContext,
     ImprovementPlan,
     OriginalAnalysis,
-    Phase,
     Stage,
     StageUpdate,
     Status,
@@ -97,7 +97,11 @@ REASON_KEPT: Final = 1_000  # characters of a rejection reason: reasons quote wh
 _KINDS = frozenset(WriteKind)
 # Enum lookups by value cost microseconds each; these dicts cost nanoseconds (hot path).
 _KIND_OF: dict[str, WriteKind] = {k.value: k for k in WriteKind}
-_PHASE_OF: dict[str, Phase] = {p.value: p for p in Phase}
+# A phase write's field and its place in ``phase_versions`` (an enum's .value costs more).
+_PHASE_SLOT: dict[type, tuple[str, int]] = {
+    t: (p.value, PHASES.index(p)) for p, t in PHASE_WRITES.items()
+}
+_TAG_OF: dict[type, str] = {t: str(t.__struct_config__.tag) for t in get_args(Write)}
 
 
 @dataclass(frozen=True, slots=True)
@@ -310,12 +314,13 @@ def _changed(ctx: HeldContext, body: Write, write: StoredWrite) -> HeldContext |
             | ImplementationLog()
             | EvaluationResults()
         ):
-            phase = _PHASE_OF[str(body.__struct_config__.tag)]
+            name, at = _PHASE_SLOT[type(body)]
+            versions = ctx.phase_versions
             return _touch(
                 ctx,
                 write,
-                phase_versions=phase_versions(ctx.phase_versions, phase, write.seq),
-                **{phase.value: hold(phase_json(body))},
+                phase_versions=(*versions[:at], write.seq, *versions[at + 1 :]),
+                **{name: hold(phase_json(body))},
             )
     raise Rejection(ErrorCode.INVALID, f"unsupported write {type(body).__name__}")
 
@@ -555,7 +560,7 @@ class StoreState:
             body = Decoders.write.decode(write.data)
         except (msgspec.ValidationError, msgspec.DecodeError) as exc:
             raise Rejection(ErrorCode.INVALID, f"invalid {kind} write: {exc}") from None
-        tag = body.__struct_config__.tag
+        tag = _TAG_OF[type(body)]
         if tag != kind:
             raise Rejection(
                 ErrorCode.INVALID, f"body type {tag!r} does not match the subject's kind {kind!r}"
