@@ -150,7 +150,7 @@ class StoredWrite(msgspec.Struct, frozen=True, gc=False):
         time never lies in the future of the stream's own; a writer's name is cut to
         ``WRITER_MAX`` characters (events and history carry it)."""
         stored = stamp_time(stamp_ns)
-        when = recorded_time(recorded)
+        when = None if recorded is None else recorded_time(recorded)
         # On a role's subject the server vouches for the writer: the role, not the header.
         role = role_of(subject)
         return cls(
@@ -496,7 +496,7 @@ class StoreState:
                 where.check()
         except SubjectError as exc:
             return self._reject(write, "", "", "", ErrorCode.INVALID, str(exc))
-        prune: list[tuple[str, str]] = []
+        prune: list[tuple[str, str]] | None = None
         try:
             if encoding is not None:
                 write = msgspec.structs.replace(
@@ -518,11 +518,17 @@ class StoreState:
                 self._relink_latest(where.tenant)
         else:
             self.contexts[key] = new
-            self._touched[key] = write.stored_time.timestamp()
+            # The stream's time (not a recorded one): what TTL judges idleness by.
+            self._touched[key] = (write.stored or write.time).timestamp()
             if ctx is None:
                 self._latest[where.tenant] = where.evolution_id
         pruned = tuple(self._prune(k) for k in prune) if prune else ()
-        self._remember(WriteOutcome(write.seq, where.tenant, where.evolution_id, True, write.seq))
+        outcomes = self._outcomes  # _remember, inline: once per write
+        outcomes[write.seq] = WriteOutcome(
+            write.seq, where.tenant, where.evolution_id, True, write.seq
+        )
+        if len(outcomes) > OUTCOMES_KEPT:
+            outcomes.popitem(last=False)
         return Applied(
             write=write, tenant=where.tenant, kind=_KIND_OF[where.kind], context=new, pruned=pruned
         )

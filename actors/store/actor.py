@@ -742,10 +742,11 @@ class StoreActor(Actor):
         """The write a delivery holds, on the subject it was published on (a partitioned
         stream stores it with its partition: the fold, the events and the aborts of
         unfinished writes go by the published subject)."""
+        subject = delivery.subject
         return StoredWrite.received(
             delivery.seq,
             delivery.stamp_ns,
-            published_subject(delivery.subject, self.partition is not None),
+            subject if self.partition is None else published_subject(subject, True),
             delivery.data,
             delivery.writer,
             delivery.recorded,
