@@ -38,7 +38,9 @@ TARGETS: tuple[tuple[Path, tuple[str, ...]], ...] = (
 Evolution = list[tuple[str, bytes]]  # (kind, body) of each write, in stream order
 
 
-async def real_evolutions(tmp: Path) -> list[Evolution]:
+async def real_evolutions(
+    tmp: Path, targets: Sequence[tuple[Path, tuple[str, ...]]] = TARGETS
+) -> list[Evolution]:
     from actors import SharedContextStore, StoreActor
     from actors.evolution.engine import EvolutionConfig, EvolutionEngine
     from broker import connect
@@ -50,7 +52,7 @@ async def real_evolutions(tmp: Path) -> list[Evolution]:
         async with StoreActor(nc, config), SharedContextStore(config=config) as store:
             engine = EvolutionEngine(store)
             try:
-                for i, (target, focus) in enumerate(TARGETS):
+                for i, (target, focus) in enumerate(targets):
                     result = await engine.run_evolution(
                         EvolutionConfig(target, focus_areas=focus, workdir=tmp / f"work-{i}")
                     )

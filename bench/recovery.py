@@ -283,8 +283,10 @@ async def run_recovery(tmp: Path, *, quick: bool, big: bool, full: bool) -> list
                     "writes/s",
                     bare_rate,
                     "bare ordered-consumer replay",
-                    ">= 100,000 writes/s",
-                    rate >= 100_000,
+                    # Issue 10's decision: snapshots answer start-up time; a full replay is
+                    # judged against nats-py's own replay of the same stream.
+                    ">= 0.8x bare",
+                    rate >= 0.8 * bare_rate,
                     {
                         "startup_s": store,
                         "bare_replay_s": bare,

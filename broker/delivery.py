@@ -17,6 +17,7 @@ __all__ = [
     "HEARTBEAT",
     "NO_RESPONDERS",
     "DeliveryError",
+    "ack_fields",
     "consumer_seq",
     "header",
     "js_position",
@@ -80,6 +81,19 @@ def js_position(reply: bytes) -> tuple[int, int, int]:
             return int(tokens[5]), int(tokens[7]), int(tokens[8])
         if len(tokens) >= _ACK_TOKENS_V2 and tokens[0] == b"$JS" and tokens[1] == b"ACK":
             return int(tokens[7]), int(tokens[9]), int(tokens[10])
+    except ValueError:
+        pass
+    raise DeliveryError(f"not a JetStream delivery: reply {reply[:120]!r}")
+
+
+def ack_fields(reply: bytes) -> tuple[int, int, int, int]:
+    """``js_position`` and ``consumer_seq`` at once (the intake's hot path: one split)."""
+    tokens = reply.split(b".")
+    try:
+        if len(tokens) == _ACK_TOKENS_V1 and tokens[1] == b"ACK":
+            return int(tokens[5]), int(tokens[7]), int(tokens[8]), int(tokens[6])
+        if len(tokens) >= _ACK_TOKENS_V2 and tokens[0] == b"$JS" and tokens[1] == b"ACK":
+            return int(tokens[7]), int(tokens[9]), int(tokens[10]), int(tokens[8])
     except ValueError:
         pass
     raise DeliveryError(f"not a JetStream delivery: reply {reply[:120]!r}")

@@ -1,10 +1,11 @@
 """Taking messages from a JetStream pull consumer, one interface, two implementations.
 
 ``open_intake(...)`` gives an ``Intake``: ``pull()`` sends one pull request and hands every
-message it brings to ``handle(delivery)``, in stream order, one at a time; a handler that
-raises stops the intake (nothing after that message is handled, and ``pull()`` raises what it
-raised). ``Delivery`` holds what the store needs of a message: subject, body, stream position,
-the writer and recorded-time headers, and the subject to ack it on.
+message it brings to ``handle(delivery)`` (a coroutine function, or a plain one), in stream
+order, one at a time; a handler that raises stops the intake (nothing after that message is
+handled, and ``pull()`` raises what it raised). ``Delivery`` holds what the store needs of a
+message: subject, body, stream position, the writer and recorded-time headers, and the
+subject to ack it on.
 
 - ``RawIntake`` reads the protocol's fields straight from nats-py's parser
   (``BusClient.subscribe_raw``): no ``Msg``, header dict, queue or task switch per message.
@@ -28,6 +29,7 @@ from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from typing import Final, Literal, Self
 
+import msgspec
 import nats.errors
 from nats.aio.msg import Msg
 from nats.aio.subscription import Subscription
@@ -38,15 +40,21 @@ from broker.delivery import (
     HEARTBEAT,
     NO_RESPONDERS,
     DeliveryError,
-    consumer_seq,
+    ack_fields,
     header,
-    js_position,
     pull_request,
     pull_subject,
     status,
 )
 from broker.lifecycle import AsyncResource
-from contracts import HEADER_RECORDED_TIME, HEADER_WRITER, ContextStoreError
+from contracts import (
+    HEADER_CHUNK,
+    HEADER_ENCODING,
+    HEADER_RECORDED_TIME,
+    HEADER_WRITE_ABORT,
+    HEADER_WRITER,
+    ContextStoreError,
+)
 from contracts.framing import WritePart, read_part
 
 __all__ = [
@@ -72,7 +80,9 @@ _WRITER: Final = HEADER_WRITER.encode()
 _RECORDED: Final = HEADER_RECORDED_TIME.encode()
 _TIMEOUT: Final = b"408"
 # Any of these in a header block: the message has framing (a chunk, an abort, compression).
-_FRAMING: Final = (b"Ctxstore-Chunk", b"Ctxstore-Encoding", b"Ctxstore-Write-Abort")
+_CHUNK: Final = HEADER_CHUNK.encode()
+_ENCODING: Final = HEADER_ENCODING.encode()
+_ABORT: Final = HEADER_WRITE_ABORT.encode()
 
 
 class IntakeError(ContextStoreError):
@@ -95,10 +105,10 @@ class ConsumerGap(RuntimeError):
     come again in order: the reader must read on from its own position with a new consumer."""
 
 
-@dataclass(frozen=True, slots=True)
-class Delivery:
+class Delivery(msgspec.Struct, frozen=True, gc=False):
     """One message a consumer delivered. A subject that is not UTF-8 is given with its bad
-    bytes replaced: the store rejects it like any invalid subject."""
+    bytes replaced: the store rejects it like any invalid subject. (A Struct: one is built per
+    message, and a Struct is built several times faster than a frozen dataclass.)"""
 
     subject: str
     data: bytes
@@ -112,7 +122,8 @@ class Delivery:
     part: WritePart | None = None  # a chunk of a write, an abort, or a compressed write
 
 
-Handle = Callable[[Delivery], Awaitable[None]]
+# A handler that has nothing to wait for is a plain function: no coroutine per message.
+Handle = Callable[[Delivery], Awaitable[None] | None]
 
 
 class Intake(AsyncResource):
@@ -153,7 +164,9 @@ class Intake(AsyncResource):
             self.stop()
             return False
         try:
-            await self._handle(delivery)
+            waiting = self._handle(delivery)
+            if waiting is not None:
+                await waiting
         except Exception as exc:
             self._failure = exc
             self.stop()
@@ -232,7 +245,7 @@ class RawIntake(Intake):
             return
         self._received += 1
         try:
-            seq, stamp, pending = js_position(reply)
+            seq, stamp, pending, delivered = ack_fields(reply)
         except DeliveryError:
             log.error("not a JetStream delivery on the intake's inbox: %r", subject[:200])
             return
@@ -243,9 +256,10 @@ class RawIntake(Intake):
             stamp_ns=stamp,
             pending=pending,
             writer=header(headers, _WRITER),
-            recorded=header(headers, _RECORDED),
+            # Only re-published writes carry it: one test spares most a lookup.
+            recorded=header(headers, _RECORDED) if headers and _RECORDED in headers else None,
             ack=reply.decode("ascii", "replace"),
-            consumer_seq=consumer_seq(reply),
+            consumer_seq=delivered,
             part=raw_part(headers),
         )
         if await self._deliver(delivery) and self._received >= self._batch:
@@ -325,7 +339,10 @@ def _from_msg(msg: Msg) -> Delivery:
 
 def raw_part(headers: bytes | None) -> WritePart | None:
     """The framing of a message from its raw header block (most messages have none)."""
-    if not headers or not any(name in headers for name in _FRAMING):
+    # Not any() over the names: a generator per message costs more than the three tests.
+    if not headers or (
+        _CHUNK not in headers and _ENCODING not in headers and _ABORT not in headers
+    ):
         return None
     return read_part(lambda name: header(headers, name.encode()))
 

@@ -5,8 +5,10 @@ never a wrong state."""
 from __future__ import annotations
 
 import asyncio
+import zlib
 from datetime import UTC, datetime
 
+import msgspec
 import pytest
 from nats.aio.client import Client
 from nats.js.object_store import ObjectStore
@@ -27,6 +29,7 @@ from actors.store.snapshots import (
     WRITES_PER_CONTEXT,
     SnapshotError,
     Snapshots,
+    decode_pieces,
     decode_snapshot,
     encode_snapshot,
 )
@@ -101,6 +104,71 @@ def same_state(a: StoreState, b: StoreState) -> None:
     for tenant in {t for t, _ in a.contexts}:
         assert a.get(tenant, None) == b.get(tenant, None)
     assert a.image() == b.image()  # outcomes and last-write times included
+
+
+def _state_of_many(contexts: int) -> tuple[StoreState, datetime]:
+    """Contexts with a phase each, held compressed: a snapshot of several segments."""
+    state = StoreState(Limits(max_write=64 * 1024))
+    now = datetime(2026, 1, 2, 3, 4, 5, tzinfo=UTC)
+    seq = 0
+    for c in range(contexts):
+        eid = f"evo-{c}"
+        issues = ",".join(f'{{"file":"m{c}_{i}.py","line":{i * c}}}' for i in range(30))
+        bodies = [
+            ("create", b'{"type":"create","target_path":"./p"}'),
+            ("original_analysis", f'{{"type":"original_analysis","issues":[{issues}]}}'.encode()),
+        ]
+        for kind, body in bodies:
+            seq += 1
+            state.apply(StoredWrite(seq, now, write_subject("default", eid, kind), body, "w"))
+    return state, now
+
+
+def test_a_snapshot_decodes_from_the_chunks_it_came_in() -> None:
+    """Start-up decodes a snapshot segment by segment from the object store's chunks,
+    never joining them: split anywhere (inside a length, a context, the frame), the state
+    is the same; a chunk missing is refused."""
+    state, now = _state_of_many(4000)
+    data = encode_snapshot(state, now, squeeze_if_it_pays=False)
+    assert len(data) > 2 * (1 << 20)  # more than one segment
+    squeezed = encode_snapshot(state, now)
+    assert len(squeezed) < len(data) / 2  # compressed as a whole: read from the chunks joined
+    for framed in (data, squeezed):
+        for size in (7, 1000, 256 * 1024, 3 << 20):
+            pieces = [framed[i : i + size] for i in range(0, len(framed), size)]
+            restored, created = decode_pieces(pieces, state.limits)
+            assert created == now
+            same_state(restored, state)
+    pieces = [data[i : i + 256 * 1024] for i in range(0, len(data), 256 * 1024)]
+    with pytest.raises(SnapshotError):
+        decode_pieces(pieces[:-1], state.limits)
+    with pytest.raises(SnapshotError):
+        decode_pieces(pieces[:3] + pieces[4:], state.limits)
+
+
+def test_a_snapshot_of_format_3_still_loads() -> None:
+    """Snapshots taken before format 4 (one msgpack document) still load: a store whose
+    stream was trimmed after one must start from it."""
+    state, now = _state_of_many(50)
+    image = state.image()
+    body = msgspec.msgpack.encode(
+        {
+            "format": 3,
+            "stream_created": now,
+            "applied_seq": image.applied_seq,
+            "max_write": image.limits.max_write,
+            "max_contexts": image.limits.max_contexts,
+            "contexts": image.contexts,
+            "latest": image.latest,
+            "outcomes": image.outcomes,
+            "touched": image.touched,
+            "open_writes": image.open_writes,
+        }
+    )
+    framed = b"CTXSNAP3" + b"\0" + zlib.crc32(body).to_bytes(4, "big") + body
+    restored, created = decode_snapshot(framed, state.limits)
+    assert created == now
+    same_state(restored, state)
 
 
 async def test_start_up_from_a_snapshot_replays_only_the_writes_after_it(

@@ -21,18 +21,18 @@ Decisions worth knowing:
 
 from __future__ import annotations
 
-import dataclasses
 import sys
 from collections import OrderedDict
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
-from typing import Any, Final
+from typing import Any, Final, get_args
 
 import msgspec
 
 from actors.core.chunks import Assembled, Chunks, OpenWrite, Refused
 from actors.core.held import (
+    PHASES,
     HeldContext,
     decoded,
     decoded_comparison,
@@ -40,11 +40,11 @@ from actors.core.held import (
     holding,
     measured_after,
     phase_json,
-    phase_versions,
     unhold,
     written_phases,
 )
 from contracts import (
+    PHASE_WRITES,
     AgentActivity,
     Comparison,
     ContextSummary,
@@ -59,7 +59,6 @@ from contracts import (
     ImportContext,
     ImprovementPlan,
     OriginalAnalysis,
-    Phase,
     Stage,
     StageUpdate,
     Status,
@@ -98,7 +97,11 @@ REASON_KEPT: Final = 1_000  # characters of a rejection reason: reasons quote wh
 _KINDS = frozenset(WriteKind)
 # Enum lookups by value cost microseconds each; these dicts cost nanoseconds (hot path).
 _KIND_OF: dict[str, WriteKind] = {k.value: k for k in WriteKind}
-_PHASE_OF: dict[str, Phase] = {p.value: p for p in Phase}
+# A phase write's field and its place in ``phase_versions`` (an enum's .value costs more).
+_PHASE_SLOT: dict[type, tuple[str, int]] = {
+    t: (p.value, PHASES.index(p)) for p, t in PHASE_WRITES.items()
+}
+_TAG_OF: dict[type, str] = {t: str(t.__struct_config__.tag) for t in get_args(Write)}
 
 
 @dataclass(frozen=True, slots=True)
@@ -107,8 +110,11 @@ class Limits:
     max_contexts: int | None = None
 
 
-@dataclass(frozen=True, slots=True)
-class StoredWrite:
+# The records below are built per write (several per write at tens of thousands a second):
+# msgspec Structs, whose construction costs a tenth of a frozen dataclass's (which sets each
+# field through object.__setattr__). Not tracked by the garbage collector: they form no
+# cycles.
+class StoredWrite(msgspec.Struct, frozen=True, gc=False):
     """One message of the write stream, as the state needs it.
 
     ``time`` is the stream's timestamp, or for a write re-published by an import or replay
@@ -144,7 +150,7 @@ class StoredWrite:
         time never lies in the future of the stream's own; a writer's name is cut to
         ``WRITER_MAX`` characters (events and history carry it)."""
         stored = stamp_time(stamp_ns)
-        when = recorded_time(recorded)
+        when = None if recorded is None else recorded_time(recorded)
         # On a role's subject the server vouches for the writer: the role, not the header.
         role = role_of(subject)
         return cls(
@@ -183,8 +189,7 @@ class Rejection(Exception):
         self.reason = reason
 
 
-@dataclass(frozen=True, slots=True)
-class Applied:
+class Applied(msgspec.Struct, frozen=True, gc=False):
     write: StoredWrite  # for a write in chunks: the whole write, at its last chunk's seq
     tenant: str
     kind: WriteKind
@@ -192,8 +197,7 @@ class Applied:
     pruned: tuple[HeldContext, ...] = ()  # contexts removed to make room (max_contexts)
 
 
-@dataclass(frozen=True, slots=True)
-class Rejected:
+class Rejected(msgspec.Struct, frozen=True, gc=False):
     write: StoredWrite
     tenant: str
     evolution_id: str
@@ -203,8 +207,7 @@ class Rejected:
     context: HeldContext | None  # the context with the error logged, if it exists
 
 
-@dataclass(frozen=True, slots=True)
-class Held:
+class Held(msgspec.Struct, frozen=True, gc=False):
     """A chunk of a write that is not finished yet (or of one the store does not hold): the
     write is applied, or refused, at its last chunk. Nothing to announce."""
 
@@ -311,12 +314,13 @@ def _changed(ctx: HeldContext, body: Write, write: StoredWrite) -> HeldContext |
             | ImplementationLog()
             | EvaluationResults()
         ):
-            phase = _PHASE_OF[str(body.__struct_config__.tag)]
+            name, at = _PHASE_SLOT[type(body)]
+            versions = ctx.phase_versions
             return _touch(
                 ctx,
                 write,
-                phase_versions=phase_versions(ctx.phase_versions, phase, write.seq),
-                **{phase.value: hold(phase_json(body))},
+                phase_versions=(*versions[:at], write.seq, *versions[at + 1 :]),
+                **{name: hold(phase_json(body))},
             )
     raise Rejection(ErrorCode.INVALID, f"unsupported write {type(body).__name__}")
 
@@ -331,21 +335,6 @@ class WriteOutcome(msgspec.Struct, frozen=True, array_like=True, gc=False):
     version: int = 0  # the context's version after the write; 0: no such context
     code: ErrorCode | None = None
     reason: str | None = None
-
-
-def _outcome_of(outcome: Applied | Rejected) -> WriteOutcome:
-    match outcome:
-        case Applied(write=write, tenant=tenant, context=ctx):
-            eid = ctx.evolution_id if ctx is not None else _evolution_id(write.subject)
-            return WriteOutcome(write.seq, tenant, eid, True, write.seq)
-        case Rejected(write=write, tenant=tenant, evolution_id=eid, code=code, reason=reason):
-            version = outcome.context.version if outcome.context is not None else 0
-            return WriteOutcome(write.seq, tenant, eid, False, version, code, reason)
-
-
-def _evolution_id(subject: str) -> str:
-    found = WriteSubject.try_parse(subject)
-    return "" if found is None else found.evolution_id
 
 
 @dataclass(frozen=True, slots=True)
@@ -435,15 +424,14 @@ class StoreState:
         if write.seq <= self.applied_seq:
             return None
         self.applied_seq = write.seq
-        outcome = self._apply(write) if write.part is None else self._apply_part(write, write.part)
-        if not isinstance(outcome, Held):
-            self._remember(outcome)
-        return outcome
+        # Applied and rejected writes remember their outcome where they are decided.
+        return self._apply(write) if write.part is None else self._apply_part(write, write.part)
 
-    def _remember(self, outcome: Applied | Rejected) -> None:
-        self._outcomes[outcome.write.seq] = _outcome_of(outcome)
-        while len(self._outcomes) > OUTCOMES_KEPT:
-            self._outcomes.popitem(last=False)
+    def _remember(self, outcome: WriteOutcome) -> None:
+        outcomes = self._outcomes
+        outcomes[outcome.seq] = outcome
+        if len(outcomes) > OUTCOMES_KEPT:
+            outcomes.popitem(last=False)
 
     def _apply_part(self, write: StoredWrite, part: WritePart) -> Outcome:
         """A message with framing headers: a compressed write, a chunk, or an abort."""
@@ -483,7 +471,7 @@ class StoreState:
                     write, where.tenant, where.evolution_id, where.kind, code, reason
                 )
             case Assembled(data=data, encoding=encoding, size=size):
-                whole = dataclasses.replace(write, data=data, part=None)
+                whole = msgspec.structs.replace(write, data=data, part=None)
                 return self._apply(whole, encoding=encoding, size=size)
 
     def _moved(self, write: StoredWrite, where: WriteSubject) -> Held:
@@ -501,15 +489,19 @@ class StoreState:
         self, write: StoredWrite, *, encoding: str | None = None, size: int | None = None
     ) -> Applied | Rejected:
         try:
-            where = WriteSubject.parse(write.subject).check()
+            where = WriteSubject.parse(write.subject)
+            key = (where.tenant, where.evolution_id)
+            ctx = self.contexts.get(key)
+            if ctx is None:  # a held context's tokens were checked when it was made
+                where.check()
         except SubjectError as exc:
             return self._reject(write, "", "", "", ErrorCode.INVALID, str(exc))
-        key = (where.tenant, where.evolution_id)
-        ctx = self.contexts.get(key)
-        prune: list[tuple[str, str]] = []
+        prune: list[tuple[str, str]] | None = None
         try:
             if encoding is not None:
-                write = dataclasses.replace(write, data=self._unpacked(write.data, encoding, size))
+                write = msgspec.structs.replace(
+                    write, data=self._unpacked(write.data, encoding, size)
+                )
             body = self._decode(write, where.kind)
             new = evolve(ctx, body, write, where.tenant, where.evolution_id)
             if ctx is None and new is not None:
@@ -526,10 +518,17 @@ class StoreState:
                 self._relink_latest(where.tenant)
         else:
             self.contexts[key] = new
-            self._touched[key] = write.stored_time.timestamp()
+            # The stream's time (not a recorded one): what TTL judges idleness by.
+            self._touched[key] = (write.stored or write.time).timestamp()
             if ctx is None:
                 self._latest[where.tenant] = where.evolution_id
-        pruned = tuple(self._prune(k) for k in prune)
+        pruned = tuple(self._prune(k) for k in prune) if prune else ()
+        outcomes = self._outcomes  # _remember, inline: once per write
+        outcomes[write.seq] = WriteOutcome(
+            write.seq, where.tenant, where.evolution_id, True, write.seq
+        )
+        if len(outcomes) > OUTCOMES_KEPT:
+            outcomes.popitem(last=False)
         return Applied(
             write=write, tenant=where.tenant, kind=_KIND_OF[where.kind], context=new, pruned=pruned
         )
@@ -567,7 +566,7 @@ class StoreState:
             body = Decoders.write.decode(write.data)
         except (msgspec.ValidationError, msgspec.DecodeError) as exc:
             raise Rejection(ErrorCode.INVALID, f"invalid {kind} write: {exc}") from None
-        tag = body.__struct_config__.tag
+        tag = _TAG_OF[type(body)]
         if tag != kind:
             raise Rejection(
                 ErrorCode.INVALID, f"body type {tag!r} does not match the subject's kind {kind!r}"
@@ -614,6 +613,8 @@ class StoreState:
             self._touched[(tenant, evolution_id)] = write.stored_time.timestamp()
         if len(reason) > REASON_KEPT:
             reason = f"{reason[:REASON_KEPT]}... ({len(reason)} characters)"
+        version = 0 if ctx is None else ctx.version
+        self._remember(WriteOutcome(write.seq, tenant, evolution_id, False, version, code, reason))
         return Rejected(write, tenant, evolution_id, kind, code, reason, ctx)
 
     def _relink_latest(self, tenant: str) -> None:

@@ -106,12 +106,14 @@ __all__ = ["Role", "StoreActor"]
 log = logging.getLogger("ctxstore.actor")
 
 Role = Literal["starting", "leader", "standby"]
-_OnWrite = Callable[[StoredWrite, Intake], Awaitable[None]]
+# Plain functions: called for every write of a replay, where a coroutine each costs a lot.
+_OnWrite = Callable[[StoredWrite, Intake], None]
 _Burst = Callable[[], Awaitable[None]]
 Announcement = tuple[str, bytes]  # subject, event
 
 _PULL_EXPIRES_S: Final = 1.0
 _PULL_BYTES: Final = 8 << 20
+_REPLAY_BATCH: Final = 4096  # writes asked for per pull request while recovering
 _FREEZE_EVERY: Final = 10_000
 _REPLAY_IDLE_S: Final = 60.0  # the server removes a consumer left behind by a crash
 _LEASE_POLL_S: Final = 0.5
@@ -393,7 +395,7 @@ class StoreActor(Actor):
             return
         self._announced = await self._announced_up_to(strict=False)
 
-        async def on_write(write: StoredWrite, stop: Intake) -> None:
+        def on_write(write: StoredWrite, stop: Intake) -> None:
             self._apply_unannounced(write)
             self.recovered_writes += 1
             if write.seq >= last:
@@ -522,12 +524,14 @@ class StoreActor(Actor):
         try:
             intake: Intake
 
-            async def handle(delivery: Delivery) -> None:
-                await on_write(self.stored(delivery), intake)
+            def handle(delivery: Delivery) -> None:
+                on_write(self.stored(delivery), intake)
                 if until is not None and delivery.pending == 0:
                     intake.stop()
 
-            intake = self._intake(consumer.name, handle)
+            # A replay asks for larger batches: fewer round trips, nothing to answer meanwhile.
+            batch = self._fetch_batch if until is None else max(self._fetch_batch, _REPLAY_BATCH)
+            intake = self._intake(consumer.name, handle, batch=batch)
             unanswered = 0
             async with intake:
                 while not intake.stopped:
@@ -562,7 +566,12 @@ class StoreActor(Actor):
                 )
 
     def _intake(
-        self, consumer: str, handle: Handle, position: ConsumerPosition | None = None
+        self,
+        consumer: str,
+        handle: Handle,
+        position: ConsumerPosition | None = None,
+        *,
+        batch: int | None = None,
     ) -> Intake:
         return open_intake(
             self._nc,
@@ -570,7 +579,7 @@ class StoreActor(Actor):
             WRITES_STREAM,
             consumer,
             handle,
-            batch=self._fetch_batch,
+            batch=batch or self._fetch_batch,
             max_bytes=self._pull_bytes,
             expires=_PULL_EXPIRES_S,
             position=position,
@@ -618,7 +627,7 @@ class StoreActor(Actor):
     async def _stand_by(self) -> None:
         """Follow the stream until the lease is free, then return (to take it)."""
 
-        async def on_write(write: StoredWrite, intake: Intake) -> None:
+        def on_write(write: StoredWrite, intake: Intake) -> None:
             outcome = self._apply_unannounced(write)
             if outcome is not None:
                 self.metrics.write_applied(outcome)
@@ -735,10 +744,11 @@ class StoreActor(Actor):
         """The write a delivery holds, on the subject it was published on (a partitioned
         stream stores it with its partition: the fold, the events and the aborts of
         unfinished writes go by the published subject)."""
+        subject = delivery.subject
         return StoredWrite.received(
             delivery.seq,
             delivery.stamp_ns,
-            published_subject(delivery.subject, self.partition is not None),
+            subject if self.partition is None else published_subject(subject, True),
             delivery.data,
             delivery.writer,
             delivery.recorded,

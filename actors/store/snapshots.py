@@ -5,7 +5,12 @@ as held (phases as encoded JSON, the larger ones compressed), the newest context
 the outcomes of the latest writes, the stream time of each context's last write, the chunks
 of unfinished writes) as of ``applied_seq``, msgpack-encoded, framed as::
 
-    b"CTXSNAP3" | packing (1 byte: 0 as is, 1 zstd) | crc32(packed body) (4 bytes) | body
+    b"CTXSNAP4" | packing (1 byte: 0 as is, 1 zstd) | crc32(packed body) (4 bytes) | body
+
+The body is a head (everything but the contexts) and the contexts in segments of about a
+megabyte, each a msgpack document after its length: start-up decodes them one at a time from
+the chunks the snapshot came in, without joining them first (format 3, one document, is
+still read).
 
 The body is compressed (zstd) only when that pays: the larger phases are held compressed
 already, and compressing them again cost seconds for a large store and saved little. The
@@ -46,7 +51,7 @@ import time
 import zlib
 from dataclasses import dataclass
 from datetime import datetime
-from typing import Final, Generic, Literal, TypeVar
+from typing import Final, Literal
 
 import msgspec
 import zstandard
@@ -78,6 +83,7 @@ __all__ = [
     "WRITES_PER_CONTEXT",
     "LoadResult",
     "Snapshots",
+    "decode_pieces",
     "decode_snapshot",
     "encode_snapshot",
 ]
@@ -86,10 +92,13 @@ log = logging.getLogger("ctxstore.snapshots")
 
 SNAPSHOT_BUCKET: Final = "ctxstore_snapshots"
 # 2: outcomes of the latest writes, stream times of last writes; 3: contexts as held, the
-# unfinished writes in chunks, the body compressed only when that pays
-FORMAT: Final = 3
+# unfinished writes in chunks, the body compressed only when that pays; 4: the contexts in
+# segments decoded one at a time (format 3 is still read)
+FORMAT: Final = 4
 KEEP: Final = 2
-_MAGIC: Final = b"CTXSNAP3"
+_MAGIC: Final = b"CTXSNAP4"
+_MAGIC_V3: Final = b"CTXSNAP3"
+_SEGMENT: Final = 1 << 20  # bytes of encoded contexts per segment, about
 _AS_IS: Final = 0
 _ZSTD: Final = 1
 _DIGEST_LEN: Final = 4
@@ -102,23 +111,34 @@ WRITES_PER_CONTEXT: Final = 4  # the counted cadence is at least this many write
 _YIELD_BYTES: Final = 512 * 1024  # encoded between two turns of the event loop: a few ms
 
 
-C = TypeVar("C")
-
-
 class SnapshotError(ValueError):
     """A snapshot that cannot be used; the message says why."""
 
 
-class _Body(msgspec.Struct, Generic[C], frozen=True, kw_only=True):
-    """Read with the contexts decoded (``list[HeldContext]``), written with them already
-    encoded one by one (``msgspec.Raw``)."""
+class _Head(msgspec.Struct, frozen=True, kw_only=True):
+    """Everything but the contexts, which follow it in ``segments`` segments."""
 
     format: int
     stream_created: datetime
     applied_seq: int
     max_write: int
     max_contexts: int | None
-    contexts: C  # in the state's (creation) order: pruning depends on it
+    segments: int
+    latest: dict[str, str]
+    outcomes: list[WriteOutcome]
+    touched: list[tuple[str, str, float]]
+    open_writes: list[OpenWrite]
+
+
+class _BodyV3(msgspec.Struct, frozen=True, kw_only=True):
+    """Format 3: one msgpack document, the contexts in it (read, never written)."""
+
+    format: int
+    stream_created: datetime
+    applied_seq: int
+    max_write: int
+    max_contexts: int | None
+    contexts: list[HeldContext]
     latest: dict[str, str]
     outcomes: list[WriteOutcome]
     touched: list[tuple[str, str, float]]
@@ -130,29 +150,51 @@ class _Format(msgspec.Struct, kw_only=True):
 
 
 _encoder = msgspec.msgpack.Encoder()
-_decoder = msgspec.msgpack.Decoder(_Body[list[HeldContext]])
+_head_decoder = msgspec.msgpack.Decoder(_Head)
+_segment_decoder = msgspec.msgpack.Decoder(list[HeldContext])
+_v3_decoder = msgspec.msgpack.Decoder(_BodyV3)
 _format_decoder = msgspec.msgpack.Decoder(_Format)
 
 
+def _sized(data: bytes) -> bytes:
+    return len(data).to_bytes(4, "big") + data
+
+
 def _body(image: StateImage, stream_created: datetime, contexts: list[bytes]) -> bytes:
-    """The msgpack body, the contexts already encoded one by one (``contexts``)."""
-    # A msgpack array of any length may use the 32-bit header.
-    array = bytearray(b"\xdd" + len(contexts).to_bytes(4, "big"))
+    """The body, the contexts already encoded one by one (``contexts``): the head, then the
+    contexts in segments of about ``_SEGMENT`` bytes, each a msgpack array, each one (and the
+    head) after its length (4 bytes). A reader decodes a segment at a time from the chunks the
+    snapshot came in, never joining the whole body (a gigabyte for 100,000 real contexts:
+    joining it alone took longer than decoding it)."""
+    segments: list[bytes] = []
+    group: list[bytes] = []
+    size = 0
     for encoded in contexts:
-        array += encoded
-    body = _Body[msgspec.Raw](
+        group.append(encoded)
+        size += len(encoded)
+        if size >= _SEGMENT:
+            segments.append(_segment(group))
+            group, size = [], 0
+    if group:
+        segments.append(_segment(group))
+    head = _Head(
         format=FORMAT,
         stream_created=stream_created,
         applied_seq=image.applied_seq,
         max_write=image.limits.max_write,
         max_contexts=image.limits.max_contexts,
-        contexts=msgspec.Raw(array),
+        segments=len(segments),
         latest=image.latest,
         outcomes=image.outcomes,
         touched=image.touched,
         open_writes=image.open_writes,
     )
-    return _encoder.encode(body)
+    return b"".join([_sized(_encoder.encode(head)), *map(_sized, segments)])
+
+
+def _segment(encoded: list[bytes]) -> bytes:
+    # A msgpack array of any length may use the 32-bit header.
+    return b"".join([b"\xdd", len(encoded).to_bytes(4, "big"), *encoded])
 
 
 def _frame(body: bytes, squeeze_if_it_pays: bool = True) -> bytes:
@@ -184,20 +226,141 @@ async def _encode_stepwise(
     return await asyncio.to_thread(_frame, body, squeeze_if_it_pays)
 
 
-def encode_snapshot(state: StoreState, stream_created: datetime) -> bytes:
+def encode_snapshot(
+    state: StoreState, stream_created: datetime, *, squeeze_if_it_pays: bool = True
+) -> bytes:
     """The framed snapshot of ``state`` for the write stream created at ``stream_created``."""
     image = state.image()
-    return _frame(_body(image, stream_created, [_encoder.encode(c) for c in image.contexts]))
+    contexts = [_encoder.encode(c) for c in image.contexts]
+    return _frame(_body(image, stream_created, contexts), squeeze_if_it_pays)
+
+
+class _Short(ValueError):
+    """The body ends before what its lengths announce."""
+
+
+class _Pieces:
+    """A body read in order from the pieces it came in (the object store's chunks): a view
+    when what is asked for lies in one piece, else a copy of just that much."""
+
+    def __init__(self, pieces: list[memoryview]) -> None:
+        self._pieces = [p for p in pieces if len(p)]
+        self._at = 0  # in the current (first) piece
+
+    def take(self, n: int) -> memoryview | bytes:
+        pieces = self._pieces
+        if pieces and self._at + n <= len(pieces[0]):
+            view = pieces[0][self._at : self._at + n]
+            self._at += n
+            if self._at == len(pieces[0]):
+                pieces.pop(0)
+                self._at = 0
+            return view
+        out = bytearray()
+        while len(out) < n:
+            if not pieces:
+                raise _Short(f"the body ends {n - len(out)} bytes short")
+            rest = pieces[0][self._at :]
+            wanted = n - len(out)
+            out += rest[:wanted]
+            if wanted < len(rest):
+                self._at += wanted
+            else:
+                pieces.pop(0)
+                self._at = 0
+        return bytes(out)
+
+    def sized(self) -> memoryview | bytes:
+        return self.take(int.from_bytes(self.take(4), "big"))
+
+    @property
+    def left(self) -> int:
+        return sum(len(p) for p in self._pieces) - self._at
 
 
 def decode_snapshot(data: bytes, limits: Limits) -> tuple[StoreState, datetime]:
     """The state in a framed snapshot and the creation time of its stream; ``SnapshotError``
     when the frame, checksum, body, format or limits are not right."""
+    return decode_pieces([data], limits)
+
+
+def decode_pieces(pieces: list[bytes], limits: Limits) -> tuple[StoreState, datetime]:
+    """``decode_snapshot`` of the snapshot the pieces make, joined (kept apart: each segment
+    is decoded from them as it lies, see ``_body``)."""
     head = len(_MAGIC) + 1 + _DIGEST_LEN
-    if len(data) < head or not data.startswith(_MAGIC):
+    if pieces and len(pieces[0]) < head:
+        pieces = [b"".join(pieces)]
+    if pieces and pieces[0].startswith(_MAGIC_V3):
+        return _decode_v3(b"".join(pieces), limits)
+    packing, views = _checked(pieces)
+    try:
+        if packing == _ZSTD:
+            views = [memoryview(zstandard.ZstdDecompressor().decompress(b"".join(views)))]
+        top, contexts = _segments(_Pieces(views), limits)
+    except (zstandard.ZstdError, msgspec.DecodeError, msgspec.ValidationError, _Short) as exc:
+        raise SnapshotError(f"undecodable body: {exc}") from None
+    image = StateImage(
+        limits=limits,
+        applied_seq=top.applied_seq,
+        contexts=contexts,
+        latest=top.latest,
+        outcomes=top.outcomes,
+        touched=top.touched,
+        open_writes=top.open_writes,
+    )
+    return StoreState.from_image(image), top.stream_created
+
+
+def _checked(pieces: list[bytes]) -> tuple[int, list[memoryview]]:
+    """The packing and the packed body (as views of the pieces) of a framed snapshot whose
+    frame and checksum are right."""
+    head = len(_MAGIC) + 1 + _DIGEST_LEN
+    first = pieces[0] if pieces else b""
+    if len(first) < head or not first.startswith(_MAGIC):
+        raise SnapshotError("not a snapshot of this format (bad frame)")
+    packing, digest = first[len(_MAGIC)], first[len(_MAGIC) + 1 : head]
+    if packing not in (_AS_IS, _ZSTD):
+        raise SnapshotError(f"unknown packing {packing}")
+    views = [memoryview(first)[head:], *(memoryview(p) for p in pieces[1:])]
+    crc = 0
+    for view in views:
+        crc = zlib.crc32(view, crc)
+    if crc.to_bytes(4, "big") != digest:
+        raise SnapshotError("checksum mismatch")
+    return packing, views
+
+
+def _segments(body: _Pieces, limits: Limits) -> tuple[_Head, list[HeldContext]]:
+    raw_head = body.sized()
+    found = _format_decoder.decode(raw_head).format
+    if found != FORMAT:
+        raise SnapshotError(f"format {found}, this actor reads {FORMAT} (and 3)")
+    top = _head_decoder.decode(raw_head)
+    _check_limits(top.max_write, top.max_contexts, limits)
+    contexts: list[HeldContext] = []
+    for _ in range(top.segments):
+        contexts += _segment_decoder.decode(body.sized())
+    if body.left:
+        raise SnapshotError(f"{body.left} bytes after the last segment")
+    return top, contexts
+
+
+def _check_limits(max_write: int, max_contexts: int | None, limits: Limits) -> None:
+    if (max_write, max_contexts) != (limits.max_write, limits.max_contexts):
+        raise SnapshotError(
+            f"taken with limits max_write={max_write} max_contexts={max_contexts}"
+            f", the actor runs with {limits.max_write} and {limits.max_contexts}"
+        )
+
+
+def _decode_v3(data: bytes, limits: Limits) -> tuple[StoreState, datetime]:
+    """A snapshot of format 3 (taken before the segments), read as it was written."""
+    head = len(_MAGIC_V3) + 1 + _DIGEST_LEN
+    if len(data) < head:
         raise SnapshotError("not a snapshot of this format (bad frame)")
     view = memoryview(data)
-    packing, digest, packed = data[len(_MAGIC)], view[len(_MAGIC) + 1 : head], view[head:]
+    at = len(_MAGIC_V3)
+    packing, digest, packed = data[at], view[at + 1 : head], view[head:]
     if packing not in (_AS_IS, _ZSTD):
         raise SnapshotError(f"unknown packing {packing}")
     if zlib.crc32(packed).to_bytes(4, "big") != digest:
@@ -205,16 +368,12 @@ def decode_snapshot(data: bytes, limits: Limits) -> tuple[StoreState, datetime]:
     try:
         raw = zstandard.ZstdDecompressor().decompress(packed) if packing == _ZSTD else packed
         found = _format_decoder.decode(raw).format
-        if found != FORMAT:
-            raise SnapshotError(f"format {found}, this actor reads {FORMAT}")
-        body = _decoder.decode(raw)
+        if found != 3:
+            raise SnapshotError(f"format {found} in a format 3 frame")
+        body = _v3_decoder.decode(raw)
     except (zstandard.ZstdError, msgspec.DecodeError, msgspec.ValidationError) as exc:
         raise SnapshotError(f"undecodable body: {exc}") from None
-    if (body.max_write, body.max_contexts) != (limits.max_write, limits.max_contexts):
-        raise SnapshotError(
-            f"taken with limits max_write={body.max_write} max_contexts={body.max_contexts}"
-            f", the actor runs with {limits.max_write} and {limits.max_contexts}"
-        )
+    _check_limits(body.max_write, body.max_contexts, limits)
     image = StateImage(
         limits=limits,
         applied_seq=body.applied_seq,
@@ -322,13 +481,13 @@ class Snapshots:
         for seq, name in await self._names(store):
             try:
                 started = time.perf_counter()
-                data = self._unsealed(await self._fetch(store, name))
+                pieces = self._unsealed(await self._fetch(store, name))
                 fetched = time.perf_counter()
-                state, created = await asyncio.to_thread(decode_snapshot, data, limits)
+                state, created = await asyncio.to_thread(decode_pieces, pieces, limits)
                 log.info(
                     "snapshot %s: %d bytes read in %.2fs, decoded in %.2fs",
                     name,
-                    len(data),
+                    sum(len(p) for p in pieces),
                     fetched - started,
                     time.perf_counter() - fetched,
                 )
@@ -350,15 +509,16 @@ class Snapshots:
             return LoadResult(state, name, state.applied_seq, tuple(skipped))
         return LoadResult(None, skipped=tuple(skipped))
 
-    async def _fetch(self, store: ObjectStore, name: str) -> bytes:
-        """The object's bytes: its chunks pulled by a consumer of this read's own."""
+    async def _fetch(self, store: ObjectStore, name: str) -> list[bytes]:
+        """The object's bytes, in the chunks a consumer of this read's own pulled (not
+        joined: see ``_body``)."""
         if self._nc is None:
             buffer = io.BytesIO()
             await store.get(name, writeinto=buffer)
-            return buffer.getvalue()
+            return [buffer.getvalue()]
         info = await store.get_info(name)
         if not info.size:
-            return b""
+            return []
         stream = f"OBJ_{SNAPSHOT_BUCKET}"
         consumer = await self._js.add_consumer(
             stream,
@@ -400,23 +560,24 @@ class Snapshots:
         finally:
             with contextlib.suppress(Exception):
                 await self._js.delete_consumer(stream, consumer.name)
-        data = b"".join(parts)
-        if len(data) != info.size:
-            raise SnapshotError(f"{len(data)} bytes read, the object has {info.size}")
-        return data
+        read = sum(len(p) for p in parts)
+        if read != info.size:
+            raise SnapshotError(f"{read} bytes read, the object has {info.size}")
+        return parts
 
-    def _unsealed(self, data: bytes) -> bytes:
+    def _unsealed(self, pieces: list[bytes]) -> list[bytes]:
         """The snapshot's frame: opened when encryption is on (then a snapshot that is not
         sealed, or does not open under this key, is refused: nobody can plant one)."""
         key = self._config.key
+        sealed = bool(pieces) and is_sealed(pieces[0] if len(pieces[0]) >= 16 else b"".join(pieces))
         if key is None:
-            if is_sealed(data):
+            if sealed:
                 raise SnapshotError("encrypted, and this actor has no encryption key")
-            return data
-        if not is_sealed(data):
+            return pieces
+        if not sealed:
             raise SnapshotError("not encrypted, and encryption is on: refused")
         try:
-            return open_sealed(data, key, _PURPOSE)
+            return [open_sealed(b"".join(pieces), key, _PURPOSE)]
         except SealError as exc:
             raise SnapshotError(str(exc)) from None
 
