@@ -111,7 +111,8 @@ Announcement = tuple[str, bytes]  # subject, event
 
 _PULL_EXPIRES_S: Final = 1.0
 _PULL_BYTES: Final = 8 << 20
-_REPLAY_BATCH: Final = 4096  # writes asked for per pull request while recovering
+_REPLAY_BATCH: Final = 16_384  # writes asked for per pull request while recovering
+_REPLAY_BYTES: Final = 32 << 20
 _FREEZE_EVERY: Final = 10_000
 _REPLAY_IDLE_S: Final = 60.0  # the server removes a consumer left behind by a crash
 _LEASE_POLL_S: Final = 0.5
@@ -527,9 +528,19 @@ class StoreActor(Actor):
                 if until is not None and delivery.pending == 0:
                     intake.stop()
 
-            # A replay asks for larger batches: fewer round trips, nothing to answer meanwhile.
-            batch = self._fetch_batch if until is None else max(self._fetch_batch, _REPLAY_BATCH)
-            intake = self._intake(consumer.name, handle, batch=batch)
+            # A replay asks for larger batches: each pull request left the actor idle for
+            # 2-3 ms here (the server gathering the batch), and it has nothing to answer
+            # meanwhile.
+            intake = (
+                self._intake(consumer.name, handle)
+                if until is None
+                else self._intake(
+                    consumer.name,
+                    handle,
+                    batch=max(self._fetch_batch, _REPLAY_BATCH),
+                    max_bytes=max(self._pull_bytes, _REPLAY_BYTES),
+                )
+            )
             unanswered = 0
             async with intake:
                 while not intake.stopped:
@@ -570,6 +581,7 @@ class StoreActor(Actor):
         position: ConsumerPosition | None = None,
         *,
         batch: int | None = None,
+        max_bytes: int | None = None,
     ) -> Intake:
         return open_intake(
             self._nc,
@@ -578,7 +590,7 @@ class StoreActor(Actor):
             consumer,
             handle,
             batch=batch or self._fetch_batch,
-            max_bytes=self._pull_bytes,
+            max_bytes=max_bytes or self._pull_bytes,
             expires=_PULL_EXPIRES_S,
             position=position,
         )
