@@ -373,7 +373,23 @@ class StoreActor(Actor):
         self.metrics.replay_done(self.recovered_writes - writes, time.perf_counter() - began)
 
     async def _recover(self) -> None:
-        """Replay the stream up to its last sequence now, before answering anything."""
+        """Load the newest snapshot and replay the stream after it up to its last sequence
+        now, before answering anything."""
+        # The collector paused throughout: a snapshot's contexts and a replayed state are
+        # large and acyclic, and each collection their allocations trigger walks all of it
+        # (decoding a snapshot of 100,000 real contexts: 0.56 s paused, 0.75 s not).
+        with _collector_paused():
+            replayed = await self._load_and_replay()
+            # Frozen without a collection first: with the collector paused the whole
+            # replayed state is young, and a collection would walk all of it (0.2 s for
+            # 10,000 contexts). Replay makes no cycles of its own.
+            if replayed and self._owns_process:
+                gc.freeze()
+        if replayed:
+            self._frozen_at = self.state.applied_seq
+
+    async def _load_and_replay(self) -> bool:
+        """Whether writes were replayed."""
         js = self._nc.jetstream()
         info = await js.stream_info(WRITES_STREAM)
         last = info.state.last_seq
@@ -391,7 +407,7 @@ class StoreActor(Actor):
                 f"loaded (state at seq {self.state.applied_seq}); restore a snapshot"
             )
         if last <= self.state.applied_seq or info.state.messages == 0:
-            return
+            return False
         self._announced = await self._announced_up_to(strict=False)
 
         def on_write(write: StoredWrite, stop: Intake) -> None:
@@ -400,15 +416,9 @@ class StoreActor(Actor):
             if write.seq >= last:
                 stop.stop()
 
-        with _collector_paused():
-            await self._read_stream(self.state.applied_seq + 1, on_write, until=last)
-            # Frozen without a collection first: with the collector paused the whole
-            # replayed state is young, and a collection would walk all of it (0.2 s for
-            # 10,000 contexts). Replay makes no cycles of its own.
-            if self._owns_process:
-                gc.freeze()
-        self._frozen_at = self.state.applied_seq
+        await self._read_stream(self.state.applied_seq + 1, on_write, until=last)
         log.info("recovered %d writes up to seq %d", self.recovered_writes, last)
+        return True
 
     def _apply_unannounced(self, write: StoredWrite) -> Outcome | None:
         """Apply a write nobody may have announced yet (recovery, standby): keep its events
