@@ -245,37 +245,38 @@ class _Pieces:
 
     def __init__(self, pieces: list[memoryview]) -> None:
         self._pieces = [p for p in pieces if len(p)]
-        self._at = 0  # in the current (first) piece
+        self._next = 0  # the current piece
+        self._at = 0  # in the current piece
 
     def take(self, n: int) -> memoryview | bytes:
         pieces = self._pieces
-        if pieces and self._at + n <= len(pieces[0]):
-            view = pieces[0][self._at : self._at + n]
-            self._at += n
-            if self._at == len(pieces[0]):
-                pieces.pop(0)
-                self._at = 0
+        if self._next < len(pieces) and self._at + n <= len(pieces[self._next]):
+            view = pieces[self._next][self._at : self._at + n]
+            self._advance(n)
             return view
         out = bytearray()
         while len(out) < n:
-            if not pieces:
+            if self._next == len(pieces):
                 raise _Short(f"the body ends {n - len(out)} bytes short")
-            rest = pieces[0][self._at :]
-            wanted = n - len(out)
-            out += rest[:wanted]
-            if wanted < len(rest):
-                self._at += wanted
-            else:
-                pieces.pop(0)
-                self._at = 0
+            rest = pieces[self._next][self._at :]
+            part = rest[: n - len(out)]
+            out += part
+            self._advance(len(part))
         return bytes(out)
 
+    def _advance(self, n: int) -> None:
+        self._at += n
+        if self._at == len(self._pieces[self._next]):
+            self._next += 1
+            self._at = 0
+
     def sized(self) -> memoryview | bytes:
+        """The next item: its length (4 bytes), then that many bytes."""
         return self.take(int.from_bytes(self.take(4), "big"))
 
     @property
     def left(self) -> int:
-        return sum(len(p) for p in self._pieces) - self._at
+        return sum(len(p) for p in self._pieces[self._next :]) - self._at
 
 
 def decode_snapshot(data: bytes, limits: Limits) -> tuple[StoreState, datetime]:
@@ -569,7 +570,10 @@ class Snapshots:
         """The snapshot's frame: opened when encryption is on (then a snapshot that is not
         sealed, or does not open under this key, is refused: nobody can plant one)."""
         key = self._config.key
-        sealed = bool(pieces) and is_sealed(pieces[0] if len(pieces[0]) >= 16 else b"".join(pieces))
+        # Its first bytes say. Chunks are all full but the last: a short first one is the
+        # whole (tiny) object.
+        first = pieces[0] if pieces and len(pieces[0]) >= 64 else b"".join(pieces)
+        sealed = is_sealed(first[:64])
         if key is None:
             if sealed:
                 raise SnapshotError("encrypted, and this actor has no encryption key")
