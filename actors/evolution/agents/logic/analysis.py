@@ -32,7 +32,7 @@ from .measure import (
     start_ruff_check,
     tool_versions,
 )
-from .source import count_lines, is_test_file, iter_python_files, read_source
+from .source import count_lines, is_test_file, python_relpaths, read_source
 from .symbols import (
     MODULE_SYMBOL,
     Definition,
@@ -219,8 +219,7 @@ def analyze_project(root: Path, focus_areas: Sequence[str] = ()) -> AnalysisResu
     """
     if not root.is_dir():
         raise NotADirectoryError(f"not a directory: {root}")
-    relpaths = [p.relative_to(root).as_posix() for p in iter_python_files(root)]
-    return analyze_files(root, relpaths, focus_areas)
+    return analyze_files(root, python_relpaths(root), focus_areas)
 
 
 def analyze_files(

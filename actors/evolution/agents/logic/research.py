@@ -7,6 +7,7 @@ shipped ``CatalogueSource`` answers from a curated JSON catalogue, offline.
 from __future__ import annotations
 
 import json
+import os
 import re
 from collections.abc import Mapping, Sequence
 from dataclasses import asdict, dataclass
@@ -14,7 +15,7 @@ from pathlib import Path
 from typing import Any, Protocol
 
 from .focus import normalize_focus
-from .source import is_test_file, iter_python_files
+from .source import is_test_file, python_relpaths
 
 __all__ = [
     "DEFAULT_CATALOGUE",
@@ -206,14 +207,16 @@ def _number(value: object, *, default: float) -> float:
 
 def scan_project_facts(root: Path) -> JSON:
     """Cheap facts about a project from a text scan (no parsing), to steer research."""
-    files = iter_python_files(root)
+    files = python_relpaths(root)
+    top = os.fspath(root)
     functions = annotated = lines = test_files = 0
     typing_import = asyncio_used = dataclasses_used = False
-    for path in files:
-        if is_test_file(path.relative_to(root).as_posix()):
+    for rel in files:
+        if is_test_file(rel):
             test_files += 1
         try:
-            text = path.read_bytes()
+            with open(os.path.join(top, rel), "rb") as source:
+                text = source.read()
         except OSError:
             continue
         lines += text.count(b"\n") + (0 if text.endswith(b"\n") or not text else 1)

@@ -15,6 +15,7 @@ __all__ = [
     "count_lines",
     "is_test_file",
     "iter_python_files",
+    "python_relpaths",
     "read_source",
     "split_lines",
     "write_source",
@@ -70,13 +71,24 @@ def split_lines(text: str) -> list[str]:
     return _LINE.findall(text)
 
 
-def iter_python_files(root: Path) -> list[Path]:
-    """Every ``.py`` file under ``root``, skipping tooling and hidden directories, sorted."""
-    found: list[Path] = []
-    for dirpath, dirnames, filenames in os.walk(root):
+def python_relpaths(root: Path) -> list[str]:
+    """The project-relative posix path of every ``.py`` file under ``root``, skipping
+    tooling and hidden directories, sorted. Strings all the way: pathlib's parsing of a
+    path per file was half of the research agent's scan of a 600-file project."""
+    top = os.fspath(root)
+    found: list[str] = []
+    for dirpath, dirnames, filenames in os.walk(top):
         dirnames[:] = sorted(d for d in dirnames if d not in SKIP_DIRS and not d.startswith("."))
-        found.extend(Path(dirpath) / name for name in filenames if name.endswith(".py"))
-    return sorted(found, key=lambda path: path.relative_to(root).as_posix())
+        prefix = os.path.relpath(dirpath, top).replace(os.sep, "/")
+        prefix = "" if prefix == "." else prefix + "/"
+        found.extend(prefix + name for name in filenames if name.endswith(".py"))
+    found.sort()
+    return found
+
+
+def iter_python_files(root: Path) -> list[Path]:
+    """Every ``.py`` file under ``root`` (as ``python_relpaths`` names them), sorted."""
+    return [root / rel for rel in python_relpaths(root)]
 
 
 def is_test_file(relpath: str) -> bool:
