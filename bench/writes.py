@@ -270,7 +270,9 @@ async def run_durable(tmp: Path, *, quick: bool) -> list[Figure]:
             await nc.close()
     bare = median(rates["bare"])
     out = []
-    for mode in ("unconfirmed", "confirmed"):
+    # Issue 10's decision: the confirmation (a second message per write) is the design, so
+    # the target is on unconfirmed writes only, at least 0.6x the bare awaited publish.
+    for mode, minimum in (("unconfirmed", 0.6), ("confirmed", None)):
         value = median(rates[mode])
         out.append(
             Figure(
@@ -279,8 +281,8 @@ async def run_durable(tmp: Path, *, quick: bool) -> list[Figure]:
                 "writes/s",
                 bare,
                 "bare awaited js.publish",
-                ">= 0.8x",
-                value / bare >= 0.8,
+                "" if minimum is None else f">= {minimum}x",
+                None if minimum is None else value / bare >= minimum,
                 {"rounds": rates, "writes_per_round": count},
             )
         )
