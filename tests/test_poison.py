@@ -35,8 +35,10 @@ from contracts import (
     ErrorCode,
     OutcomeRequest,
     Query,
+    WriteRejected,
     agent_subject,
     encode,
+    error_filter,
     query_subject,
     service_error,
     write_subject,
@@ -70,12 +72,19 @@ async def test_a_write_on_a_subject_that_is_not_utf8_is_rejected_and_restarts_st
     nc: Client,
 ) -> None:
     eid = await store.create_context("./p")
+    # Its rejection is announced once stored and applied (a core publish's PONG means the
+    # server read it, not that JetStream stored it).
+    rejections = await nc.subscribe(error_filter())
+    await nc.flush()
     async with RawNats(server.url) as raw:
         await raw.pub(
             b"ctxstore.write.default.\xff\xfe.stage", b'{"type":"stage","phase":"research"}'
         )
         await raw.flush()
-    seq = await last_seq(nc)
+    rejected = msgspec.json.decode((await rejections.next_msg(timeout=10)).data, type=WriteRejected)
+    await rejections.unsubscribe()
+    seq = rejected.seq
+    assert seq == await last_seq(nc)
     outcome = await outcome_of(nc, seq)
     assert outcome.applied is False
     assert outcome.code == ErrorCode.INVALID
