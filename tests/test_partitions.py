@@ -17,10 +17,11 @@ from nats.aio.client import Client
 from nats.aio.msg import Msg
 from nats.js.api import StreamConfig
 from test_recovery import applied_events
+from test_standby import leader_pid
 from workload import ActorProcess, Expected, contexts_at, create_contexts, write_as, writers
 
 from actors import SharedContextStore, StoreActor
-from actors.store.lease import LEASE_BUCKET, Holder, lease_key
+from actors.store.lease import lease_key
 from actors.store.local import LocalStack
 from broker import (
     ACTOR_DURABLE,
@@ -319,13 +320,6 @@ async def test_a_new_leader_announces_what_its_partition_left_unannounced(
     assert set(events.values()) == {1}
 
 
-async def lease_holder(nc: Client, partition: int) -> int:
-    kv = await nc.jetstream().key_value(LEASE_BUCKET)
-    entry = await kv.get(lease_key(partition))
-    assert entry.value is not None
-    return msgspec.json.decode(entry.value, type=Holder).pid
-
-
 async def test_kill_9_of_one_partitions_leader_under_load_its_standby_takes_over_that_one_only(
     server: EmbeddedServer,
     config: StoreConfig,
@@ -374,8 +368,8 @@ async def test_kill_9_of_one_partitions_leader_under_load_its_standby_takes_over
             )
             await until(lambda: len(applied_at) >= 600)
             leader = procs[(0, "first")]
-            assert await lease_holder(nc, 0) == leader.pid
-            other_leader = await lease_holder(nc, 1)
+            assert await leader_pid(nc, 0) == leader.pid
+            other_leader = await leader_pid(nc, 1)
             await leader.kill()
             killed = perf_counter()
             acked_before = expected.max_seq
@@ -395,8 +389,8 @@ async def test_kill_9_of_one_partitions_leader_under_load_its_standby_takes_over
             stop.set()
             await load
             contexts = await contexts_at(nc, expected.max_seq)
-            assert await lease_holder(nc, 0) == procs[(0, "second")].pid
-            assert await lease_holder(nc, 1) == other_leader
+            assert await leader_pid(nc, 0) == procs[(0, "second")].pid
+            assert await leader_pid(nc, 1) == other_leader
     finally:
         stop.set()
         for proc in procs.values():
