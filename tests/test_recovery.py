@@ -24,6 +24,7 @@ from workload import (
     contexts_at,
     create_contexts,
     running_actor,
+    seq_ranges,
     write_as,
     writers,
 )
@@ -152,7 +153,8 @@ async def test_kill_9_of_the_actor_under_load_loses_and_duplicates_nothing(
             progress.clear()
             await progress.wait()
 
-    actor = ActorProcess(server.url, tmp_path)
+    # Verbose: what each start loaded and replayed is in its log, should a write go missing.
+    actor = ActorProcess(server.url, tmp_path, verbose=True)
     restarts: list[float] = [await actor.start()]
     stop = asyncio.Event()
     try:
@@ -205,9 +207,26 @@ async def test_kill_9_of_the_actor_under_load_loses_and_duplicates_nothing(
     print(f"\ncrash test: {figures}")
     for key, value in figures.items():
         record_property(key, value)
+    if lost or duplicated:
+        figures["lost_runs"] = seq_ranges(expected.lost_seqs(contexts))[:10]
+        figures["contexts_missing"] = len(set(expected.contexts) - set(contexts))
+        figures["actor_logs"] = _recovery_lines(tmp_path)
     assert (lost, duplicated) == (0, 0), figures
     assert problems == {}
     assert len(contexts) == len(expected.contexts)
     assert unannounced == []
     assert announced_twice == []
     assert snapshots  # the actor saved snapshots along the way, and restarted from them
+
+
+def _recovery_lines(folder: Path) -> dict[str, list[str]]:
+    """What each start of the actor said about snapshots, replay and leadership."""
+    wanted = ("loaded", "recovered", "snapshot", "leader", "lease", "gap", "standby", "ERROR")
+    return {
+        log.name: [
+            line[-200:]
+            for line in log.read_text(errors="replace").splitlines()
+            if any(w in line for w in wanted)
+        ][-20:]
+        for log in sorted(folder.glob("*.log"))
+    }

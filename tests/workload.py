@@ -93,6 +93,24 @@ class Expected:
         self.writes += 1
         return log
 
+    def lost_seqs(self, contexts: dict[str, EvolutionContext]) -> list[int]:
+        """The sequences of the acknowledged writes the state does not show (stage writes,
+        and each phase's latest), to say where a loss lies."""
+        lost: list[int] = []
+        for eid, log in self.contexts.items():
+            ctx = contexts.get(eid)
+            if ctx is None:
+                lost += log.seqs
+                continue
+            logged = set(ctx.error_log)
+            lost += [seq for seq, _, error in log.stages if error not in logged]
+            lost += [
+                seq
+                for phase, (seq, _) in log.phases.items()
+                if ctx.phase_versions.get(phase, 0) < seq
+            ]
+        return sorted(lost)
+
     def lost_and_duplicated(self, contexts: dict[str, EvolutionContext]) -> tuple[int, int]:
         """Acknowledged writes the state does not show, and ones it shows twice (stage
         writes, counted through error_log entries; phase writes through phase_versions)."""
@@ -296,3 +314,15 @@ class ActorProcess:
             self.proc.terminate()
             async with asyncio.timeout(10):
                 await self.proc.wait()
+
+
+def seq_ranges(seqs: list[int], gap: int = 50) -> list[tuple[int, int, int]]:
+    """Sorted sequences as (first, last, count) runs, a new run past ``gap`` missing ones."""
+    runs: list[list[int]] = []
+    for seq in seqs:
+        if runs and seq - runs[-1][1] <= gap:
+            runs[-1][1] = seq
+            runs[-1][2] += 1
+        else:
+            runs.append([seq, seq, 1])
+    return [(a, b, n) for a, b, n in runs]
