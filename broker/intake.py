@@ -94,7 +94,8 @@ class ConsumerPosition:
     """The consumer sequence of the last delivery a reader handled, kept across the intakes it
     opens on one consumer: a delivery lost between two of them (a pull whose answer died with
     a server, then "no responders" while the consumer elected a leader) shows as a jump in the
-    next intake's first delivery. A reader that makes its consumer anew starts a new one."""
+    next intake's first delivery. A reader that makes its consumer anew starts a new one, and
+    then expects the consumer's first delivery (1): one lost before it is a gap too."""
 
     last: int = 0
 
@@ -154,7 +155,10 @@ class Intake(AsyncResource):
         if self.stopped:
             return False
         last = self._position.last
-        if last and delivery.consumer_seq and delivery.consumer_seq != last + 1:
+        # From the first delivery on: a consumer made anew delivers 1 first, and deliveries
+        # lost before an intake's first one (a pull cancelled with its answer half taken off
+        # the connection) are as much a gap as any later.
+        if delivery.consumer_seq and delivery.consumer_seq != last + 1:
             # The position stays: until the reader reads again from its own position with a
             # new consumer, every later delivery of this one shows the gap again.
             self._failure = ConsumerGap(

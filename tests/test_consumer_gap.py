@@ -10,12 +10,16 @@ from __future__ import annotations
 import asyncio
 import contextlib
 from collections.abc import AsyncIterator
+from typing import Literal
 
 import pytest
+from nats.js.api import AckPolicy, ConsumerConfig, DeliverPolicy, StreamConfig
 from workload import contexts_at
 
 from actors import SharedContextStore, StoreActor
 from broker import EmbeddedServer, StoreConfig, connect
+from broker.delivery import pull_request, pull_subject
+from broker.intake import ConsumerGap, Intake, open_intake
 from contracts import Stage
 
 _ACTOR_ACK = b"$JS.ACK.CTXSTORE_WRITES.ctxstore-actor."
@@ -126,3 +130,60 @@ async def test_a_delivery_lost_on_its_way_to_the_actor_is_read_again(
     assert proxy.dropped is not None, "the proxy saw too few deliveries to drop one"
     assert contexts[eid].error_log == errors
     assert actor.state.applied_seq >= last
+
+
+@pytest.mark.parametrize("kind", ["raw", "public"])
+async def test_deliveries_lost_before_an_intakes_first_one_are_a_gap_too(
+    server: EmbeddedServer, kind: Literal["raw", "public"]
+) -> None:
+    """A reader on a consumer it made anew expects its first delivery to be the consumer's
+    first: deliveries lost before it (the answer to a pull cancelled mid-way, taken off the
+    connection and dropped) must show as a gap, or the reader applies what follows and the
+    lost writes are skipped for good (the state's position is past them)."""
+    nc = await connect(server.url, name="gap-reader")
+    try:
+        js = nc.jetstream()
+        await js.add_stream(StreamConfig(name="GAPS", subjects=["gaps.>"]))
+        for n in range(10):
+            await js.publish(f"gaps.{n}", b"x")
+        consumer = await js.add_consumer(
+            "GAPS",
+            ConsumerConfig(ack_policy=AckPolicy.NONE, deliver_policy=DeliverPolicy.ALL),
+        )
+        # Three deliveries taken by a pull whose answer never reaches the intake.
+        elsewhere = await nc.subscribe(nc.new_inbox())
+        await nc.publish(
+            pull_subject("GAPS", consumer.name),
+            pull_request(3, expires=1.0, max_bytes=1 << 20),
+            reply=elsewhere.subject,
+        )
+        for _ in range(3):
+            await elsewhere.next_msg(timeout=10)
+        await elsewhere.unsubscribe()
+        handled: list[int] = []
+        intake = open_intake(
+            nc,
+            kind,
+            "GAPS",
+            consumer.name,
+            lambda delivery: handled.append(delivery.seq),
+            batch=10,
+            max_bytes=1 << 20,
+            expires=1.0,
+        )
+        async with intake:
+            with pytest.raises(ConsumerGap):
+                await _read_until_stopped(intake)
+        assert handled == []
+    finally:
+        await nc.close()
+
+
+async def _read_until_stopped(intake: Intake) -> None:
+    """A few pulls (the whole stream fits in one), then what stopped the intake, if any."""
+    async with asyncio.timeout(10):
+        for _ in range(3):
+            if intake.stopped:
+                break
+            await intake.pull()
+    intake.raise_failure()
