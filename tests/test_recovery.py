@@ -211,6 +211,7 @@ async def test_kill_9_of_the_actor_under_load_loses_and_duplicates_nothing(
         figures["lost_runs"] = seq_ranges(expected.lost_seqs(contexts))[:10]
         figures["contexts_missing"] = len(set(expected.contexts) - set(contexts))
         figures["actor_logs"] = _recovery_lines(tmp_path)
+        print(f"crash test, what was lost: {figures}")
     assert (lost, duplicated) == (0, 0), figures
     assert problems == {}
     assert len(contexts) == len(expected.contexts)

@@ -26,6 +26,7 @@ from nats.aio.client import Client
 from nats.aio.msg import Msg
 
 from actors import SharedContextStore, StoreActor
+from actors.core.fold import ERROR_LOG_LIMIT
 from broker import EmbeddedServer, StoreConfig, connect
 from contracts import (
     DEFAULT_TENANT,
@@ -55,6 +56,11 @@ class ContextLog:
     stages: list[tuple[int, Stage, str]] = field(default_factory=list)
     seqs: list[int] = field(default_factory=list)
 
+    def kept_stages(self) -> list[tuple[int, Stage, str]]:
+        """The stage writes whose error entries the context still holds: its last
+        ``ERROR_LOG_LIMIT`` (the store keeps no more; older ones are in the history)."""
+        return sorted(self.stages)[-ERROR_LOG_LIMIT:]
+
     def check(self, ctx: EvolutionContext) -> list[str]:
         """What differs between ``ctx`` and what the acknowledgements predict."""
         problems = []
@@ -66,7 +72,7 @@ class ContextLog:
                 problems.append(f"{phase} differs")
         if ctx.version != max(self.seqs):
             problems.append(f"version {ctx.version} != {max(self.seqs)}")
-        want_errors = [e for _, _, e in sorted(self.stages)]
+        want_errors = [e for _, _, e in sorted(self.stages)][-ERROR_LOG_LIMIT:]
         if ctx.error_log != want_errors:
             problems.append(
                 f"error_log: {len(ctx.error_log)} entries, {len(set(ctx.error_log))} distinct; "
@@ -103,7 +109,7 @@ class Expected:
                 lost += log.seqs
                 continue
             logged = set(ctx.error_log)
-            lost += [seq for seq, _, error in log.stages if error not in logged]
+            lost += [seq for seq, _, error in log.kept_stages() if error not in logged]
             lost += [
                 seq
                 for phase, (seq, _) in log.phases.items()
@@ -123,7 +129,7 @@ class Expected:
             counts: dict[str, int] = {}
             for entry in ctx.error_log:
                 counts[entry] = counts.get(entry, 0) + 1
-            for _, _, error in log.stages:
+            for _, _, error in log.kept_stages():
                 n = counts.pop(error, 0)
                 lost += n == 0
                 duplicated += max(n - 1, 0)

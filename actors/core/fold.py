@@ -72,6 +72,7 @@ from contracts import (
 from contracts.framing import WritePart, unpack
 
 __all__ = [
+    "ERROR_LOG_LIMIT",
     "OUTCOMES_KEPT",
     "Applied",
     "Held",
@@ -91,7 +92,8 @@ __all__ = [
     "summarize",
 ]
 
-_ERROR_LOG_LIMIT = 1000
+# A context keeps its last this many error_log entries (stage errors, rejected writes).
+ERROR_LOG_LIMIT = 1000
 OUTCOMES_KEPT: Final = 10_000  # outcomes of the latest writes, for the outcome query
 REASON_KEPT: Final = 1_000  # characters of a rejection reason: reasons quote what was sent
 _KINDS = frozenset(WriteKind)
@@ -295,7 +297,7 @@ def _changed(ctx: HeldContext, body: Write, write: StoredWrite) -> HeldContext |
         case StageUpdate(phase=stage, status=status, error=error):
             if status is None:
                 status = Status.COMPLETED if stage is Stage.COMPLETED else Status.RUNNING
-            log = ctx.error_log if error is None else [*ctx.error_log, error][-_ERROR_LOG_LIMIT:]
+            log = ctx.error_log if error is None else [*ctx.error_log, error][-ERROR_LOG_LIMIT:]
             return _touch(ctx, write, current_phase=stage, status=status, error_log=log)
         case DeleteContext():
             return None
@@ -608,7 +610,7 @@ class StoreState:
         ctx = self.contexts.get((tenant, evolution_id))
         if ctx is not None:
             entry = f"seq {write.seq} {kind}: {reason}"
-            ctx = _touch(ctx, write, error_log=[*ctx.error_log, entry][-_ERROR_LOG_LIMIT:])
+            ctx = _touch(ctx, write, error_log=[*ctx.error_log, entry][-ERROR_LOG_LIMIT:])
             self.contexts[(tenant, evolution_id)] = ctx
             self._touched[(tenant, evolution_id)] = write.stored_time.timestamp()
         if len(reason) > REASON_KEPT:
