@@ -8,12 +8,12 @@ after its consumer counted the delivery, would)."""
 from __future__ import annotations
 
 import asyncio
-import contextlib
 from collections.abc import AsyncIterator
 from typing import Literal
 
 import pytest
 from nats.js.api import AckPolicy, ConsumerConfig, DeliverPolicy, StreamConfig
+from tcprelay import TcpRelay
 from workload import contexts_at
 
 from actors import SharedContextStore, StoreActor
@@ -25,52 +25,19 @@ from contracts import Stage
 _ACTOR_ACK = b"$JS.ACK.CTXSTORE_WRITES.ctxstore-actor."
 
 
-class LosingProxy:
+class LosingProxy(TcpRelay):
     """A TCP proxy that forwards the NATS protocol both ways and, once armed, drops the
     ``nth`` JetStream delivery of the actor's durable consumer that the server sends."""
 
     def __init__(self, upstream_port: int, nth: int) -> None:
-        self._upstream_port = upstream_port
+        super().__init__(upstream_port)
         self._nth = nth
         self.armed = False
         self.seen = 0
         self.dropped: bytes | None = None  # the control line of the dropped delivery
-        self._server: asyncio.Server | None = None
-        self._tasks: set[asyncio.Task[None]] = set()
 
-    @property
-    def url(self) -> str:
-        assert self._server is not None
-        return f"nats://127.0.0.1:{self._server.sockets[0].getsockname()[1]}"
-
-    async def __aenter__(self) -> LosingProxy:
-        self._server = await asyncio.start_server(self._accept, "127.0.0.1", 0)
-        return self
-
-    async def __aexit__(self, *exc: object) -> None:
-        assert self._server is not None
-        self._server.close()
-        for task in list(self._tasks):
-            task.cancel()
-        for task in list(self._tasks):
-            with contextlib.suppress(asyncio.CancelledError, OSError):
-                await task
-
-    async def _accept(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
-        up_reader, up_writer = await asyncio.open_connection("127.0.0.1", self._upstream_port)
-        for pump in (self._forward(reader, up_writer), self._deliveries(up_reader, writer)):
-            task = asyncio.create_task(pump)
-            self._tasks.add(task)
-            task.add_done_callback(self._tasks.discard)
-
-    @staticmethod
-    async def _forward(src: asyncio.StreamReader, dst: asyncio.StreamWriter) -> None:
-        try:
-            while chunk := await src.read(65536):
-                dst.write(chunk)
-                await dst.drain()
-        finally:
-            dst.close()
+    async def to_client(self, src: asyncio.StreamReader, dst: asyncio.StreamWriter) -> None:
+        await self._deliveries(src, dst)
 
     async def _deliveries(self, src: asyncio.StreamReader, dst: asyncio.StreamWriter) -> None:
         """Server to client, one protocol message at a time (a MSG or HMSG with its body)."""

@@ -15,6 +15,7 @@ from typing import Any
 import pytest
 from nats.aio.client import Client
 from nats.aio.msg import Msg
+from tcprelay import TcpRelay, forward
 
 from actors import ConflictError, InvalidWriteError, SharedContextStore, StoreTimeoutError
 from broker import DUPLICATE_WINDOW_S, WRITES_STREAM, EmbeddedServer, StoreConfig
@@ -39,56 +40,20 @@ async def stored_count(nc: Client, eid: str) -> int:
 # -- a retry after a lost acknowledgement ----------------------------------------------------
 
 
-class StallingProxy:
+class StallingProxy(TcpRelay):
     """A TCP proxy between a client and the server that can hold back everything the server
     sends: the client's publishes reach the server, their acknowledgements do not (yet)."""
 
     def __init__(self, upstream_port: int) -> None:
-        self._upstream_port = upstream_port
+        super().__init__(upstream_port)
         self.flowing = asyncio.Event()
         self.flowing.set()
-        self._server: asyncio.Server | None = None
-        self._tasks: set[asyncio.Task[None]] = set()
 
-    @property
-    def url(self) -> str:
-        assert self._server is not None
-        port = self._server.sockets[0].getsockname()[1]
-        return f"nats://127.0.0.1:{port}"
+    async def to_client(self, src: asyncio.StreamReader, dst: asyncio.StreamWriter) -> None:
+        async def held(_: bytes) -> None:
+            await self.flowing.wait()
 
-    async def __aenter__(self) -> StallingProxy:
-        self._server = await asyncio.start_server(self._accept, "127.0.0.1", 0)
-        return self
-
-    async def __aexit__(self, *exc: object) -> None:
-        assert self._server is not None
-        self._server.close()
-        for task in list(self._tasks):
-            task.cancel()
-        for task in list(self._tasks):
-            with contextlib.suppress(asyncio.CancelledError, OSError):
-                await task
-
-    async def _accept(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
-        up_reader, up_writer = await asyncio.open_connection("127.0.0.1", self._upstream_port)
-        for task in (
-            asyncio.create_task(self._pump(reader, up_writer, hold=False)),
-            asyncio.create_task(self._pump(up_reader, writer, hold=True)),
-        ):
-            self._tasks.add(task)
-            task.add_done_callback(self._tasks.discard)
-
-    async def _pump(
-        self, src: asyncio.StreamReader, dst: asyncio.StreamWriter, *, hold: bool
-    ) -> None:
-        try:
-            while chunk := await src.read(65536):
-                if hold:
-                    await self.flowing.wait()
-                dst.write(chunk)
-                await dst.drain()
-        finally:
-            dst.close()
+        await forward(src, dst, held)
 
 
 async def test_a_retry_after_a_lost_ack_reuses_the_msg_id_and_applies_once(

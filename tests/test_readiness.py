@@ -11,11 +11,11 @@ before it reported ready must precede the last PING it waited on.
 from __future__ import annotations
 
 import asyncio
-import contextlib
-from collections.abc import AsyncIterator, Mapping
+from collections.abc import Mapping
 from typing import Any
 
 from nats.aio.client import Client
+from tcprelay import TcpRelay, forward
 
 from actors import SharedContextStore
 from actors.evolution.agents.base import Agent, AgentHost
@@ -25,45 +25,18 @@ from contracts import agent_subject
 _PING = b"PING\r\n"
 
 
-class _Relay:
-    """A TCP relay on loopback that keeps every byte a client sent to the server."""
+class _Relay(TcpRelay):
+    """Keeps every byte a client sent to the server."""
 
     def __init__(self, upstream_port: int) -> None:
-        self.upstream_port = upstream_port
+        super().__init__(upstream_port)
         self.sent = bytearray()
-        self._tasks: set[asyncio.Task[None]] = set()
 
-    async def _pipe(
-        self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter, keep: bool
-    ) -> None:
-        with contextlib.suppress(ConnectionError, asyncio.CancelledError):
-            while data := await reader.read(65536):
-                if keep:
-                    self.sent += data
-                writer.write(data)
-                await writer.drain()
-        writer.close()
+    async def to_server(self, src: asyncio.StreamReader, dst: asyncio.StreamWriter) -> None:
+        async def keep(chunk: bytes) -> None:
+            self.sent += chunk
 
-    async def _serve(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
-        up_reader, up_writer = await asyncio.open_connection("127.0.0.1", self.upstream_port)
-        for task in (
-            asyncio.create_task(self._pipe(reader, up_writer, keep=True)),
-            asyncio.create_task(self._pipe(up_reader, writer, keep=False)),
-        ):
-            self._tasks.add(task)
-            task.add_done_callback(self._tasks.discard)
-
-    @contextlib.asynccontextmanager
-    async def running(self) -> AsyncIterator[str]:
-        server = await asyncio.start_server(self._serve, "127.0.0.1", 0)
-        port = server.sockets[0].getsockname()[1]
-        try:
-            yield f"nats://127.0.0.1:{port}"
-        finally:
-            server.close()
-            for task in list(self._tasks):
-                task.cancel()
-            await asyncio.gather(*self._tasks, return_exceptions=True)
+        await forward(src, dst, keep)
 
 
 class _Echo(Agent):
@@ -82,10 +55,10 @@ async def test_an_agent_host_is_ready_only_once_the_server_has_its_endpoints(
 ) -> None:
     relay = _Relay(_port(server.url))
     async with (
-        relay.running() as url,
+        relay,
         SharedContextStore(config=config, name="echo-store") as store,
     ):
-        host_nc = await connect(url, name="host", long_running=True)
+        host_nc = await connect(relay.url, name="host", long_running=True)
         try:
             async with AgentHost(host_nc, [_Echo(store)], tenant="default"):
                 sent = bytes(relay.sent)
