@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import functools
 from collections.abc import AsyncIterator, Callable
 from pathlib import Path
 from time import perf_counter
@@ -18,7 +19,15 @@ from nats.aio.msg import Msg
 from nats.js.api import StreamConfig
 from test_recovery import applied_events
 from test_standby import leader_pid
-from workload import ActorProcess, Expected, contexts_at, create_contexts, write_as, writers
+from workload import (
+    ActorProcess,
+    Expected,
+    contexts_at,
+    create_contexts,
+    wait_on,
+    write_as,
+    writers,
+)
 
 from actors import SharedContextStore, StoreActor
 from actors.store.lease import lease_key
@@ -341,10 +350,7 @@ async def test_kill_9_of_one_partitions_leader_under_load_its_standby_takes_over
     await nc.subscribe(event_filter(), cb=on_event)
     await nc.flush()
 
-    async def until(condition: Callable[[], bool]) -> None:
-        while not condition():
-            progress.clear()
-            await progress.wait()
+    until = functools.partial(wait_on, progress)
 
     env = {"CONTEXT_STORE_PARTITIONS": "2"}
     procs = {

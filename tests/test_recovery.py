@@ -9,6 +9,7 @@ Figures are printed (``-s``) and recorded as test properties.
 from __future__ import annotations
 
 import asyncio
+import functools
 import random
 from collections import Counter
 from collections.abc import Callable
@@ -25,6 +26,7 @@ from workload import (
     create_contexts,
     running_actor,
     seq_ranges,
+    wait_on,
     write_as,
     writers,
 )
@@ -148,10 +150,7 @@ async def test_kill_9_of_the_actor_under_load_loses_and_duplicates_nothing(
     await nc.subscribe(event_filter(), cb=on_event)
     await nc.flush()
 
-    async def until(condition: Callable[[], bool]) -> None:
-        while not condition():
-            progress.clear()
-            await progress.wait()
+    until = functools.partial(wait_on, progress)
 
     # Verbose: what each start loaded and replayed is in its log, should a write go missing.
     actor = ActorProcess(server.url, tmp_path, verbose=True)

@@ -7,6 +7,7 @@ leader goes. Before: two actors both consumed the durable consumer and split the
 from __future__ import annotations
 
 import asyncio
+import functools
 import os
 from collections import Counter
 from collections.abc import Callable
@@ -23,6 +24,7 @@ from workload import (
     contexts_at,
     create_contexts,
     running_actor,
+    wait_on,
     write_as,
     writers,
 )
@@ -113,10 +115,7 @@ async def test_kill_9_of_the_leader_under_load_the_standby_serves_within_5_s(
     await nc.subscribe(event_filter(), cb=on_event)
     await nc.flush()
 
-    async def until(condition: Callable[[], bool]) -> None:
-        while not condition():
-            progress.clear()
-            await progress.wait()
+    until = functools.partial(wait_on, progress)
 
     one, two = ActorProcess(server.url, tmp_path, "one"), ActorProcess(server.url, tmp_path, "two")
     await one.start()

@@ -15,7 +15,7 @@ import contextlib
 import os
 import signal
 import sys
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from time import perf_counter
@@ -332,3 +332,11 @@ def seq_ranges(seqs: list[int], gap: int = 50) -> list[tuple[int, int, int]]:
         else:
             runs.append([seq, seq, 1])
     return [(a, b, n) for a, b, n in runs]
+
+
+async def wait_on(progress: asyncio.Event, condition: Callable[[], bool]) -> None:
+    """Until ``condition()`` holds, looked at again each time ``progress`` is set (by whatever
+    moves it: an acknowledged write, an event seen). Bound it with a timeout."""
+    while not condition():
+        progress.clear()
+        await progress.wait()
