@@ -14,7 +14,6 @@ __all__ = [
     "SourceText",
     "count_lines",
     "is_test_file",
-    "iter_python_files",
     "python_relpaths",
     "read_source",
     "split_lines",
@@ -84,11 +83,6 @@ def python_relpaths(root: Path) -> list[str]:
         found.extend(prefix + name for name in filenames if name.endswith(".py"))
     found.sort()
     return found
-
-
-def iter_python_files(root: Path) -> list[Path]:
-    """Every ``.py`` file under ``root`` (as ``python_relpaths`` names them), sorted."""
-    return [root / rel for rel in python_relpaths(root)]
 
 
 def is_test_file(relpath: str) -> bool:
